@@ -1,0 +1,115 @@
+"""The process's PostgreSQL connection pool, with a fast jsonb codec, and its life cycle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+
+from jobstore import errors
+from jobstore.embedded import EmbeddedPostgres
+from jobstore.settings import Settings
+
+log = structlog.get_logger("jobtrail.database")
+
+# jsonb's binary wire format is a version byte (1) followed by the JSON text.
+_JSONB_VERSION = b"\x01"
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    if isinstance(value, bytes):  # already encoded (and checked) by jobstore.codec
+        return _JSONB_VERSION + value
+    return _JSONB_VERSION + orjson.dumps(value)
+
+
+def _decode_jsonb(raw: bytes) -> Any:
+    return orjson.loads(raw[1:])
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Set up a new connection: jsonb in and out through orjson, in binary."""
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """Open one connection with jobtrail's codecs (for LISTEN or locks held for long)."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise errors.DatabaseUnavailableError(
+            f"cannot connect to PostgreSQL at {redact(dsn)}: {exc}"
+        ) from None
+    await init_connection(conn)
+    return conn
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """Create the process's pool; a server that cannot be reached is a clear error."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=init_connection
+        )
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise errors.DatabaseUnavailableError(
+            f"cannot connect to PostgreSQL at {redact(dsn)}: {exc}"
+        ) from None
+    return pool
+
+
+def redact(dsn: str) -> str:
+    """The URL with any password replaced, for messages and logs."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or "@" not in rest:
+        return dsn
+    creds, at, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***{at}{host}" if ":" in creds else dsn
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """An open database: its URL, its pool, and whether it is the embedded server."""
+
+    dsn: str
+    pool: asyncpg.Pool
+    embedded: bool
+
+
+@asynccontextmanager
+async def resolve_dsn(settings: Settings) -> AsyncIterator[tuple[str, bool]]:
+    """Yield ``(dsn, embedded)``: DATABASE_URL, or an embedded server started for the block."""
+    if settings.database_url:
+        yield settings.database_url, False
+        return
+    server = EmbeddedPostgres(settings.pgdata_dir)
+    log.info("starting embedded postgresql", pgdata=str(server.pgdata))
+    dsn = await asyncio.to_thread(server.start)
+    try:
+        yield dsn, True
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    """Open the configured database (starting the embedded one if needed) and its pool."""
+    async with resolve_dsn(settings) as (dsn, embedded):
+        pool = await create_pool(
+            dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+        )
+        try:
+            yield Database(dsn=dsn, pool=pool, embedded=embedded)
+        finally:
+            await pool.close()

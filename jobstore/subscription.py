@@ -1,0 +1,92 @@
+"""Following the log: yield events after a position, then wait for NOTIFY and go on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+import structlog
+
+from jobstore import database, errors
+from jobstore.event import RecordedEvent
+from jobstore.store import NOTIFY_CHANNEL, EventStore
+
+log = structlog.get_logger("jobtrail.subscription")
+
+
+class Subscription:
+    """Events after a position, in order, forever: ``async with store_subscription(...) as s``.
+
+    A dedicated connection LISTENs for the log's notification (one per committed
+    transaction); ``idle_poll`` seconds without one trigger a read anyway, so a lost
+    notification (e.g. while reconnecting after a PostgreSQL restart) delays but never
+    loses events.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        dsn: str,
+        after_position: int = 0,
+        *,
+        batch_size: int = 500,
+        idle_poll: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._dsn = dsn
+        self.position = after_position
+        self._batch_size = batch_size
+        self._idle_poll = idle_poll
+        self._wake = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+
+    async def __aenter__(self) -> Subscription:
+        await self._listen()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
+
+    def __aiter__(self) -> AsyncIterator[RecordedEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[RecordedEvent]:
+        while True:
+            self._wake.clear()
+            try:
+                batch = await self._store.read_all(self.position, self._batch_size)
+            except errors.DatabaseUnavailableError as exc:
+                log.warning("subscription read failed; retrying", error=str(exc))
+                await asyncio.sleep(min(self._idle_poll, 1.0))
+                continue
+            for recorded in batch:
+                self.position = recorded.position
+                yield recorded
+            if len(batch) < self._batch_size:
+                await self._wait()
+
+    async def _wait(self) -> None:
+        if self._conn is None or self._conn.is_closed():
+            with contextlib.suppress(errors.DatabaseUnavailableError):
+                await self._listen()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+
+    async def _listen(self) -> None:
+        self._conn = await database.connect(self._dsn)
+        await self._conn.add_listener(NOTIFY_CHANNEL, self._notified)
+
+    def _notified(self, *_: Any) -> None:
+        self._wake.set()

@@ -1,0 +1,1 @@
+"""qstash_local package."""

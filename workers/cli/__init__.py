@@ -1,0 +1,29 @@
+"""The ``jobtrail`` command line: one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from workers import logs
+
+from . import db, qstash_dev
+
+app = typer.Typer(
+    name="jobtrail",
+    help="jobtrail: an event-sourced job tracker on Upstash QStash.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+db.register(app)
+qstash_dev.register(app)
+
+
+def main() -> None:
+    """Run the ``jobtrail`` command line."""
+    logs.configure()
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,49 @@
+"""What every command shares: settings read once, async entry, and one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import orjson
+import typer
+from pydantic import ValidationError
+
+from jobstore import JobstoreError, Settings
+
+T = TypeVar("T")
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment, or exit with one clear line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fail(f"invalid configuration: {exc}")
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command; jobtrail's own errors print one line and exit 1."""
+    try:
+        return asyncio.run(_call(main))
+    except JobstoreError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        raise typer.Exit(code=130) from None
+
+
+async def _call(main: Callable[[], Awaitable[T]]) -> T:
+    return await main()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: message`` to stderr and exit with ``code``."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=code)
+
+
+def print_json(value: Any) -> None:
+    """Write ``value`` as one JSON document to stdout."""
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")

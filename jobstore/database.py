@@ -32,8 +32,15 @@ def _decode_jsonb(raw: bytes) -> Any:
     return orjson.loads(raw[1:])
 
 
+def _encode_json(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else orjson.dumps(value)
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
-    """Set up a new connection: jsonb in and out through orjson, in binary."""
+    """Set up a new connection: json and jsonb in and out through orjson, in binary."""
+    await conn.set_type_codec(
+        "json", encoder=_encode_json, decoder=orjson.loads, schema="pg_catalog", format="binary"
+    )
     await conn.set_type_codec(
         "jsonb",
         encoder=_encode_jsonb,

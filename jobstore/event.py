@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from jobstore import errors
 
@@ -29,10 +30,21 @@ _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 class Event(BaseModel):
     """Base class of every event type; subclasses name their type and schema version."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN and infinities stay floats when dumped, so the codec can refuse them by name
+    # instead of pydantic silently turning them into null.
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
 
     type_name: ClassVar[str]
     schema_version: ClassVar[int]
+
+    def to_json_data(self) -> dict[str, Any]:
+        """The event's data as JSON-compatible values (what the log stores)."""
+        try:
+            return self.model_dump(mode="json")
+        except PydanticSerializationError as exc:
+            raise errors.InvalidEventError(
+                f"{self.type_name} event cannot be stored as JSON: {exc}"
+            ) from None
 
     def __init_subclass__(
         cls, *, type_name: str | None = None, version: int = 1, **kwargs: Any

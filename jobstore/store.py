@@ -171,7 +171,7 @@ def _append_arguments(requests: Sequence[StreamAppend]) -> tuple[list[Any], ...]
             stream_ids.append(request.stream_id)
             types.append(event.type_name)
             versions.append(event.schema_version)
-            datas.append(codec.dumps(event.model_dump(mode="json"), what=event.type_name))
+            datas.append(codec.dumps(event.to_json_data(), what=event.type_name))
             metas.append(meta)
     return check_streams, check_versions, stream_ids, types, versions, datas, metas
 

@@ -2,7 +2,7 @@
 -- params: check_streams, check_versions, stream_ids, event_types, schema_versions, datas, metadatas
 SELECT out_position, out_stream_id, out_version
   FROM jobtrail.append_events($1::text[], $2::integer[], $3::text[], $4::text[],
-                              $5::smallint[], $6::jsonb[], $7::jsonb[]);
+                              $5::smallint[], $6::json[], $7::json[]);
 
 -- name: read_stream
 -- params: stream_id, from_version

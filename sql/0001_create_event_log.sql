@@ -1,4 +1,7 @@
 -- The append-only event log: every fact about every job, in one table.
+-- data and metadata are json, not jsonb: the log must give back exactly what was written
+-- (jsonb turns 3.89e16 into the integer 38907764274163310 and reorders keys), it is read
+-- by position and stream, never queried by content; the views use jsonb.
 CREATE SCHEMA IF NOT EXISTS jobtrail;
 
 CREATE TABLE jobtrail.events (
@@ -7,8 +10,8 @@ CREATE TABLE jobtrail.events (
     version        integer     NOT NULL CHECK (version >= 1),
     event_type     text        NOT NULL CHECK (length(event_type) BETWEEN 1 AND 200),
     schema_version smallint    NOT NULL CHECK (schema_version >= 1),
-    data           jsonb       NOT NULL,
-    metadata       jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    data           json        NOT NULL,
+    metadata       json        NOT NULL DEFAULT '{}'::json,
     recorded_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     CONSTRAINT events_stream_version_key UNIQUE (stream_id, version)
 );
@@ -79,8 +82,8 @@ CREATE FUNCTION jobtrail.append_events(
     stream_ids      text[],
     event_types     text[],
     schema_versions smallint[],
-    datas           jsonb[],
-    metadatas       jsonb[]
+    datas           json[],
+    metadatas       json[]
 ) RETURNS TABLE (out_position bigint, out_stream_id text, out_version integer)
 LANGUAGE plpgsql AS $$
 DECLARE

@@ -15,12 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_installed_wheel_finds_and_applies_its_migrations(tmp_path: Path, db_dsn: str) -> None:
-    subprocess.run(
+    built = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path)],
         cwd=ROOT,
-        check=True,
         capture_output=True,
+        text=True,
     )
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     (wheel,) = tmp_path.glob("jobtrail-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "jobstore/_sql/0001_create_event_log.sql" in names

@@ -17,6 +17,7 @@ import asyncpg
 import orjson
 
 from jobstore import codec, errors, query
+from jobstore.batcher import AppendBatcher
 from jobstore.event import Event, RecordedEvent, decode
 
 ANY: Final = "any"
@@ -52,6 +53,7 @@ class EventStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._batcher = AppendBatcher(self._append_each)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -69,8 +71,13 @@ class EventStore:
     ) -> list[int]:
         """Append ``events`` to one stream in one transaction; return their positions."""
         request = StreamAppend(stream_id, events, expected_version, metadata or {})
-        (positions,) = await self.append_streams([request], connection=connection)
-        return positions
+        if connection is not None:
+            (positions,) = await self.append_streams([request], connection=connection)
+            return positions
+        encoded = _encode(request)
+        if not encoded.types:
+            return []
+        return await self._batcher.submit(encoded)
 
     async def append_streams(
         self, requests: Sequence[StreamAppend], *, connection: asyncpg.Connection | None = None
@@ -80,14 +87,14 @@ class EventStore:
         If any stream is not at its expected version, ConcurrencyError is raised and
         nothing at all is written.
         """
-        args = _append_arguments(requests)
-        if not args[2]:
+        encoded = [_encode(r) for r in _dedupe(requests)]
+        if not any(e.types for e in encoded):
             return [[] for _ in requests]
-        rows = await self._run(self._append_rows, args, connection)
+        rows = await self._run(self._append_rows, _arguments(encoded), connection)
         by_stream: dict[str, list[int]] = {}
         for row in rows:
             by_stream.setdefault(row["out_stream_id"], []).append(row["out_position"])
-        return [by_stream.get(r.stream_id, [])[: len(r.events)] for r in _dedupe(requests)]
+        return [by_stream.get(r.stream_id, []) for r in requests]
 
     async def read_stream(self, stream_id: str, from_version: int = 0) -> list[RecordedEvent]:
         """The events of ``stream_id`` with version >= ``from_version``, in order."""
@@ -117,6 +124,27 @@ class EventStore:
         self, conn: asyncpg.Connection, args: tuple[list[Any], ...]
     ) -> list[asyncpg.Record]:
         return list(await conn.fetch(_Q["append_events"], *args))
+
+    async def _append_each(self, encoded: Sequence[_Encoded]) -> list[list[int] | BaseException]:
+        """Commit independent single-stream appends together (group commit)."""
+
+        async def run(conn: asyncpg.Connection, a: tuple[Any, ...]) -> list[asyncpg.Record]:
+            return list(await conn.fetch(_Q["append_events_each"], *a))
+
+        rows: list[asyncpg.Record] = await self._run(run, _arguments(encoded), None)
+        positions: dict[str, list[int]] = {}
+        conflicts: dict[str, int] = {}
+        for row in rows:
+            if row["out_position"] is None:
+                conflicts[row["out_stream_id"]] = row["out_version"]
+            else:
+                positions.setdefault(row["out_stream_id"], []).append(row["out_position"])
+        return [
+            errors.ConcurrencyError(e.stream_id, _describe(e.expected), conflicts[e.stream_id])
+            if e.stream_id in conflicts
+            else positions.get(e.stream_id, [])
+            for e in encoded
+        ]
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async def run(conn: asyncpg.Connection, a: tuple[Any, ...]) -> list[asyncpg.Record]:
@@ -148,31 +176,51 @@ def _dedupe(requests: Sequence[StreamAppend]) -> Sequence[StreamAppend]:
     return requests
 
 
-def _append_arguments(requests: Sequence[StreamAppend]) -> tuple[list[Any], ...]:
-    _dedupe(requests)
-    check_streams: list[str] = []
-    check_versions: list[int | None] = []
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """One stream's append, checked and encoded, ready to join a statement's arrays."""
+
+    stream_id: str
+    expected: int | None
+    types: list[str]
+    versions: list[int]
+    datas: list[bytes]
+    meta: bytes
+
+
+def _encode(request: StreamAppend) -> _Encoded:
+    _check_stream_id(request.stream_id)
+    expected = _expected(request.expected_version)
+    meta = codec.dumps(dict(request.metadata), what=f"metadata of {request.stream_id!r}")
+    types: list[str] = []
+    versions: list[int] = []
+    datas: list[bytes] = []
+    for event in request.events:
+        if not isinstance(event, Event) or not hasattr(type(event), "type_name"):
+            raise errors.InvalidEventError(
+                f"{event!r} is not a registered Event; declare it with "
+                "class X(Event, type_name='...')"
+            )
+        types.append(event.type_name)
+        versions.append(event.schema_version)
+        datas.append(codec.dumps(event.to_json_data(), what=event.type_name))
+    return _Encoded(request.stream_id, expected, types, versions, datas, meta)
+
+
+def _arguments(encoded: Sequence[_Encoded]) -> tuple[list[Any], ...]:
     stream_ids: list[str] = []
     types: list[str] = []
     versions: list[int] = []
     datas: list[bytes] = []
     metas: list[bytes] = []
-    for request in requests:
-        _check_stream_id(request.stream_id)
-        check_streams.append(request.stream_id)
-        check_versions.append(_expected(request.expected_version))
-        meta = codec.dumps(dict(request.metadata), what=f"metadata of {request.stream_id!r}")
-        for event in request.events:
-            if not isinstance(event, Event) or not hasattr(type(event), "type_name"):
-                raise errors.InvalidEventError(
-                    f"{event!r} is not a registered Event; declare it with "
-                    "class X(Event, type_name='...')"
-                )
-            stream_ids.append(request.stream_id)
-            types.append(event.type_name)
-            versions.append(event.schema_version)
-            datas.append(codec.dumps(event.to_json_data(), what=event.type_name))
-            metas.append(meta)
+    for item in encoded:
+        stream_ids += [item.stream_id] * len(item.types)
+        types += item.types
+        versions += item.versions
+        datas += item.datas
+        metas += [item.meta] * len(item.types)
+    check_streams = [item.stream_id for item in encoded]
+    check_versions = [item.expected for item in encoded]
     return check_streams, check_versions, stream_ids, types, versions, datas, metas
 
 
@@ -186,6 +234,10 @@ def _expected(expected: ExpectedVersion) -> int | None:
     raise errors.InvalidEventError(
         f"expected_version must be 'any', 'no_stream' or a version >= 0, got {expected!r}"
     )
+
+
+def _describe(expected: int | None) -> object:
+    return "no stream yet" if expected == 0 else expected
 
 
 def _check_stream_id(stream_id: str) -> None:
@@ -214,11 +266,8 @@ def _translate(exc: asyncpg.PostgresError) -> errors.JobstoreError:
     sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate == "JT001":
         detail = orjson.loads(getattr(exc, "detail", None) or "{}")
-        expected = detail.get("expected")
         return errors.ConcurrencyError(
-            detail.get("stream_id", "?"),
-            "no stream yet" if expected == 0 else expected,
-            detail.get("actual"),
+            detail.get("stream_id", "?"), _describe(detail.get("expected")), detail.get("actual")
         )
     if isinstance(exc, asyncpg.UniqueViolationError):
         # Two writers raced past the version check for the same stream: the database's

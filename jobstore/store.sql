@@ -26,3 +26,9 @@ SELECT coalesce(max(position), 0) FROM jobtrail.events;
 -- name: stream_version
 -- params: stream_id
 SELECT coalesce(max(version), 0) FROM jobtrail.events WHERE stream_id = $1;
+
+-- name: append_events_each
+-- params: check_streams, check_versions, stream_ids, event_types, schema_versions, datas, metadatas
+SELECT out_position, out_stream_id, out_version
+  FROM jobtrail.append_events_each($1::text[], $2::integer[], $3::text[], $4::text[],
+                                   $5::smallint[], $6::json[], $7::json[]);

@@ -220,3 +220,32 @@ async def test_read_all_pages_by_position(store: jobstore.EventStore) -> None:
 async def test_unreachable_database_is_a_jobstore_error() -> None:
     with pytest.raises(jobstore.DatabaseUnavailableError, match="cannot connect"):
         await jobstore.create_pool("postgresql://nobody@127.0.0.1:1/none", min_size=1)
+
+
+async def test_concurrent_appends_conflict_only_for_the_stream_that_conflicts(
+    store: jobstore.EventStore,
+) -> None:
+    """Concurrent appends are committed together; one stale writer fails alone."""
+    await store.append("stale", [Noted(), Noted()], "no_stream")
+    results = await asyncio.gather(
+        *(store.append(f"fresh-{i}", [Noted(n=i)], "no_stream") for i in range(30)),
+        store.append("stale", [Noted(n=99)], 1),
+        return_exceptions=True,
+    )
+    *fresh, stale = results
+    assert all(isinstance(r, list) and len(r) == 1 for r in fresh), fresh
+    assert isinstance(stale, jobstore.ConcurrencyError)
+    assert (stale.stream_id, stale.actual) == ("stale", 2)
+    assert await store.stream_version("stale") == 2
+    positions = sorted(p for r in fresh for p in r)  # type: ignore[union-attr]
+    assert len(set(positions)) == 30
+
+
+async def test_concurrent_appends_to_one_stream_keep_every_event_in_order(
+    store: jobstore.EventStore,
+) -> None:
+    await asyncio.gather(*(store.append("one", [Noted(n=i)]) for i in range(25)))
+    events = await store.read_stream("one")
+    assert [e.version for e in events] == list(range(1, 26))
+    assert sorted(e.event.n for e in events) == list(range(25))  # type: ignore[attr-defined]
+    assert [e.position for e in events] == sorted(e.position for e in events)

@@ -1,0 +1,63 @@
+"""Shared benchmark plumbing: a scratch database on one server, timing and BENCH lines."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import asyncpg
+
+import jobstore
+
+
+def bench_line(metric: str, value: float, unit: str) -> None:
+    """Print a figure on a line of its own, for scripts: ``BENCH <metric> <value> <unit>``."""
+    print(f"BENCH {metric} {value:.6g} {unit}", flush=True)
+
+
+def machine() -> str:
+    """A one-line description of this machine."""
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    """The ``pct`` percentile of ``samples`` (inclusive method)."""
+    return statistics.quantiles(samples, n=100, method="inclusive")[int(pct) - 1]
+
+
+class Timer:
+    """Wall-clock seconds since creation."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the timer started."""
+        return time.perf_counter() - self.start
+
+
+@asynccontextmanager
+async def scratch_database() -> AsyncIterator[str]:
+    """A migrated, empty database on DATABASE_URL's server (or the embedded one); dropped after."""
+    settings = jobstore.Settings()
+    async with jobstore.resolve_dsn(settings) as (server_dsn, embedded):
+        name = f"jobtrail_bench_{uuid.uuid4().hex[:8]}"
+        admin = await asyncpg.connect(server_dsn)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        dsn = urlsplit(server_dsn)._replace(path=f"/{name}").geturl()
+        version = await admin.fetchval("SHOW server_version")
+        where = "embedded" if embedded else "DATABASE_URL"
+        print(f"# PostgreSQL {version} ({where}); {machine()}", flush=True)
+        try:
+            await jobstore.migrate(dsn)
+            yield dsn
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()

@@ -1,0 +1,73 @@
+"""Group commit for single-stream appends made concurrently in one process.
+
+Appends are serialised by the log's lock (see ``store.py``), so each transaction would
+pay for its own lock hold and WAL flush.  The batcher queues the appends that arrive while
+a flush is running and commits them together in the next one; a stream that fails its
+version check is reported to its own caller only.  A lone caller is flushed at once: no
+timer, no added latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+Outcome = list[int] | BaseException
+RunBatch = Callable[[Sequence[Any]], Awaitable[list[Outcome]]]
+
+
+class AppendBatcher:
+    """Coalesces concurrent single-stream append requests into shared transactions."""
+
+    def __init__(self, run_batch: RunBatch, *, max_batch: int = 256) -> None:
+        self._run_batch = run_batch
+        self._max_batch = max_batch
+        self._pending: list[tuple[Any, asyncio.Future[list[int]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def submit(self, request: Any) -> list[int]:
+        """Queue one stream's append and wait for its positions (or its error)."""
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._pending.append((request, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_all())
+        return await future
+
+    async def _flush_all(self) -> None:
+        while self._pending:
+            batch = self._take_batch()
+            live = [(req, fut) for req, fut in batch if not fut.done()]
+            if not live:
+                continue
+            try:
+                outcomes = await self._run_batch([req for req, _ in live])
+            except BaseException as exc:  # handed to every caller of this batch
+                for _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, fut), outcome in zip(live, outcomes, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    fut.set_exception(outcome)
+                else:
+                    fut.set_result(outcome)
+
+    def _take_batch(self) -> list[tuple[Any, asyncio.Future[list[int]]]]:
+        """The oldest requests, at most one per stream (a later one waits for the next)."""
+        batch: list[tuple[Any, asyncio.Future[list[int]]]] = []
+        rest: list[tuple[Any, asyncio.Future[list[int]]]] = []
+        streams: set[str] = set()
+        for item in self._pending:
+            stream_id = item[0].stream_id
+            if len(batch) < self._max_batch and stream_id not in streams:
+                streams.add(stream_id)
+                batch.append(item)
+            else:
+                rest.append(item)
+        self._pending = rest
+        return batch

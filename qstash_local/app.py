@@ -119,7 +119,10 @@ def _queue_and_group_routes(r: web.UrlDispatcher) -> None:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """Own the delivery session, the delivery engine and the scheduler for the app's life."""
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+    # No cookie jar: deliveries must not carry one destination's cookies to the next.
+    async with aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
         tasks = [
             asyncio.create_task(app[DISPATCHER].run(session), name="qstash_local.dispatcher"),
             asyncio.create_task(Scheduler(app[PUBLISHER]).run(), name="qstash_local.scheduler"),

@@ -10,23 +10,18 @@ _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _dlq_sequence = itertools.count()
 
 
-def _base58(data: bytes) -> str:
-    number = int.from_bytes(data, "big")
-    chars: list[str] = []
-    while number:
-        number, digit = divmod(number, 58)
-        chars.append(_ALPHABET[digit])
-    return "".join(reversed(chars)) or "1"
+# Maps every byte to a base58 character (a slight bias is harmless for ids).
+_BYTE_TO_BASE58 = bytes(ord(_ALPHABET[i % 58]) for i in range(256))
 
 
 def message_id() -> str:
-    """Return a new message id (``msg_`` + base58; the exact length is UNVERIFIED)."""
-    return "msg_" + _base58(os.urandom(16))
+    """Return a new message id (``msg_`` + 22 base58 characters; length UNVERIFIED)."""
+    return "msg_" + os.urandom(22).translate(_BYTE_TO_BASE58).decode()
 
 
 def schedule_id() -> str:
     """Return a new schedule id (``scd_`` + base58; UNVERIFIED format)."""
-    return "scd_" + _base58(os.urandom(16))
+    return "scd_" + os.urandom(22).translate(_BYTE_TO_BASE58).decode()
 
 
 def dlq_id() -> str:

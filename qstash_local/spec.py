@@ -259,8 +259,26 @@ def _forwarded(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+_CACHE_SIZE = 512
+_cache: dict[tuple[tuple[str, str], ...], Spec] = {}
+
+
 def parse_spec(headers: Mapping[str, str]) -> Spec:
-    """Parse publish headers into a Spec, raising BadRequest naming the first bad header."""
+    """Parse publish headers into a Spec, raising BadRequest naming the first bad header.
+
+    Specs are immutable, so identical header sets (the norm within a batch) share one.
+    """
+    key = tuple(headers.items())
+    spec = _cache.get(key)
+    if spec is None:
+        spec = _parse(headers)
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.clear()
+        _cache[key] = spec
+    return spec
+
+
+def _parse(headers: Mapping[str, str]) -> Spec:
     get = headers.get
     retry_delay = _retry_delay(get("Upstash-Retry-Delay"), "Upstash-Retry-Delay")
     not_before = get("Upstash-Not-Before")

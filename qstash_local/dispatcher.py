@@ -226,9 +226,10 @@ class Dispatcher:
     def _release_slot(self, message: Message) -> None:
         if message.holds_slot and message.queue_name is not None:
             message.holds_slot = False
-            queue = self.queue(message.queue_name)
-            queue.active -= 1
-            self.pump_queue(queue)
+            queue = self.state.queues.get(message.queue_name)
+            if queue is not None:  # None once the queue was deleted
+                queue.active -= 1
+                self.pump_queue(queue)
 
     def cancel(self, message: Message) -> bool:
         """Cancel a pending message (a running attempt finishes but is not retried)."""
@@ -237,8 +238,8 @@ class Dispatcher:
         self.state.events.record(message, "CANCEL_REQUESTED")
         message.state = "CANCELED"
         self.state.events.record(message, "CANCELED")
-        if message.queue_name is not None:
-            queue = self.queue(message.queue_name)
+        queue = self.state.queues.get(message.queue_name or "")
+        if queue is not None:
             with contextlib.suppress(ValueError):
                 queue.waiting.remove(message)
         if message.spec.flow_control is not None:

@@ -247,3 +247,34 @@ async def test_events_filter_by_state_and_label_and_page_with_a_cursor(harness: 
     rest = await h.client.log.list(count=100, cursor=page.cursor)
     assert len(page.logs) + len(rest.logs) == 9
     assert rest.cursor is None
+
+
+async def test_redacted_fields_are_masked_in_the_api_but_delivered_in_full(
+    harness: Harness,
+) -> None:
+    h = harness
+    res = await h.client.message.publish(
+        url=h.sink.url("/secret"),
+        body="card=4242",
+        headers={"Authorization": "Bearer s3cret", "X-Plain": "p"},
+        redact={"body": True, "header": ["Authorization"]},
+    )
+    [delivery] = await eventually(lambda: h.sink.at("/secret"))
+    assert delivery.body == b"card=4242"
+    assert delivery.headers["Authorization"] == "Bearer s3cret"
+    message = await h.client.message.get(res.message_id)  # type: ignore[union-attr]
+    assert message.body is not None
+    assert message.body.startswith("REDACTED:")
+    assert message.headers is not None
+    assert message.headers["Authorization"][0].startswith("REDACTED:")
+    assert message.headers["X-Plain"] == ["p"]
+
+
+async def test_deleting_a_queue_cancels_its_waiting_messages(harness: Harness) -> None:
+    h = harness
+    await h.client.queue.upsert("doomed", paused=True)
+    res = await h.client.message.enqueue(queue="doomed", url=h.sink.url("/doomed"), body="x")
+    await h.client.queue.delete("doomed")
+    assert (await h.events(res.message_id))[-1] == "CANCELED"  # type: ignore[union-attr]
+    with pytest.raises(QStashError, match="404"):
+        await h.client.queue.get("doomed")

@@ -12,9 +12,18 @@ from aiohttp import web
 from qstash.log import LogState
 
 import qstash_local
-from tests.qstash_support import Delivery, Harness, eventually, harness, running
+from tests.qstash_support import (
+    Delivery,
+    Harness,
+    ThreadedHarness,
+    eventually,
+    harness,
+    running,
+    threaded,
+    wait_sync,
+)
 
-__all__ = ["harness"]
+__all__ = ["harness", "threaded"]
 
 REAL_TIMING = qstash_local.Config(retry_delay_scale=1.0, scheduler_tick_s=0.01)
 
@@ -205,3 +214,15 @@ async def test_dlq_list_pages_with_a_cursor_and_filters(harness: Harness) -> Non
     assert rest.cursor is None
     labelled = await h.client.dlq.list(filter={"label": "l0"})
     assert [m.label for m in labelled.messages] == ["l0", "l0"]
+
+
+async def test_sync_client_sees_retries_end_in_the_dlq(threaded: ThreadedHarness) -> None:
+    t = threaded
+    t.sink.respond("/sync-fail", lambda d: _fail(500, "nope"))
+    res = t.client.message.publish(url=t.sink.url("/sync-fail"), body="x", retries=1)
+    entries = wait_sync(lambda: t.client.dlq.list().messages, what="a DLQ entry")
+    assert entries[0].message_id == res.message_id  # type: ignore[union-attr]
+    assert entries[0].response_body == "nope"
+    assert [d.retried for d in t.sink.at("/sync-fail")] == [0, 1]
+    t.client.dlq.delete(entries[0].dlq_id)
+    assert t.client.dlq.list().messages == []

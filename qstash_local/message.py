@@ -124,14 +124,30 @@ def common_fields(message: Message) -> dict[str, Any]:
     if spec.labels:
         out["label"] = spec.labels[0]
         out["labels"] = list(spec.labels)
-    if spec.flow_control is not None:
-        fc = spec.flow_control
-        out["flowControlKey"] = fc.key
-        out["period"] = fc.period_s
-        if fc.parallelism is not None:
-            out["parallelism"] = fc.parallelism
-        if fc.rate is not None:
-            out["rate"] = fc.rate
+    out.update(flow_control_fields(spec))
+    return out
+
+
+def flow_control_fields(spec: Spec) -> dict[str, Any]:
+    """Flow-control keys: period defaults to 1, parallelism and rate only when given."""
+    fc = spec.flow_control
+    if fc is None:
+        return {}
+    out: dict[str, Any] = {"flowControlKey": fc.key, "period": fc.period_s}
+    if fc.parallelism is not None:
+        out["parallelism"] = fc.parallelism
+    if fc.rate is not None:
+        out["rate"] = fc.rate
+    return out
+
+
+def callback_header_fields(spec: Spec) -> dict[str, Any]:
+    """``callbackHeader`` / ``failureCallbackHeader`` maps, when any were given."""
+    out: dict[str, Any] = {}
+    if spec.callback_options.headers:
+        out["callbackHeader"] = _callback_header(spec.callback_options.headers)
+    if spec.failure_callback_options.headers:
+        out["failureCallbackHeader"] = _callback_header(spec.failure_callback_options.headers)
     return out
 
 
@@ -141,10 +157,7 @@ def message_json(message: Message) -> dict[str, Any]:
     out = common_fields(message)
     out.update(body_fields(message.body, spec.redact))
     out["header"] = header_map(spec.delivered_headers(), spec.redact)
-    if spec.callback_options.headers:
-        out["callbackHeader"] = _callback_header(spec.callback_options.headers)
-    if spec.failure_callback_options.headers:
-        out["failureCallbackHeader"] = _callback_header(spec.failure_callback_options.headers)
+    out.update(callback_header_fields(spec))
     out["maxRetries"] = spec.retries
     out["notBefore"] = message.not_before_ms
     out["createdAt"] = message.created_at_ms

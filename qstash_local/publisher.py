@@ -79,10 +79,6 @@ class Publisher:
     ) -> list[Published]:
         """Create (or deduplicate) one message per target and hand it to the dispatcher."""
         now_ms = int(time.time() * 1000)
-        if spec.not_before_s is not None:
-            not_before_ms = spec.not_before_s * 1000
-        else:
-            not_before_ms = now_ms + int(spec.delay_s * 1000)
         results = []
         for target in targets:
             key = _dedup_key(target, spec, body)
@@ -96,7 +92,7 @@ class Publisher:
                 spec=spec,
                 body=body,
                 created_at_ms=now_ms,
-                not_before_ms=not_before_ms,
+                not_before_ms=_not_before_ms(spec, now_ms),
                 topic_name=target.topic_name,
                 endpoint_name=target.endpoint_name,
                 queue_name=queue_name,
@@ -108,6 +104,13 @@ class Publisher:
             self.dispatcher.submit(message)
             results.append(Published(message.id, target.url, False))
         return results
+
+
+def _not_before_ms(spec: Spec, now_ms: int) -> int:
+    """Upstash-Not-Before (unix seconds) wins over Upstash-Delay."""
+    if spec.not_before_s is not None:
+        return spec.not_before_s * 1000
+    return now_ms + int(spec.delay_s * 1000)
 
 
 def _dedup_key(target: Target, spec: Spec, body: bytes) -> DedupKey | None:

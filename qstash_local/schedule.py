@@ -10,7 +10,12 @@ from typing import Any
 from croniter import croniter
 
 from qstash_local.error import BadRequest
-from qstash_local.message import body_fields, header_map
+from qstash_local.message import (
+    body_fields,
+    callback_header_fields,
+    flow_control_fields,
+    header_map,
+)
 from qstash_local.spec import Spec
 
 
@@ -95,42 +100,31 @@ def _optional(schedule: Schedule) -> dict[str, Any]:
         out["callback"] = spec.callback
     if spec.failure_callback is not None:
         out["failureCallback"] = spec.failure_callback
-    if spec.callback_options.headers:
-        out["callbackHeader"] = _pairs(spec.callback_options.headers)
-    if spec.failure_callback_options.headers:
-        out["failureCallbackHeader"] = _pairs(spec.failure_callback_options.headers)
+    out.update(callback_header_fields(spec))
     if spec.delay_s:
         out["delay"] = int(spec.delay_s)
     if spec.timeout_s is not None:
         # UNVERIFIED unit: the SDK only stores it; seconds match the Upstash-Timeout header.
         out["timeout"] = int(spec.timeout_s)
-    if schedule.caller_ip is not None:
-        out["callerIP"] = out["callerIp"] = schedule.caller_ip
-    if schedule.queue_name is not None:
-        out["queueName"] = schedule.queue_name
     if spec.retry_delay is not None:
         out["retryDelayExpression"] = spec.retry_delay
     if spec.labels:
         out["label"] = spec.labels[0]
         out["labels"] = list(spec.labels)
-    if spec.flow_control is not None:
-        fc = spec.flow_control
-        out["flowControlKey"] = fc.key
-        out["period"] = fc.period_s
-        if fc.parallelism is not None:
-            out["parallelism"] = fc.parallelism
-        if fc.rate is not None:
-            out["rate"] = fc.rate
+    out.update(flow_control_fields(spec))
+    out.update(_runtime(schedule))
+    return out
+
+
+def _runtime(schedule: Schedule) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if schedule.caller_ip is not None:
+        out["callerIP"] = out["callerIp"] = schedule.caller_ip
+    if schedule.queue_name is not None:
+        out["queueName"] = schedule.queue_name
     if schedule.last_s is not None:
         out["lastScheduleTime"] = int(schedule.last_s * 1000)
         out["lastScheduleStates"] = dict(schedule.last_states)
     if schedule.error is not None:
         out["error"] = schedule.error
-    return out
-
-
-def _pairs(pairs: tuple[tuple[str, str], ...]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for name, value in pairs:
-        out.setdefault(name, []).append(value)
     return out

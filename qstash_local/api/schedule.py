@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from qstash_local import ident
 from qstash_local.api.context import (
@@ -36,6 +37,13 @@ def _destination(destination: str) -> str:
     return check_name(destination, what="destination url group name")
 
 
+def _schedule_id(headers: CIMultiDict[str]) -> str:
+    custom = headers.get("Upstash-Schedule-Id")
+    if custom is None:
+        return ident.schedule_id()
+    return check_name(custom, what="Upstash-Schedule-Id")
+
+
 async def create(request: web.Request) -> web.Response:
     """Create a schedule, or update the one named by ``Upstash-Schedule-Id``."""
     config = request.app[CONFIG]
@@ -48,12 +56,7 @@ async def create(request: web.Request) -> web.Response:
     cron = parse_cron(cron_text)
     spec = parse_spec(headers)
     destination = _destination(destination)
-    custom_id = headers.get("Upstash-Schedule-Id")
-    schedule_id = (
-        ident.schedule_id()
-        if custom_id is None
-        else check_name(custom_id, what="Upstash-Schedule-Id")
-    )
+    schedule_id = _schedule_id(headers)
     queue_name = headers.get("Upstash-Queue-Name")
     if queue_name is not None:
         check_name(queue_name, what="Upstash-Queue-Name")

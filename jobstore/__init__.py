@@ -1,6 +1,6 @@
 """jobstore: the event log, its database, settings and errors (jobtrail's foundation)."""
 
-from jobstore import job_events
+from jobstore import job_events, payloads
 from jobstore.database import Database, connect, create_pool, open_database, resolve_dsn
 from jobstore.embedded import EmbeddedPostgres
 from jobstore.errors import (
@@ -10,33 +10,61 @@ from jobstore.errors import (
     EmbeddedDatabaseError,
     EventStoreError,
     InvalidEventError,
+    JobError,
     JobstoreError,
+    JobValidationError,
     MigrationError,
+    NonRetryableJobError,
     UnknownEventTypeError,
 )
 from jobstore.event import Event, RecordedEvent, upcaster
+from jobstore.job import BaseJob, BaseJobMetadata, EnqueueJobOptions
+from jobstore.job_state import JobExecution, JobState
 from jobstore.migrations import MigrationState, migrate, status
+from jobstore.registry import (
+    JOB_STATUSES,
+    JOB_TYPES,
+    JobConfig,
+    JobRegistry,
+    JobTypeSpec,
+    default_registry,
+    get_job_config,
+    registry,
+)
 from jobstore.settings import Settings
 from jobstore.store import ANY, NO_STREAM, EventStore, ExpectedVersion, StreamAppend
 from jobstore.subscription import Subscription
 
 __all__ = [
     "ANY",
+    "JOB_STATUSES",
+    "JOB_TYPES",
     "NO_STREAM",
     "AppendOnlyError",
+    "BaseJob",
+    "BaseJobMetadata",
     "ConcurrencyError",
     "Database",
     "DatabaseUnavailableError",
     "EmbeddedDatabaseError",
     "EmbeddedPostgres",
+    "EnqueueJobOptions",
     "Event",
     "EventStore",
     "EventStoreError",
     "ExpectedVersion",
     "InvalidEventError",
+    "JobConfig",
+    "JobError",
+    "JobExecution",
+    "JobRegistry",
+    "JobState",
+    "JobTypeSpec",
+    "JobValidationError",
     "JobstoreError",
     "MigrationError",
     "MigrationState",
+    "NonRetryableJobError",
     "RecordedEvent",
     "Settings",
     "StreamAppend",
@@ -44,9 +72,13 @@ __all__ = [
     "UnknownEventTypeError",
     "connect",
     "create_pool",
+    "default_registry",
+    "get_job_config",
     "job_events",
     "migrate",
     "open_database",
+    "payloads",
+    "registry",
     "resolve_dsn",
     "status",
     "upcaster",

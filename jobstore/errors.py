@@ -57,3 +57,42 @@ class MigrationError(JobstoreError):
 
 class EmbeddedDatabaseError(JobstoreError):
     """The embedded PostgreSQL server could not be started or stopped."""
+
+
+class JobError(JobstoreError):
+    """A job operation failed; ``code`` says which rule was broken."""
+
+    def __init__(self, message: str, code: str = "JOB_ERROR", job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.job_id = job_id
+
+
+class JobValidationError(JobError):
+    """A job's payload, metadata or options failed validation; nothing was written."""
+
+    def __init__(
+        self, message: str, validation_errors: list[str], job_id: str | None = None
+    ) -> None:
+        details = "; ".join(validation_errors)
+        super().__init__(
+            f"{message}: {details}" if details else message, "VALIDATION_ERROR", job_id
+        )
+        self.validation_errors = validation_errors
+
+
+class NonRetryableJobError(JobError):
+    """A handler's failure that retrying cannot fix: the job fails now, with no retries."""
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message, "NON_RETRYABLE", job_id)
+
+
+def describe_validation_errors(exc: Any) -> list[str]:
+    """Turn a pydantic ValidationError into one sentence per field, for people."""
+    lines: list[str] = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ())) or "value"
+        lines.append(f"{where}: {error.get('msg', 'is invalid')}")
+    return lines

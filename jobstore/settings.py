@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # QStash's published development credentials (the same as Upstash's own dev server).
@@ -68,6 +69,55 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("JOBTRAIL_PUBLIC_URL", "public_url"),
         description="Base URL at which QStash reaches this host.",
     )
+
+    smtp_host: str = Field(
+        default="127.0.0.1", validation_alias=AliasChoices("JOBTRAIL_SMTP_HOST", "smtp_host")
+    )
+    smtp_port: int = Field(
+        default=1025,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("JOBTRAIL_SMTP_PORT", "smtp_port"),
+    )
+    smtp_username: str | None = Field(
+        default=None, validation_alias=AliasChoices("JOBTRAIL_SMTP_USERNAME", "smtp_username")
+    )
+    smtp_password: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("JOBTRAIL_SMTP_PASSWORD", "smtp_password")
+    )
+    smtp_tls: Literal["none", "starttls", "tls"] = Field(
+        default="none", validation_alias=AliasChoices("JOBTRAIL_SMTP_TLS", "smtp_tls")
+    )
+    email_from: str = Field(
+        default="jobtrail <noreply@localhost>",
+        validation_alias=AliasChoices("JOBTRAIL_EMAIL_FROM", "email_from"),
+    )
+    webhook_signing_secret: SecretStr = Field(
+        default=SecretStr("jobtrail-dev-webhook-secret"),
+        validation_alias=AliasChoices("JOBTRAIL_WEBHOOK_SECRET", "webhook_signing_secret"),
+        description="HMAC-SHA256 key for outgoing webhook signatures.",
+    )
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "JOBTRAIL_WEBHOOK_ALLOW_PRIVATE", "webhook_allow_private_targets"
+        ),
+        description="Allow webhooks to loopback, private and link-local addresses.",
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRET", "stripe_webhook_secret"),
+    )
+    export_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JOBTRAIL_EXPORT_DIR", "export_dir"),
+        description="Where export-data and generate-report write; default <data_dir>/exports.",
+    )
+
+    @property
+    def exports_dir(self) -> Path:
+        """The folder export-data and generate-report write into."""
+        return self.export_dir or self.data_dir / "exports"
 
     @property
     def pgdata_dir(self) -> Path:

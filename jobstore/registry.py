@@ -1,0 +1,171 @@
+"""The job registry: every job type's payload model, configuration and handler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobstore import errors, payloads
+
+
+class JOB_TYPES(StrEnum):
+    """The six built-in job types."""
+
+    SEND_EMAIL = "send-email"
+    PROCESS_WEBHOOK = "process-webhook"
+    PROCESS_STRIPE_WEBHOOK = "process-stripe-webhook"
+    EXPORT_DATA = "export-data"
+    GENERATE_REPORT = "generate-report"
+    CLEANUP_OLD_DATA = "cleanup-old-data"
+
+
+class JOB_STATUSES(StrEnum):
+    """Every status a job can have (the seed's four, plus retrying and cancelled)."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobConfig(BaseModel):
+    """How a job type runs: its endpoint on the host, retries, and timeout in seconds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    endpoint: str = Field(pattern=r"^/[A-Za-z0-9/._-]*$")
+    retries: int = Field(ge=0, le=100)
+    timeout: float = Field(gt=0, le=86400, description="seconds")
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class JobTypeSpec:
+    """A registered job type: its configuration, payload model and (optional) handler."""
+
+    config: JobConfig
+    payload_model: type[BaseModel]
+    handler: Callable[..., Any] | None = None
+
+
+@dataclass
+class JobRegistry:
+    """Job types by name; applications register their own without editing jobtrail."""
+
+    _types: dict[str, JobTypeSpec] = field(default_factory=dict)
+
+    def register(
+        self,
+        config: JobConfig,
+        payload_model: type[BaseModel],
+        handler: Callable[..., Any] | None = None,
+        *,
+        replace: bool = False,
+    ) -> JobTypeSpec:
+        """Add (or, with ``replace``, swap) a job type; return its spec."""
+        if config.type in self._types and not replace:
+            raise errors.JobError(
+                f"job type {config.type!r} is already registered; pass replace=True to swap it",
+                code="DUPLICATE_JOB_TYPE",
+            )
+        clash = [
+            s.config.type
+            for s in self._types.values()
+            if s.config.endpoint == config.endpoint and s.config.type != config.type
+        ]
+        if clash:
+            raise errors.JobError(
+                f"endpoint {config.endpoint!r} is already used by job type {clash[0]!r}",
+                code="DUPLICATE_ENDPOINT",
+            )
+        spec = JobTypeSpec(config, payload_model, handler)
+        self._types[config.type] = spec
+        return spec
+
+    def set_handler(self, job_type: str, handler: Callable[..., Any]) -> None:
+        """Attach or replace the handler of a registered job type."""
+        spec = self.get(job_type)
+        self._types[job_type] = JobTypeSpec(spec.config, spec.payload_model, handler)
+
+    def get(self, job_type: str) -> JobTypeSpec:
+        """The spec of ``job_type``; JobError(UNKNOWN_JOB_TYPE) names the known ones."""
+        try:
+            return self._types[job_type]
+        except (KeyError, TypeError):
+            known = ", ".join(sorted(self._types)) or "none"
+            raise errors.JobError(
+                f"unknown job type {job_type!r}; known types: {known}", code="UNKNOWN_JOB_TYPE"
+            ) from None
+
+    def types(self) -> list[str]:
+        """Every registered job type, sorted."""
+        return sorted(self._types)
+
+    def by_endpoint(self, endpoint: str) -> JobTypeSpec | None:
+        """The job type served at ``endpoint``, if any."""
+        return next((s for s in self._types.values() if s.config.endpoint == endpoint), None)
+
+    def copy(self) -> JobRegistry:
+        """An independent registry with the same job types (for tests and embedding)."""
+        return JobRegistry(dict(self._types))
+
+
+_BUILT_IN: list[tuple[JOB_TYPES, type[BaseModel], int, float, str]] = [
+    (JOB_TYPES.SEND_EMAIL, payloads.SendEmailPayload, 3, 30, "Render and send an email"),
+    (JOB_TYPES.PROCESS_WEBHOOK, payloads.ProcessWebhookPayload, 5, 30, "Deliver a signed webhook"),
+    (
+        JOB_TYPES.PROCESS_STRIPE_WEBHOOK,
+        payloads.ProcessStripeWebhookPayload,
+        3,
+        60,
+        "Verify and route a Stripe event",
+    ),
+    (JOB_TYPES.EXPORT_DATA, payloads.ExportDataPayload, 2, 300, "Export job history as JSON Lines"),
+    (
+        JOB_TYPES.GENERATE_REPORT,
+        payloads.GenerateReportPayload,
+        2,
+        300,
+        "Job statistics for a period",
+    ),
+    (
+        JOB_TYPES.CLEANUP_OLD_DATA,
+        payloads.CleanupOldDataPayload,
+        1,
+        600,
+        "Archive finished jobs past their retention",
+    ),
+]
+
+
+def default_registry() -> JobRegistry:
+    """A registry holding the six built-in job types (handlers are attached by the host)."""
+    registry = JobRegistry()
+    for job_type, model, retries, timeout, description in _BUILT_IN:
+        registry.register(
+            JobConfig(
+                type=job_type.value,
+                endpoint=f"/api/jobs/{job_type.value}",
+                retries=retries,
+                timeout=timeout,
+                description=description,
+            ),
+            model,
+        )
+    return registry
+
+
+registry = default_registry()
+"""The process-wide registry used when none is passed explicitly."""
+
+
+def get_job_config(job_type: str, reg: JobRegistry | None = None) -> JobConfig:
+    """The configuration of ``job_type``; JobError(code="UNKNOWN_JOB_TYPE") if unknown."""
+    return (reg or registry).get(job_type).config

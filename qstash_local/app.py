@@ -52,7 +52,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 @web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Require the token as ``Authorization: Bearer`` or ``?qstash_token=`` (401 otherwise)."""
+    """Require the token as ``Authorization: Bearer`` or ``?qstash_token=`` (401 otherwise).
+
+    UNVERIFIED: QStash's exact 401 text. One tenant only: the dev binary's test users are
+    not modelled (the Python SDK needs one; how strictly the binary isolates them is unknown).
+    """
     expected = request.app[CONFIG].token
     header = request.headers.get("Authorization", "")
     given = header[7:] if header[:7].lower() == "bearer " else request.query.get("qstash_token", "")

@@ -41,6 +41,8 @@ async def attempt(
     if message.target is None:
         return Outcome(0, {}, b"", error=f"invalid destination url {message.url!r}")
     headers = signed_headers(message, key=key, retried=message.retried)
+    # UNVERIFIED choices: the body is sent as-is even for GET (the faithful reading of
+    # "we do not modify it"), and a 3xx is not followed: only a 2xx counts as delivered.
     try:
         async with session.request(
             message.spec.method,

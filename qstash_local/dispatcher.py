@@ -166,6 +166,8 @@ class Dispatcher:
         return timeout
 
     def _settle(self, message: Message, outcome: Outcome) -> None:
+        # UNVERIFIED row sequence: a failed attempt logs ERROR, then RETRY (with
+        # nextDeliveryTime) or FAILED; a success logs exactly one DELIVERED.
         events = self.state.events
         response = {
             "response_status": outcome.status,
@@ -214,6 +216,8 @@ class Dispatcher:
             self.submit(callback.callback_message(message, url, options, body))
 
     def _finish(self, message: Message) -> None:
+        # Deviation: the queue slot is released when the message itself is delivered or
+        # failed; QStash also waits for its callbacks to finish.
         self._release_slot(message)
         if message.schedule_id is not None:
             schedule = self.state.schedules.get(message.schedule_id)
@@ -232,7 +236,11 @@ class Dispatcher:
                 self.pump_queue(queue)
 
     def cancel(self, message: Message) -> bool:
-        """Cancel a pending message (a running attempt finishes but is not retried)."""
+        """Cancel a pending message (a running attempt finishes but is not retried).
+
+        Both CANCEL_REQUESTED and CANCELED are logged at once; the outcome of an attempt
+        already in flight is dropped (no retry, no DLQ entry, no callback).
+        """
         if not message.pending:
             return False
         self.state.events.record(message, "CANCEL_REQUESTED")

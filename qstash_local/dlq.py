@@ -69,6 +69,7 @@ def dlq_json(entry: DlqEntry) -> dict[str, Any]:
     """Render a DLQ entry: the message's keys plus dlqId and the last response."""
     out = message_json(entry.message)
     out["dlqId"] = entry.dlq_id
+    # Always present (the SDK indexes it); 0 when there was no HTTP response (UNVERIFIED).
     out["responseStatus"] = entry.outcome.status
     out["responseHeader"] = entry.outcome.headers
     try:

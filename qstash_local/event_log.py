@@ -24,7 +24,7 @@ STATES = (
 )
 
 
-@dataclasses.dataclass(slots=True, frozen=True)
+@dataclasses.dataclass(slots=True)  # not frozen: frozen __init__ is slow on this hot path
 class Event:
     """One log row: a message entered ``state`` at ``time_ms``."""
 

@@ -42,7 +42,10 @@ class FlowKey:
             self.rate_count = 0
 
     def admit(self, now: float) -> bool:
-        """Take a parallelism slot and a rate token if both are free; say whether it did."""
+        """Take a parallelism slot and a rate token if both are free; say whether it did.
+
+        UNVERIFIED: parallelism counts attempts in flight, not messages waiting for a retry.
+        """
         if self.paused or (self.parallelism_max and self.active >= self.parallelism_max):
             return False
         if self.rate_max:

@@ -52,6 +52,7 @@ class Message:
         headers = {name: value for name, value in self.spec.headers}
         if self.spec.content_type is not None:
             headers["Content-Type"] = self.spec.content_type
+        # UNVERIFIED whether the dev server sends upstash-region; it is left out.
         headers["User-Agent"] = "Upstash-QStash"
         headers["Upstash-Message-Id"] = self.id
         if self.topic_name is not None:

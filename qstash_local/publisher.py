@@ -107,7 +107,10 @@ class Publisher:
 
 
 def _not_before_ms(spec: Spec, now_ms: int) -> int:
-    """Upstash-Not-Before (unix seconds) wins over Upstash-Delay."""
+    """Upstash-Not-Before (unix seconds) wins over Upstash-Delay.
+
+    UNVERIFIED: an immediate message reports its creation time as ``notBefore``.
+    """
     if spec.not_before_s is not None:
         return spec.not_before_s * 1000
     return now_ms + int(spec.delay_s * 1000)

@@ -50,6 +50,9 @@ def sign(*, key: str, url: str, body_sha: str, now: int, jti: str) -> str:
 
 
 def new_signing_key() -> str:
-    """Return a fresh signing key in QStash's shape: ``sig_`` and 28 base58 characters."""
+    """Return a fresh signing key in QStash's shape: ``sig_`` and 28 base58 characters.
+
+    UNVERIFIED: the alphabet; the published keys only look like base58.
+    """
     alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
     return "sig_" + "".join(secrets.choice(alphabet) for _ in range(28))

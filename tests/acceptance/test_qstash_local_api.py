@@ -194,20 +194,42 @@ async def test_paused_queue_holds_messages_until_resumed(harness: Harness) -> No
     assert [q.name for q in await h.client.queue.list()] == []
 
 
-async def test_flow_control_parallelism_and_rate_limit_deliveries(harness: Harness) -> None:
+async def test_flow_control_rate_holds_messages_in_the_waitlist(harness: Harness) -> None:
     h = harness
+    limits = {"key": "fc", "rate": 2, "period": 60}
     items: list[Any] = [
-        {"url": h.sink.url("/fc"), "body": i, "flow_control": {"key": "fc", "rate": 2, "period": 1}}
-        for i in range(4)
+        {"url": h.sink.url("/fc"), "body": i, "flow_control": limits} for i in range(4)
     ]
     await h.client.message.batch_json(items)
     info = await h.client.flow_control.get("fc")
     assert (info.rate_max, info.rate_count, info.wait_list_size) == (2, 2, 2)
-    await eventually(lambda: len(h.sink.at("/fc")) == 4, what="rate-limited deliveries")
+    await eventually(lambda: len(h.sink.at("/fc")) == 2, what="the first two deliveries")
+    await h.client.flow_control.reset_rate("fc")  # a new period releases the next two
+    await eventually(lambda: len(h.sink.at("/fc")) == 4, what="the rest after reset")
+    assert sorted(int(d.body) for d in h.sink.at("/fc")) == [0, 1, 2, 3]
     message = await h.client.message.get(h.sink.at("/fc")[0].headers["Upstash-Message-Id"])
     assert message.flow_control is not None
     assert (message.flow_control.rate, message.flow_control.parallelism) == (2, None)
-    assert message.flow_control.period == 1
+    assert message.flow_control.period == 60
+
+
+async def test_flow_control_parallelism_1_never_overlaps_deliveries(harness: Harness) -> None:
+    h = harness
+    active = {"now": 0, "max": 0}
+
+    async def tracked(d: Delivery) -> web.Response:
+        active["now"] += 1
+        active["max"] = max(active["max"], active["now"])
+        await asyncio.sleep(0.005)
+        active["now"] -= 1
+        return web.Response(text="ok")
+
+    h.sink.respond("/par", tracked)
+    fc: Any = {"key": "one-at-a-time", "parallelism": 1}
+    for i in range(5):
+        await h.client.message.publish(url=h.sink.url("/par"), body=str(i), flow_control=fc)
+    await eventually(lambda: len(h.sink.at("/par")) == 5, what="5 deliveries")
+    assert active["max"] == 1
 
 
 async def test_flow_control_pause_pin_unpin_and_reset(harness: Harness) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 from aiohttp import web
 
+import qstash_local
 from tests.qstash_support import Harness, ThreadedHarness, eventually, harness, threaded, wait_sync
 
 __all__ = ["harness", "threaded"]
@@ -136,3 +138,22 @@ async def test_get_deliveries_send_the_published_method(harness: Harness) -> Non
     [delivery] = await eventually(lambda: h.sink.at("/g"))
     assert delivery.method == "GET"
     await h.wait_state(res.message_id, "DELIVERED")  # type: ignore[union-attr]
+
+
+async def test_query_token_and_upstash_query_config_are_split_from_the_destination(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.sink.respond("/qs", lambda d: web.Response(status=500))
+    async with httpx.AsyncClient(base_url=h.server.url) as http:
+        answer = await http.post(
+            f"/v2/publish/{h.sink.url('/qs')}?keep=1&upstash-retries=0"
+            f"&qstash_token={qstash_local.DEV_TOKEN}",
+            content=b"q",
+        )
+    assert answer.status_code == 200
+    message_id = answer.json()["messageId"]
+    await h.wait_state(message_id, "FAILED")
+    [delivery] = h.sink.at("/qs")
+    assert delivery.url == h.sink.url("/qs?keep=1")
+    assert (await h.client.message.get(message_id)).max_retries == 0

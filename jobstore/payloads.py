@@ -12,6 +12,8 @@ from pydantic import (
     EmailStr,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -61,16 +63,18 @@ class SendEmailPayload(Payload):
     to: EmailStr
     data: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _data_fits_template(self) -> Self:
+    @field_validator("data")
+    @classmethod
+    def _data_fits_template(cls, data: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        template = info.data.get("template")
+        if template is None:  # the template itself is invalid; that error is reported
+            return data
         try:
-            EMAIL_TEMPLATE_DATA[self.template].model_validate(self.data)
+            EMAIL_TEMPLATE_DATA[template].model_validate(data)
         except ValidationError as exc:
             problems = errors.describe_validation_errors(exc)
-            raise ValueError(
-                f"data for the {self.template!r} template: {'; '.join(problems)}"
-            ) from None
-        return self
+            raise ValueError(f"for the {template!r} template, {'; '.join(problems)}") from None
+        return data
 
     def template_data(self) -> Payload:
         """The typed data of this email's template."""

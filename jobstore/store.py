@@ -96,6 +96,32 @@ class EventStore:
             by_stream.setdefault(row["out_stream_id"], []).append(row["out_position"])
         return [by_stream.get(r.stream_id, []) for r in requests]
 
+    async def append_each(
+        self, requests: Sequence[StreamAppend]
+    ) -> list[list[int] | errors.ConcurrencyError]:
+        """Append to many streams in one transaction, each stream standing alone.
+
+        A stream not at its expected version gets a ConcurrencyError in its slot of the
+        result and nothing written; the other streams are written.
+        """
+        encoded = [_encode(r) for r in _dedupe(requests)]
+        if not encoded:
+            return []
+        outcomes = await self._append_each(encoded)
+        return [
+            o
+            if isinstance(o, list)
+            else errors.ConcurrencyError(
+                r.stream_id, r.expected_version, getattr(o, "actual", None)
+            )
+            for o, r in zip(outcomes, requests, strict=True)
+        ]
+
+    async def schedule_stream_ids(self) -> list[str]:
+        """The ids of every schedule stream in the log."""
+        rows = await self._fetch(_Q["schedule_streams"])
+        return [row["stream_id"] for row in rows]
+
     async def read_stream(self, stream_id: str, from_version: int = 0) -> list[RecordedEvent]:
         """The events of ``stream_id`` with version >= ``from_version``, in order."""
         _check_stream_id(stream_id)

@@ -32,3 +32,9 @@ SELECT coalesce(max(version), 0) FROM jobtrail.events WHERE stream_id = $1;
 SELECT out_position, out_stream_id, out_version
   FROM jobtrail.append_events_each($1::text[], $2::integer[], $3::text[], $4::text[],
                                    $5::smallint[], $6::json[], $7::json[]);
+
+-- name: schedule_streams
+-- params:
+SELECT DISTINCT stream_id FROM jobtrail.events
+ WHERE stream_id LIKE 'schedule-%'
+ ORDER BY stream_id;

@@ -1,0 +1,284 @@
+"""The dispatcher: enqueue, schedule, cancel and replay jobs by appending events.
+
+Nothing here talks to QStash: ``enqueue`` commits ``JobDispatched`` and returns; the relay
+(``relay.py``) publishes what the log holds.  So enqueue works while QStash is down, and a
+crash anywhere loses nothing.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from pydantic import BaseModel
+
+from jobstore import codec, errors, job_state, redaction, transition
+from jobstore.event import Event
+from jobstore.job import BaseJobMetadata, EnqueueJobOptions
+from jobstore.job_events import JobDispatched
+from jobstore.registry import JobRegistry
+from jobstore.registry import registry as default_registry
+from jobstore.schedule import Schedules
+from jobstore.store import NO_STREAM, EventStore, StreamAppend
+from jobstore.validation import validate_model
+
+log = structlog.get_logger("jobtrail.dispatcher")
+
+MAX_PAYLOAD_BYTES = 512 * 1024
+# QStash's own delivery timeout is the job's timeout plus this margin, so QStash never
+# gives up on an attempt that is still running.
+QSTASH_TIMEOUT_MARGIN_S = 30
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("6f0c7a52-3c1e-4d43-9a57-6a1f3f1d2b10")
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """The outcome of an enqueue: the job id, its log position, and whether it is new."""
+
+    job_id: str
+    position: int | None
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """One job of an ``enqueue_many`` call."""
+
+    type: str
+    payload: Mapping[str, Any] | BaseModel
+    metadata: Mapping[str, Any] | BaseJobMetadata | None = None
+    options: Mapping[str, Any] | EnqueueJobOptions | None = None
+
+
+class Dispatcher:
+    """Enqueues, cancels and replays jobs (the seed's JobDispatcher), on the event log."""
+
+    def __init__(self, store: EventStore, registry: JobRegistry | None = None) -> None:
+        self.store = store
+        self.registry = registry or default_registry
+        self.schedules = Schedules(store, self.registry)
+
+    async def schedule(
+        self,
+        type: str,
+        cron: str,
+        payload: Mapping[str, Any] | BaseModel,
+        metadata: Mapping[str, Any] | BaseJobMetadata | None = None,
+    ) -> str:
+        """Record a recurring job (the relay creates it in QStash); return the schedule id."""
+        return await self.schedules.create(type, cron, payload, metadata)
+
+    async def send_welcome_email_async(
+        self, payload: Mapping[str, Any], metadata: Mapping[str, Any] | None = None
+    ) -> str:
+        """Enqueue the welcome email: payload ``to``, ``recipient_name``."""
+        return await self._email("welcome", payload, metadata)
+
+    async def send_password_reset_email_async(
+        self, payload: Mapping[str, Any], metadata: Mapping[str, Any] | None = None
+    ) -> str:
+        """Enqueue the password-reset email: payload ``to``, ``recipient_name``, ``reset_url``."""
+        return await self._email("password-reset", payload, metadata)
+
+    async def send_team_invitation_email_async(
+        self, payload: Mapping[str, Any], metadata: Mapping[str, Any] | None = None
+    ) -> str:
+        """Enqueue the team invitation: ``to``, ``recipient_name``, ``inviter_name``,
+        ``organization_name``, ``invitation_url``."""
+        return await self._email("team-invitation", payload, metadata)
+
+    async def _email(
+        self, template: str, payload: Mapping[str, Any], metadata: Mapping[str, Any] | None
+    ) -> str:
+        data = {k: v for k, v in payload.items() if k != "to"}
+        email = {"template": template, "to": payload.get("to"), "data": data}
+        return await self.enqueue("send-email", email, metadata)
+
+    async def create_job_execution(self, data: Mapping[str, Any]) -> job_state.JobExecution:
+        """Seed compatibility: record a new job (its JobDispatched) from execution fields."""
+        job_id = str(data.get("job_id") or uuid.uuid4())
+        if not _is_uuid(job_id):
+            raise errors.JobValidationError("invalid job", [f"job_id: {job_id!r} is not a UUID"])
+        if data.get("status", "pending") != "pending":
+            raise errors.JobError("a new job starts pending", "INVALID_TRANSITION", job_id)
+        metadata = {k: data[k] for k in ("user_id", "organization_id") if data.get(k)}
+        event = self._dispatched(
+            JobRequest(str(data.get("job_type")), data.get("payload") or {}, metadata, None)
+        )
+        event = event.model_copy(update={"job_id": job_id})
+        try:
+            await self.store.append(job_state.stream_id(job_id), [event], NO_STREAM)
+        except errors.ConcurrencyError:
+            raise errors.JobError(f"job {job_id} already exists", "JOB_EXISTS", job_id) from None
+        execution = await self.get_job_execution_by_job_id(job_id)
+        assert execution is not None
+        return execution
+
+    async def update_job_execution(self, job_id: str, updates: Mapping[str, Any]) -> None:
+        """Seed compatibility: a status change, recorded as the event that means it."""
+        await self._decide(job_id, lambda s: transition.decide_update(s, updates))
+
+    async def enqueue(
+        self,
+        type: str,
+        payload: Mapping[str, Any] | BaseModel,
+        metadata: Mapping[str, Any] | BaseJobMetadata | None = None,
+        options: Mapping[str, Any] | EnqueueJobOptions | None = None,
+    ) -> str:
+        """Validate and record a job; return its id. Never waits on QStash."""
+        return (await self.enqueue_with_position(type, payload, metadata, options)).job_id
+
+    async def enqueue_with_position(
+        self,
+        type: str,
+        payload: Mapping[str, Any] | BaseModel,
+        metadata: Mapping[str, Any] | BaseJobMetadata | None = None,
+        options: Mapping[str, Any] | EnqueueJobOptions | None = None,
+    ) -> Enqueued:
+        """Like :meth:`enqueue`, also telling the log position (for read-your-writes)."""
+        event = self._dispatched(JobRequest(type, payload, metadata, options))
+        try:
+            positions = await self.store.append(
+                job_state.stream_id(event.job_id), [event], NO_STREAM
+            )
+        except errors.ConcurrencyError:
+            log.info("enqueue deduplicated by idempotency key", job_id=event.job_id, job_type=type)
+            return Enqueued(event.job_id, None, created=False)
+        _log_dispatch(event, positions[0])
+        return Enqueued(event.job_id, positions[0], created=True)
+
+    async def enqueue_many(self, jobs: Sequence[JobRequest]) -> list[str]:
+        """Validate every job, then record them all in one transaction; return their ids.
+
+        If any job is invalid, JobValidationError lists every problem and nothing is
+        written. A job whose idempotency key already exists keeps its existing id.
+        """
+        events, problems = [], []
+        for index, request in enumerate(jobs):
+            try:
+                events.append(self._dispatched(request))
+            except errors.JobValidationError as exc:
+                problems += [f"jobs[{index}] {line}" for line in exc.validation_errors]
+        if problems:
+            raise errors.JobValidationError(f"{len(problems)} problem(s) in the batch", problems)
+        unique = {e.job_id: e for e in events}
+        outcomes = await self.store.append_each(
+            [StreamAppend(job_state.stream_id(e.job_id), [e], NO_STREAM) for e in unique.values()]
+        )
+        created = sum(isinstance(o, list) for o in outcomes)
+        log.info("jobs dispatched in bulk", count=len(events), created=created)
+        return [e.job_id for e in events]
+
+    async def cancel(self, job_id: str, reason: str | None = None) -> int:
+        """Stop future attempts of a job; a finished job is a JobError. Returns the position."""
+        return await self._decide(job_id, lambda s: job_state.decide_cancel(s, reason))
+
+    async def replay_job(self, job_id: str, reason: str | None = None) -> int:
+        """Dispatch a failed (or never-completed cancelled) job again, keeping its history."""
+        position = await self._decide(job_id, lambda s: job_state.decide_replay(s, reason))
+        log.info("job replayed", job_id=job_id, reason=reason)
+        return position
+
+    async def get_job_execution_by_job_id(self, job_id: str) -> job_state.JobExecution | None:
+        """The job's execution record, folded from its events (always current)."""
+        state = await self.load(job_id)
+        return None if state is None else job_state.JobExecution.from_state(state)
+
+    async def load(self, job_id: str) -> job_state.JobState | None:
+        """The folded state of a job, or None if the log has no such job."""
+        if not _is_uuid(job_id):
+            return None
+        return job_state.fold(await self.store.read_stream(job_state.stream_id(job_id)))
+
+    async def _decide(self, job_id: str, decide: Any) -> int:
+        for _ in range(10):
+            state = await self.load(job_id)
+            if state is None:
+                raise errors.JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
+            new_events: list[Event] = decide(state)
+            try:
+                positions = await self.store.append(
+                    job_state.stream_id(job_id), new_events, state.version
+                )
+            except errors.ConcurrencyError:
+                continue  # someone wrote in between: decide again on the new state
+            return positions[-1]
+        raise errors.JobError(f"job {job_id} is changing too fast to decide", "CONTENDED", job_id)
+
+    def _dispatched(self, request: JobRequest) -> JobDispatched:
+        spec = self.registry.get(request.type)
+        payload = validate_model(spec.payload_model, request.payload, "payload")
+        metadata = validate_model(BaseJobMetadata, request.metadata or {}, "metadata")
+        options = validate_model(EnqueueJobOptions, request.options or {}, "options")
+        now = time.time()
+        config = spec.config
+        event_options = {
+            "endpoint": config.endpoint,
+            "retries": options.retries if options.retries is not None else config.retries,
+            "timeout": config.timeout,
+            "qstash_timeout": int(config.timeout) + QSTASH_TIMEOUT_MARGIN_S,
+            "not_before": now + options.delay_seconds if options.delay_seconds else None,
+            "callback": str(options.callback) if options.callback else None,
+            "failure_callback": str(options.failure_callback) if options.failure_callback else None,
+            "headers": dict(options.headers or {}),
+        }
+        event = JobDispatched(
+            job_id=_job_id(metadata),
+            dispatch=1,
+            job_type=config.type,
+            payload=payload.model_dump(mode="json"),
+            metadata=metadata.model_dump(mode="json", exclude_none=True),
+            options=event_options,
+            source="api",
+        )
+        _check_storable(event)
+        return event
+
+
+def _check_storable(event: JobDispatched) -> None:
+    try:
+        size = len(codec.dumps(event.payload, what="payload"))
+        codec.dumps(event.metadata, what="metadata")
+        codec.dumps(event.options, what="options")
+    except errors.InvalidEventError as exc:
+        raise errors.JobValidationError("invalid job", [str(exc)]) from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise errors.JobValidationError(
+            "invalid payload", [f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}"]
+        )
+
+
+def _job_id(metadata: BaseJobMetadata) -> str:
+    """A fresh id, or one derived from (organization, idempotency key).
+
+    Deriving the id makes the log's own uniqueness of (stream, version) the judge of
+    duplicate enqueues: the second writer of the same stream's first event loses.
+    """
+    if metadata.idempotency_key is None:
+        return str(uuid.uuid4())
+    scope = f"{metadata.organization_id or ''}:{metadata.idempotency_key}"
+    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, scope))
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def _log_dispatch(event: JobDispatched, position: int) -> None:
+    log.info(
+        "job dispatched",
+        job_id=event.job_id,
+        job_type=event.job_type,
+        dispatch=event.dispatch,
+        source=event.source,
+        position=position,
+        payload=redaction.redact(event.payload),
+    )

@@ -1,0 +1,283 @@
+"""The outbox relay: publishes what the log says to QStash, checkpointed, never twice-run.
+
+It follows the log like a projection.  For each batch of events it publishes new
+dispatches (sources ``api``, ``replay``, ``recovery``; never ``schedule``, whose runs QStash
+already owns) with QStash's batch API, cancels the QStash messages of cancelled jobs,
+carries schedule events out, then saves the message ids and its checkpoint in one
+transaction.  A crash before the checkpoint means the batch is published again: the
+deduplication id (job id + dispatch) makes QStash drop the copy, and the host's delivery
+rules make a copy that got through anyway run nothing.  Only one relay per database works
+at a time (a session advisory lock); others wait to take over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import asyncpg
+import httpx
+import structlog
+from qstash import AsyncQStash
+from qstash.errors import QStashError
+
+from jobstore import database, errors, query
+from jobstore.event import RecordedEvent
+from jobstore.job_events import JobCancelled, JobDispatched, JobFailed
+from jobstore.relay_schedule import FAILURE_CALLBACK_PATH, ScheduleSync
+from jobstore.schedule_events import (
+    ScheduleCreated,
+    ScheduleDeleted,
+    SchedulePaused,
+    ScheduleResumed,
+)
+from jobstore.store import NOTIFY_CHANNEL, EventStore
+
+log = structlog.get_logger("jobtrail.relay")
+_Q = query.load("jobstore", "relay.sql")
+_LEADER_LOCK_KEY = 7244012502
+QSTASH_BATCH = 100
+
+
+_SCHEDULE_EVENTS = (ScheduleCreated, SchedulePaused, ScheduleResumed, ScheduleDeleted)
+
+
+class RelayCrash(Exception):
+    """The relay stopped at a fault-injection point (tests only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """How the relay publishes: where the host is, batch sizes, timing, fault injection."""
+
+    public_url: str
+    name: str = "relay"
+    read_batch: int = 500
+    idle_poll: float = 5.0
+    max_backoff: float = 30.0
+    reconcile_interval: float = 300.0
+    leader_retry: float = 2.0
+    fault: str | None = None  # "crash_after_publish": stop before saving the checkpoint
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a QStash call failure may succeed if tried again (network, 5xx, 429)."""
+    if isinstance(exc, httpx.HTTPError | OSError | asyncio.TimeoutError):
+        return True
+    if isinstance(exc, QStashError):
+        match = re.search(r"status: (\d{3})", str(exc))
+        return match is None or int(match[1]) >= 500 or int(match[1]) == 429
+    return False
+
+
+class Relay:
+    """Publishes dispatches from the event log to QStash (the log is the outbox)."""
+
+    def __init__(
+        self, store: EventStore, dsn: str, qstash: AsyncQStash, config: RelayConfig
+    ) -> None:
+        self.store = store
+        self.dsn = dsn
+        self.qstash = qstash
+        self.config = config
+        self.schedules = ScheduleSync(store, qstash, config.public_url)
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    async def run(self) -> None:
+        """Publish forever: wait for leadership, reconcile schedules, follow the log."""
+        while True:
+            try:
+                async with self._leadership(wait=True) as lock_conn:
+                    await self._follow(lock_conn)
+            except errors.DatabaseUnavailableError as exc:
+                log.warning("relay lost the database; retrying", error=str(exc))
+                await asyncio.sleep(self.config.leader_retry)
+
+    async def run_until_caught_up(self) -> int:
+        """Publish everything in the log up to now, then return the number of events handled."""
+        async with self._leadership(wait=True):
+            target = await self.store.last_position()
+            handled = 0
+            position = await self._checkpoint()
+            while position < target:
+                batch = await self.store.read_all(position, self.config.read_batch)
+                if not batch:
+                    break
+                await self._handle(batch)
+                position = batch[-1].position
+                handled += len(batch)
+            return handled
+
+    async def reconcile_schedules(self) -> int:
+        """Create in QStash the schedules the log has and QStash lacks; return how many."""
+        return await self.schedules.reconcile(self._retrying)
+
+    @contextlib.asynccontextmanager
+    async def _leadership(self, *, wait: bool) -> Any:
+        conn = await database.connect(self.dsn)
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK_KEY):
+                if not wait:
+                    raise errors.JobstoreError("another relay holds the lead")
+                await asyncio.sleep(self.config.leader_retry)
+            log.info("relay is the leader", name=self.config.name)
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()  # closing the session releases the advisory lock
+
+    async def _follow(self, lock_conn: asyncpg.Connection) -> None:
+        await lock_conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        await self.reconcile_schedules()
+        loop = asyncio.get_running_loop()
+        next_reconcile = loop.time() + self.config.reconcile_interval
+        position = await self._checkpoint()
+        while not lock_conn.is_closed():
+            self._wake.clear()
+            batch = await self.store.read_all(position, self.config.read_batch)
+            if batch:
+                await self._handle(batch)
+                position = batch[-1].position
+                continue
+            if loop.time() >= next_reconcile:
+                await self.reconcile_schedules()
+                next_reconcile = loop.time() + self.config.reconcile_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.idle_poll)
+        raise errors.DatabaseUnavailableError("the relay's leadership connection closed")
+
+    async def _handle(self, batch: Sequence[RecordedEvent]) -> None:
+        dispatches = [
+            r.event
+            for r in batch
+            if isinstance(r.event, JobDispatched) and r.event.source != "schedule"
+        ]
+        published = await self._publish_all(dispatches)
+        for recorded in batch:
+            await self._carry_out(recorded)
+        if self.config.fault == "crash_after_publish" and published:
+            raise RelayCrash("fault injected: published, checkpoint not saved")
+        await self._save(published, batch[-1].position)
+        self.published += len(published)
+
+    async def _carry_out(self, recorded: RecordedEvent) -> None:
+        event = recorded.event
+        if isinstance(event, JobCancelled):
+            await self._cancel(recorded.stream_id.removeprefix("job-"), event.dispatch)
+        elif isinstance(
+            event, ScheduleCreated | SchedulePaused | ScheduleResumed | ScheduleDeleted
+        ):
+            await self.schedules.apply(recorded, self._retrying)
+
+    async def _publish_all(self, dispatches: list[JobDispatched]) -> list[tuple[str, int, str]]:
+        saved: list[tuple[str, int, str]] = []
+        for start in range(0, len(dispatches), QSTASH_BATCH):
+            chunk = dispatches[start : start + QSTASH_BATCH]
+            requests = [self._request(d) for d in chunk]
+            try:
+                responses = await self._retrying(
+                    lambda r=requests: self.qstash.message.batch_json(r)
+                )
+            except QStashError as exc:  # a permanent refusal: publish one by one
+                log.warning("qstash refused a batch; publishing one by one", error=str(exc))
+                saved += await self._publish_singly(chunk)
+                continue
+            for dispatched, response in zip(chunk, responses, strict=True):
+                message_id = getattr(response, "message_id", None) or ""
+                saved.append((dispatched.job_id, dispatched.dispatch, message_id))
+            log.info("published batch", count=len(chunk))
+        return saved
+
+    async def _publish_singly(self, chunk: list[JobDispatched]) -> list[tuple[str, int, str]]:
+        saved: list[tuple[str, int, str]] = []
+        for dispatched in chunk:
+            request = self._request(dispatched)
+            try:
+                (response,) = await self._retrying(
+                    lambda r=request: self.qstash.message.batch_json([r])
+                )
+            except QStashError as exc:
+                await self.store.append(
+                    f"job-{dispatched.job_id}",
+                    [
+                        JobFailed(
+                            dispatch=dispatched.dispatch,
+                            reason="QStash refused the message",
+                            error_type="QStashError",
+                            error_message=str(exc)[:500],
+                        )
+                    ],
+                )
+                continue
+            saved.append(
+                (dispatched.job_id, dispatched.dispatch, getattr(response, "message_id", ""))
+            )
+        return saved
+
+    def _request(self, dispatched: JobDispatched) -> dict[str, Any]:
+        options = dispatched.options
+        request: dict[str, Any] = {
+            "url": self.config.public_url.rstrip("/") + options["endpoint"],
+            "body": {
+                "job_id": dispatched.job_id,
+                "dispatch": dispatched.dispatch,
+                "type": dispatched.job_type,
+                "payload": dispatched.payload,
+                "metadata": dispatched.metadata,
+            },
+            "retries": int(options.get("retries", 3)),
+            "timeout": f"{int(options.get('qstash_timeout', 60))}s",
+            "deduplication_id": f"{dispatched.job_id}-{dispatched.dispatch}",
+            "failure_callback": self.config.public_url.rstrip("/") + FAILURE_CALLBACK_PATH,
+            "headers": dict(options.get("headers") or {}),
+            "label": dispatched.job_type,
+        }
+        if options.get("callback"):
+            request["callback"] = options["callback"]
+        not_before = options.get("not_before")
+        if not_before and dispatched.source == "api":
+            request["not_before"] = int(not_before)
+        return request
+
+    async def _cancel(self, job_id: str, dispatch: int) -> None:
+        async with self.store.pool.acquire() as conn:
+            message_id = await conn.fetchval(_Q["message_of"], job_id, dispatch)
+        if not message_id:
+            return
+        try:
+            await self._retrying(partial(self.qstash.message.cancel, message_id))
+        except QStashError as exc:  # already delivered, failed or unknown: nothing to stop
+            log.info("qstash message not cancelled", job_id=job_id, reason=str(exc)[:200])
+        else:
+            log.info("qstash message cancelled", job_id=job_id, message_id=message_id)
+
+    async def _retrying(self, call: Any) -> Any:
+        """Run a QStash call until it succeeds or fails permanently; back off meanwhile."""
+        delay = 0.2
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("qstash unreachable; backing off", error=str(exc)[:200], delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.max_backoff)
+
+    async def _checkpoint(self) -> int:
+        async with self.store.pool.acquire() as conn:
+            value = await conn.fetchval(_Q["read_checkpoint"], self.config.name)
+        return int(value or 0)
+
+    async def _save(self, published: list[tuple[str, int, str]], position: int) -> None:
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            if published:
+                job_ids, dispatches, message_ids = (list(c) for c in zip(*published, strict=True))
+                await conn.execute(_Q["save_messages"], job_ids, dispatches, message_ids)
+            await conn.execute(_Q["save_checkpoint"], self.config.name, position)

@@ -46,8 +46,8 @@ def refusal_reason(address: IPAddress) -> str | None:
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
         ("multicast", address.is_multicast),
-        ("private", address.is_private),
         ("reserved", address.is_reserved),
+        ("private", address.is_private),
         ("not globally routable", not address.is_global),
     )
     return next((name for name, hit in checks if hit), None)
@@ -66,11 +66,18 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     return None
 
 
+def display_url(url: yarl.URL) -> str:
+    """``url`` without credentials, query or fragment: safe to put in errors and logs."""
+    if not url.absolute:
+        return str(url.with_query(None).with_fragment(None))
+    return str(url.with_user(None).with_query(None).with_fragment(None))
+
+
 def check_url(url: yarl.URL) -> tuple[str, int]:
     """The host and port of an http(s) ``url``; any other scheme is refused."""
     if url.scheme not in ALLOWED_SCHEMES or not url.host:
         raise error.WebhookTargetRefusedError(
-            f"webhook URL {url.with_user(None)!s} is refused: only http:// and https:// "
+            f"webhook URL {display_url(url)} is refused: only http:// and https:// "
             "URLs with a host name are allowed"
         )
     return url.host, url.port or (443 if url.scheme == "https" else 80)

@@ -131,7 +131,7 @@ def default_session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
 
 def _outcome(url: yarl.URL, status: int, location: str | None) -> None:
     """Raise the failure a non-2xx ``status`` means: retryable or not."""
-    where = url.with_user(None).with_query(None)
+    where = target.display_url(url)
     if 200 <= status < 300:
         return
     if status >= 500 or status in RETRYABLE_STATUSES:
@@ -174,7 +174,7 @@ def webhook_handler(
             resolver=target.PinnedResolver(host, addresses), use_dns_cache=False
         )
         status = await _post(make_session(connector), url, raw_body, headers)
-        log.info("webhook delivered", host=host, status=status, event=payload.event)
+        log.info("webhook delivered", host=host, status=status, webhook_event=payload.event)
         return {"status": status}
 
     return process_webhook
@@ -191,7 +191,7 @@ async def _post(
             _outcome(url, resp.status, resp.headers.get("Location"))
             return resp.status
     except (aiohttp.ClientError, TimeoutError) as exc:
-        where = url.with_user(None).with_query(None)
+        where = target.display_url(url)
         raise error.WebhookDeliveryError(
             f"could not deliver webhook to {where}: {type(exc).__name__}: {exc}"
         ) from exc

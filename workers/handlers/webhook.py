@@ -186,7 +186,9 @@ async def _post(
     try:
         async with (
             session,
-            session.post(url, data=raw_body, headers=headers, allow_redirects=False) as resp,
+            session.post(
+                url, data=raw_body, headers=headers, allow_redirects=False, timeout=TIMEOUT
+            ) as resp,
         ):
             _outcome(url, resp.status, resp.headers.get("Location"))
             return resp.status

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,8 +14,17 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import asyncpg
+import structlog
 
 import jobstore
+
+
+def quiet_logs() -> None:
+    """Log warnings and errors only, to stderr: per-job info lines would skew the figures."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )
 
 
 def bench_line(metric: str, value: float, unit: str) -> None:
@@ -46,6 +57,7 @@ class Timer:
 @asynccontextmanager
 async def scratch_database() -> AsyncIterator[str]:
     """A migrated, empty database on DATABASE_URL's server (or the embedded one); dropped after."""
+    quiet_logs()
     settings = jobstore.Settings()
     async with jobstore.resolve_dsn(settings) as (server_dsn, embedded):
         name = f"jobtrail_bench_{uuid.uuid4().hex[:8]}"

@@ -28,26 +28,49 @@ def loads(raw: bytes | str) -> Any:
     return orjson.loads(raw)
 
 
-def _check(value: Any, path: str) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise errors.InvalidEventError(
-                f"{path} contains a NUL character (\\u0000), which PostgreSQL cannot store; "
-                "remove it or encode the text (e.g. base64)"
-            )
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise errors.InvalidEventError(
-                f"{path} is {value}, which JSON cannot represent; use a finite number or null"
-            )
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
+def _check(value: Any, root: str) -> None:
+    """Walk ``value`` (iteratively: payloads can be deep) for what jsonb or JSON refuse."""
+    stack: list[tuple[Any, str]] = [(value, root)]
+    while stack:
+        item, path = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item:
                 raise errors.InvalidEventError(
-                    f"{path} has a non-string key {key!r}; JSON object keys must be strings"
+                    f"{path} contains a NUL character (\\u0000), which PostgreSQL cannot "
+                    "store; remove it or encode the text (e.g. base64)"
                 )
-            _check(key, f"{path} key {key[:40]!r}")
-            _check(item, f"{path}.{key}")
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check(item, f"{path}[{index}]")
+        elif kind is dict:
+            for key, child in item.items():
+                if type(key) is not str:
+                    raise errors.InvalidEventError(
+                        f"{path} has a non-string key {key!r}; JSON object keys must be strings"
+                    )
+                if "\x00" in key:
+                    raise errors.InvalidEventError(f"{path} key {key[:40]!r} contains a NUL")
+                if type(child) in _CONTAINERS_AND_TEXT or isinstance(child, float):
+                    stack.append((child, f"{path}.{key}"))
+        elif kind is list or kind is tuple:
+            stack.extend(
+                (child, f"{path}[{index}]")
+                for index, child in enumerate(item)
+                if type(child) in _CONTAINERS_AND_TEXT or isinstance(child, float)
+            )
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise errors.InvalidEventError(
+                f"{path} is {item}, which JSON cannot represent; use a finite number or null"
+            )
+        elif isinstance(item, dict | list | tuple | str):
+            stack.append((_plain(item), path))
+
+
+_CONTAINERS_AND_TEXT = frozenset({str, dict, list, tuple})
+
+
+def _plain(item: Any) -> Any:
+    """A subclass of dict/list/str as its plain type, so the walk's fast checks apply."""
+    if isinstance(item, str):
+        return str(item)
+    if isinstance(item, dict):
+        return dict(item)
+    return list(item)

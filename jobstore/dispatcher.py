@@ -7,16 +7,18 @@ crash anywhere loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 from pydantic import BaseModel
 
-from jobstore import codec, errors, job_state, redaction, transition
+from jobstore import errors, job_state, redaction, transition
 from jobstore.event import Event
 from jobstore.job import BaseJobMetadata, EnqueueJobOptions
 from jobstore.job_events import JobDispatched
@@ -111,7 +113,8 @@ class Dispatcher:
         )
         event = event.model_copy(update={"job_id": job_id})
         try:
-            await self.store.append(job_state.stream_id(job_id), [event], NO_STREAM)
+            with _as_validation_error():
+                await self.store.append(job_state.stream_id(job_id), [event], NO_STREAM)
         except errors.ConcurrencyError:
             raise errors.JobError(f"job {job_id} already exists", "JOB_EXISTS", job_id) from None
         execution = await self.get_job_execution_by_job_id(job_id)
@@ -142,9 +145,10 @@ class Dispatcher:
         """Like :meth:`enqueue`, also telling the log position (for read-your-writes)."""
         event = self._dispatched(JobRequest(type, payload, metadata, options))
         try:
-            positions = await self.store.append(
-                job_state.stream_id(event.job_id), [event], NO_STREAM
-            )
+            with _as_validation_error():
+                positions = await self.store.append(
+                    job_state.stream_id(event.job_id), [event], NO_STREAM
+                )
         except errors.ConcurrencyError:
             log.info("enqueue deduplicated by idempotency key", job_id=event.job_id, job_type=type)
             return Enqueued(event.job_id, None, created=False)
@@ -166,9 +170,13 @@ class Dispatcher:
         if problems:
             raise errors.JobValidationError(f"{len(problems)} problem(s) in the batch", problems)
         unique = {e.job_id: e for e in events}
-        outcomes = await self.store.append_each(
-            [StreamAppend(job_state.stream_id(e.job_id), [e], NO_STREAM) for e in unique.values()]
-        )
+        with _as_validation_error():
+            outcomes = await self.store.append_each(
+                [
+                    StreamAppend(job_state.stream_id(e.job_id), [e], NO_STREAM)
+                    for e in unique.values()
+                ]
+            )
         created = sum(isinstance(o, list) for o in outcomes)
         log.info("jobs dispatched in bulk", count=len(events), created=created)
         return [e.job_id for e in events]
@@ -226,7 +234,8 @@ class Dispatcher:
             "failure_callback": str(options.failure_callback) if options.failure_callback else None,
             "headers": dict(options.headers or {}),
         }
-        event = JobDispatched(
+        # Every field comes from a validated model above: build without validating again.
+        event = JobDispatched.model_construct(
             job_id=_job_id(metadata),
             dispatch=1,
             job_type=config.type,
@@ -234,18 +243,23 @@ class Dispatcher:
             metadata=metadata.model_dump(mode="json", exclude_none=True),
             options=event_options,
             source="api",
+            reason=None,
         )
-        _check_storable(event)
+        _check_size(event)
         return event
 
 
-def _check_storable(event: JobDispatched) -> None:
+@contextlib.contextmanager
+def _as_validation_error() -> Iterator[None]:
+    """Data the log cannot hold (NUL, NaN…) is the caller's invalid input, said so."""
     try:
-        size = len(codec.dumps(event.payload, what="payload"))
-        codec.dumps(event.metadata, what="metadata")
-        codec.dumps(event.options, what="options")
+        yield
     except errors.InvalidEventError as exc:
         raise errors.JobValidationError("invalid job", [str(exc)]) from None
+
+
+def _check_size(event: JobDispatched) -> None:
+    size = len(orjson.dumps(event.payload))
     if size > MAX_PAYLOAD_BYTES:
         raise errors.JobValidationError(
             "invalid payload", [f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}"]

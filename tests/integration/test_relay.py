@@ -50,12 +50,23 @@ def make_relay(store: jobstore.EventStore, dsn: str, harness: Harness, **config:
     return Relay(store, dsn, client, RelayConfig(public_url=harness.sink.base, **config))  # type: ignore[arg-type]
 
 
+_TASKS: dict[int, asyncio.Task[None]] = {}
+
+
 @contextlib.asynccontextmanager
 async def running_relay(relay: Relay) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(relay.run())
+    _TASKS[id(relay)] = task
     try:
         yield task
     finally:
+        await stop_relay(relay)
+
+
+async def stop_relay(relay: Relay) -> None:
+    """Stop a running relay (as its host dying would), releasing its lead."""
+    task = _TASKS.pop(id(relay), None)
+    if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -246,14 +257,19 @@ async def test_leadership_passes_to_the_other_relay_when_the_leader_stops(
     first = make_relay(store, db_dsn, qstash, leader_retry=0.1, idle_poll=0.2)
     second = make_relay(store, db_dsn, qstash, leader_retry=0.1, idle_poll=0.2)
     dispatcher = Dispatcher(store)
-    async with running_relay(second):
-        async with running_relay(first):
-            await asyncio.sleep(0.3)
-            await dispatcher.enqueue("send-email", WELCOME)
-            await eventually(lambda: len(qstash.sink.at(EMAIL_PATH)) == 1, what="first")
+    async with running_relay(first):
         await dispatcher.enqueue("send-email", WELCOME)
-        await eventually(lambda: len(qstash.sink.at(EMAIL_PATH)) == 2, within=10, what="second")
-    assert first.published + second.published == 2
+        await eventually(lambda: len(qstash.sink.at(EMAIL_PATH)) == 1, what="first delivery")
+        async with running_relay(second):
+            await asyncio.sleep(0.3)  # the second relay waits for the lead
+            assert second.published == 0
+            await stop_relay(first)
+            await dispatcher.enqueue("send-email", WELCOME)
+            await eventually(lambda: second.published >= 1, within=10, what="takeover")
+            await eventually(lambda: len(qstash.sink.at(EMAIL_PATH)) == 2, what="2nd delivery")
+            await settle(qstash)
+    job_ids = [orjson.loads(d.body)["job_id"] for d in qstash.sink.at(EMAIL_PATH)]
+    assert len(job_ids) == len(set(job_ids)) == 2, "each job delivered once"
 
 
 async def test_schedules_are_created_paused_and_reconciled_in_qstash(

@@ -1,7 +1,8 @@
 """jobstore: the event log, its database, settings and errors (jobtrail's foundation)."""
 
-from jobstore import job_events, payloads
+from jobstore import job_events, job_state, payloads, redaction, schedule_events
 from jobstore.database import Database, connect, create_pool, open_database, resolve_dsn
+from jobstore.dispatcher import Dispatcher, Enqueued, JobRequest
 from jobstore.embedded import EmbeddedPostgres
 from jobstore.errors import (
     AppendOnlyError,
@@ -31,6 +32,8 @@ from jobstore.registry import (
     get_job_config,
     registry,
 )
+from jobstore.relay import Relay, RelayConfig, RelayCrash
+from jobstore.schedule import validate_cron
 from jobstore.settings import Settings
 from jobstore.store import ANY, NO_STREAM, EventStore, ExpectedVersion, StreamAppend
 from jobstore.subscription import Subscription
@@ -46,9 +49,11 @@ __all__ = [
     "ConcurrencyError",
     "Database",
     "DatabaseUnavailableError",
+    "Dispatcher",
     "EmbeddedDatabaseError",
     "EmbeddedPostgres",
     "EnqueueJobOptions",
+    "Enqueued",
     "Event",
     "EventStore",
     "EventStoreError",
@@ -58,6 +63,7 @@ __all__ = [
     "JobError",
     "JobExecution",
     "JobRegistry",
+    "JobRequest",
     "JobState",
     "JobTypeSpec",
     "JobValidationError",
@@ -66,6 +72,9 @@ __all__ = [
     "MigrationState",
     "NonRetryableJobError",
     "RecordedEvent",
+    "Relay",
+    "RelayConfig",
+    "RelayCrash",
     "Settings",
     "StreamAppend",
     "Subscription",
@@ -75,11 +84,15 @@ __all__ = [
     "default_registry",
     "get_job_config",
     "job_events",
+    "job_state",
     "migrate",
     "open_database",
     "payloads",
+    "redaction",
     "registry",
     "resolve_dsn",
+    "schedule_events",
     "status",
     "upcaster",
+    "validate_cron",
 ]

@@ -5,6 +5,7 @@ A job has dispatches 1, 2, … and each dispatch has attempts 1, 2, …; see DES
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
@@ -81,3 +82,16 @@ class JobCancelled(Event, type_name="job.cancelled"):
 
     dispatch: int = Field(ge=1)
     reason: str | None = None
+
+
+class StreamsArchived(Event, type_name="log.streams_archived"):
+    """Whole streams of finished jobs were moved to the archive (retention).
+
+    Recorded in stream ``archive-<uuid>`` by the one sanctioned archiving function; the
+    views drop these jobs, incrementally and on a rebuild alike.
+    """
+
+    stream_ids: list[str]
+    job_ids: list[str]
+    finished_before: datetime
+    retention_days: int = Field(ge=0)

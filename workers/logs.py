@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from jobstore import redaction
+
 
 def configure(*, json: bool | None = None, level: int = logging.INFO) -> None:
     """Send structlog output to stderr; JSON unless stderr is a terminal (or ``json`` says)."""
@@ -22,6 +24,7 @@ def configure(*, json: bool | None = None, level: int = logging.INFO) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redaction.structlog_processor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+import pydantic
 import pytest
 import structlog
 
@@ -282,3 +283,28 @@ async def test_schedule_life_cycle_is_recorded_as_events(dispatcher: Dispatcher)
     assert await schedules.list() == []
     with pytest.raises(jobstore.JobError, match="no schedule"):
         await schedules.pause(schedule_id)
+
+
+class InvoicePayload(pydantic.BaseModel):
+    invoice_id: int
+    amount_cents: int = pydantic.Field(gt=0)
+
+
+async def test_applications_register_their_own_job_types(store: jobstore.EventStore) -> None:
+    registry = jobstore.default_registry()
+    config = jobstore.JobConfig(
+        type="charge-invoice", endpoint="/jobs/charge", retries=5, timeout=20
+    )
+    registry.register(config, InvoicePayload)
+    dispatcher = Dispatcher(store, registry)
+
+    job_id = await dispatcher.enqueue("charge-invoice", {"invoice_id": 9, "amount_cents": 100})
+    execution = await dispatcher.get_job_execution_by_job_id(job_id)
+    assert execution is not None
+    assert (execution.job_type, execution.max_retries) == ("charge-invoice", 5)
+    with pytest.raises(jobstore.JobValidationError, match="amount_cents"):
+        await dispatcher.enqueue("charge-invoice", {"invoice_id": 9, "amount_cents": 0})
+    with pytest.raises(jobstore.JobError, match="already registered"):
+        registry.register(config, InvoicePayload)
+    with pytest.raises(jobstore.JobError, match="endpoint"):
+        registry.register(config.model_copy(update={"type": "other"}), InvoicePayload)

@@ -114,6 +114,19 @@ class Settings(BaseSettings):
         description="Where export-data and generate-report write; default <data_dir>/exports.",
     )
 
+    lease_grace_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        validation_alias=AliasChoices("JOBTRAIL_LEASE_GRACE_SECONDS", "lease_grace_seconds"),
+        description="Seconds past a job's timeout before a silent attempt counts as abandoned.",
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JOBTRAIL_API_TOKEN", "api_token"),
+        description="Bearer token of the /api/v1 read and ops API.",
+    )
+
     @property
     def exports_dir(self) -> Path:
         """The folder export-data and generate-report write into."""

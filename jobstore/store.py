@@ -117,6 +117,11 @@ class EventStore:
             for o, r in zip(outcomes, requests, strict=True)
         ]
 
+    async def checkpoint(self, name: str) -> int:
+        """How far the log follower ``name`` (e.g. ``relay``) has got (0 if it never ran)."""
+        rows = await self._fetch(_Q["checkpoint"], name)
+        return int(rows[0][0]) if rows else 0
+
     async def schedule_stream_ids(self) -> list[str]:
         """The ids of every schedule stream in the log."""
         rows = await self._fetch(_Q["schedule_streams"])

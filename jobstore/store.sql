@@ -38,3 +38,7 @@ SELECT out_position, out_stream_id, out_version
 SELECT DISTINCT stream_id FROM jobtrail.events
  WHERE stream_id LIKE 'schedule-%'
  ORDER BY stream_id;
+
+-- name: checkpoint
+-- params: name
+SELECT position FROM jobtrail.checkpoints WHERE name = $1;

@@ -1,5 +1,6 @@
 """Built-in handlers of the seed job types: send-email, process-webhook, process-stripe-webhook."""
 
+from workers.handlers import target
 from workers.handlers.email import send_email_handler
 from workers.handlers.error import (
     EmailDeliveryError,
@@ -18,6 +19,7 @@ __all__ = [
     "WebhookTargetRefusedError",
     "send_email_handler",
     "stripe_webhook_handler",
+    "target",
     "verify_signature",
     "webhook_handler",
 ]

@@ -1,0 +1,155 @@
+"""``make_app(settings)``: the aiohttp host — job endpoints, failure callback, health, metrics.
+
+Pools, sessions and background tasks (relay, sweeper, projections) are owned by the app's
+cleanup context: started with it, cancelled and awaited when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import structlog
+from aiohttp import web
+from qstash import AsyncQStash
+
+import jobstore
+from jobstore import DatabaseUnavailableError, JobRegistry, Settings
+from workers import builtin, callback, health
+from workers.context import HOST, HostContext
+from workers.metrics import Metrics
+from workers.sweeper import Sweeper, SweeperConfig
+from workers.verification import Verifier
+from workers.worker import answer, create_job_worker
+
+log = structlog.get_logger("jobtrail.host")
+MAX_BODY_BYTES = 1024 * 1024 + 64 * 1024  # QStash's 1 MiB message limit, plus headroom
+Background = Callable[[HostContext], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    """What a host runs besides answering deliveries."""
+
+    relay: bool = True
+    sweeper: bool = True
+    sweeper_config: SweeperConfig = field(default_factory=SweeperConfig)
+    relay_config: jobstore.RelayConfig | None = None
+    extra_background: tuple[Background, ...] = ()
+
+
+def make_app(
+    settings: Settings,
+    *,
+    registry: JobRegistry | None = None,
+    options: HostOptions | None = None,
+    dsn: str | None = None,
+) -> web.Application:
+    """Build the host for ``settings`` (``dsn`` overrides the database it opens)."""
+    options = options or HostOptions()
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_json_errors])
+    registry = registry or builtin.registry_with_handlers(settings)
+    for job_type in registry.types():
+        spec = registry.get(job_type)
+        app.router.add_post(spec.config.endpoint, create_job_worker())
+    app.router.add_post(callback.FAILURE_CALLBACK_PATH, callback.failure_callback)
+    health.add_routes(app)
+    app.cleanup_ctx.append(_lifecycle(settings, registry, options, dsn))
+    return app
+
+
+def _lifecycle(
+    settings: Settings, registry: JobRegistry, options: HostOptions, dsn: str | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            resolved = dsn or (await stack.enter_async_context(jobstore.resolve_dsn(settings)))[0]
+            pool = await jobstore.create_pool(
+                resolved, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+            )
+            stack.push_async_callback(pool.close)
+            http = aiohttp.ClientSession()
+            stack.push_async_callback(http.close)
+            store = jobstore.EventStore(pool)
+            ctx = HostContext(
+                settings=settings,
+                store=store,
+                dsn=resolved,
+                dispatcher=jobstore.Dispatcher(store, registry),
+                registry=registry,
+                verifier=Verifier(
+                    settings.qstash_current_signing_key,
+                    settings.qstash_next_signing_key,
+                    settings.public_url,
+                ),
+                metrics=Metrics(),
+                http=http,
+                qstash=_qstash_client(settings),
+            )
+            if ctx.qstash is not None:
+                stack.push_async_callback(ctx.qstash.http._client.aclose)
+            app[HOST] = ctx
+            tasks = _start_background(ctx, options)
+            try:
+                yield
+            finally:
+                ctx.accepting = False
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    return lifecycle
+
+
+def _qstash_client(settings: Settings) -> AsyncQStash | None:
+    if not settings.qstash_url and not settings.qstash_token:
+        return None
+    token = settings.qstash_token or jobstore.settings.DEV_QSTASH_TOKEN
+    return AsyncQStash(token, base_url=settings.qstash_url, retry=False)
+
+
+def _start_background(ctx: HostContext, options: HostOptions) -> list[asyncio.Task[None]]:
+    jobs: list[tuple[str, Awaitable[None]]] = []
+    if options.relay and ctx.qstash is not None:
+        config = options.relay_config or jobstore.RelayConfig(public_url=ctx.settings.public_url)
+        relay = jobstore.Relay(ctx.store, ctx.dsn, ctx.qstash, config)
+        jobs.append(("relay", relay.run()))
+    if options.sweeper and ctx.qstash is not None:
+        jobs.append(("sweeper", Sweeper(ctx, options.sweeper_config).run()))
+    jobs += [(getattr(b, "__name__", "background"), b(ctx)) for b in options.extra_background]
+    return [asyncio.create_task(_supervised(name, job), name=name) for name, job in jobs]
+
+
+async def _supervised(name: str, job: Awaitable[None]) -> None:
+    try:
+        await job
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background task stopped", task=name)
+
+
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error is JSON with a clear message; never a traceback, never an HTML page."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return answer(
+            exc.status,
+            exc.reason
+            if exc.status != 413
+            else f"request body is larger than {MAX_BODY_BYTES} bytes",
+        )
+    except DatabaseUnavailableError:
+        return answer(503, "database unavailable; retry later", retry_after=5)
+    except Exception:
+        log.exception("unexpected error", path=request.path)
+        return answer(500, "internal error; see the host's log")

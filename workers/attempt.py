@@ -1,0 +1,249 @@
+"""The attempt runtime: start an attempt, run its handler under a timeout, record the outcome.
+
+Every write is against the stream version the decision was made on; when another writer
+got there first (a duplicate delivery, a cancel), the state is folded again and the
+decision taken again (DESIGN.md rule 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from pydantic import BaseModel
+
+from jobstore import (
+    BaseJob,
+    BaseJobMetadata,
+    ConcurrencyError,
+    Event,
+    JobError,
+    JobState,
+    JobTypeSpec,
+    JobValidationError,
+    NonRetryableJobError,
+    job_events,
+)
+from workers import decision
+from workers.context import HostContext
+
+log = structlog.get_logger("jobtrail.worker")
+MAX_RESULT_BYTES = 16 * 1024
+MAX_TRACEBACK_CHARS = 4000
+_RACE_RETRIES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How to answer QStash after a delivery: status, reason, and retry hints."""
+
+    status: int
+    reason: str
+    non_retryable: bool = False
+    retry_after: int | None = None
+    result: Any = None
+
+
+async def deliver(
+    ctx: HostContext,
+    job_id: str,
+    dispatch: int,
+    retried: int,
+    message_id: str | None,
+    handler: Callable[..., Any] | None = None,
+) -> Outcome:
+    """Carry out one delivery of ``dispatch`` of ``job_id``."""
+    for _ in range(_RACE_RETRIES):
+        state = await ctx.dispatcher.load(job_id)
+        if state is None:
+            return Outcome(489, f"no job {job_id} in the log", non_retryable=True)
+        choice = decision.decide_delivery(
+            state, dispatch, retried, message_id, time.time(), ctx.settings.lease_grace_seconds
+        )
+        if isinstance(choice, decision.Respond):
+            return Outcome(choice.status, choice.reason, choice.non_retryable, choice.retry_after)
+        prepared = _prepare(ctx, state, choice.attempt, message_id, handler)
+        if isinstance(prepared, list):  # unknown type or invalid payload: the job fails
+            if await _append(ctx, state, prepared):
+                return Outcome(489, str(prepared[-1].reason), non_retryable=True)  # type: ignore[attr-defined]
+            continue
+        if await _append(ctx, state, choice.events):
+            return await _run(ctx, state, choice.attempt, prepared)
+    return Outcome(503, "the job's stream is too contended; try again", retry_after=1)
+
+
+def _prepare(
+    ctx: HostContext,
+    state: JobState,
+    attempt: int,
+    message_id: str | None,
+    handler: Callable[..., Any] | None,
+) -> tuple[JobTypeSpec, BaseModel, BaseJob] | list[Event]:
+    """The handler, typed payload and job to run, or the events failing the job."""
+    try:
+        spec = ctx.registry.get(state.job_type)
+        if handler is not None:
+            spec = JobTypeSpec(spec.config, spec.payload_model, handler)
+        if spec.handler is None:
+            raise JobError(f"no handler is registered for {state.job_type!r}", "NO_HANDLER")
+        payload = spec.payload_model.model_validate(state.payload)
+    except JobError as exc:
+        return [_failed(state, "UnknownJobType", str(exc))]
+    except Exception as exc:  # pydantic's ValidationError: the stored payload is invalid
+        return [_failed(state, "JobValidationError", f"payload is invalid: {exc}")]
+    job = BaseJob(
+        job_id=state.job_id,
+        type=state.job_type,
+        payload=state.payload,
+        metadata=BaseJobMetadata.model_validate(state.metadata),
+        dispatch=state.dispatch,
+        attempt=attempt,
+        message_id=message_id,
+    )
+    return spec, payload, job
+
+
+def _failed(state: JobState, error_type: str, message: str) -> job_events.JobFailed:
+    return job_events.JobFailed(
+        dispatch=state.dispatch,
+        reason=message[:500],
+        error_type=error_type,
+        error_message=message[:2000],
+    )
+
+
+async def _append(ctx: HostContext, state: JobState, events: list[Event]) -> bool:
+    """Append at the state's version; False if another writer got there first."""
+    try:
+        await ctx.store.append(f"job-{state.job_id}", events, state.version)
+    except ConcurrencyError:
+        return False
+    return True
+
+
+async def _run(
+    ctx: HostContext,
+    state: JobState,
+    attempt: int,
+    prepared: tuple[JobTypeSpec, BaseModel, BaseJob],
+) -> Outcome:
+    spec, payload, job = prepared
+    timeout = float(state.options.get("timeout", spec.config.timeout))
+    started = time.perf_counter()
+    with structlog.contextvars.bound_contextvars(
+        job_id=job.job_id, job_type=job.type, attempt=attempt, message_id=job.message_id
+    ):
+        log.info("attempt started", dispatch=job.dispatch)
+        try:
+            result = await _call(spec.handler, payload, job, timeout)
+        except Exception as exc:
+            duration = time.perf_counter() - started
+            ctx.metrics.handler_seconds.labels(job.type).observe(duration)
+            return await _record_failure(ctx, job, attempt, exc, duration)
+        duration = time.perf_counter() - started
+        ctx.metrics.handler_seconds.labels(job.type).observe(duration)
+        return await _record_success(ctx, job, attempt, duration, _storable(result))
+
+
+async def _call(handler: Any, payload: BaseModel, job: BaseJob, limit: float) -> Any:
+    """Run ``handler``; a plain function runs in a thread and the timeout stops waiting."""
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    ):
+        async with asyncio.timeout(limit):
+            return await handler(payload, job)
+    return await asyncio.wait_for(asyncio.to_thread(handler, payload, job), limit)
+
+
+async def _record_success(
+    ctx: HostContext, job: BaseJob, attempt: int, duration: float, result: Any
+) -> Outcome:
+    outcome = await _record(
+        ctx, job, attempt, lambda s: decision.decide_success(s, attempt, duration, result)
+    )
+    log.info("attempt completed", duration_seconds=round(duration, 4))
+    if outcome is not None:
+        return outcome
+    return Outcome(200, "completed", result=result)
+
+
+async def _record_failure(
+    ctx: HostContext, job: BaseJob, attempt: int, exc: BaseException, duration: float
+) -> Outcome:
+    retryable = not isinstance(exc, JobValidationError | NonRetryableJobError)
+    if isinstance(exc, TimeoutError):
+        exc = TimeoutError(
+            f"handler did not finish within its timeout of {job_timeout(ctx, job)} s"
+        )
+    trace = _trimmed_traceback(exc)
+    recorded: list[Event] = []
+
+    def decide(state: JobState) -> list[Event]:
+        recorded[:] = decision.decide_failure(
+            state, attempt, exc, trace, duration, retryable=retryable
+        )
+        return recorded
+
+    outcome = await _record(ctx, job, attempt, decide)
+    log.warning(
+        "attempt failed",
+        error_type=type(exc).__name__,
+        error=str(exc)[:300],
+        will_retry=bool(recorded) and getattr(recorded[0], "will_retry", False),
+    )
+    if outcome is not None:
+        return outcome
+    if not retryable:
+        return Outcome(489, f"non-retryable: {exc}"[:300], non_retryable=True)
+    if len(recorded) == 1 and getattr(recorded[0], "will_retry", False):
+        return Outcome(500, f"attempt {attempt} failed: {type(exc).__name__}")
+    return Outcome(500, f"final attempt {attempt} failed: {type(exc).__name__}")
+
+
+def job_timeout(ctx: HostContext, job: BaseJob) -> float:
+    """The configured timeout of ``job``'s type, in seconds."""
+    try:
+        return ctx.registry.get(job.type).config.timeout
+    except JobError:
+        return 0.0
+
+
+async def _record(
+    ctx: HostContext, job: BaseJob, attempt: int, decide: Callable[[JobState], list[Event]]
+) -> Outcome | None:
+    """Append an attempt's outcome; None when recorded, an Outcome when it cannot be."""
+    for _ in range(_RACE_RETRIES):
+        state = await ctx.dispatcher.load(job.job_id)
+        if state is None or state.dispatch != job.dispatch or state.attempt != attempt:
+            log.warning("outcome of a superseded attempt not recorded")
+            return Outcome(200, "attempt was superseded; outcome not recorded")
+        if await _append(ctx, state, decide(state)):
+            if state.status.value == "cancelled":
+                return Outcome(489, "job was cancelled while it ran", non_retryable=True)
+            return None
+    return Outcome(503, "could not record the outcome; try again", retry_after=1)
+
+
+def _storable(result: Any) -> Any:
+    """The handler's result if it is small JSON; otherwise a note saying why not."""
+    if result is None:
+        return None
+    try:
+        encoded = orjson.dumps(result)
+    except TypeError as exc:
+        return {"note": f"result not stored: not JSON ({exc})"}
+    if len(encoded) > MAX_RESULT_BYTES:
+        return {"note": f"result not stored: {len(encoded)} bytes > {MAX_RESULT_BYTES}"}
+    return result
+
+
+def _trimmed_traceback(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=15))
+    return text[-MAX_TRACEBACK_CHARS:]

@@ -1,0 +1,104 @@
+"""The failure-callback endpoint: QStash's verdict ends a dispatch (DESIGN.md rule 5).
+
+QStash calls it once when a message finally fails.  For the current dispatch of an
+unfinished job it records ``JobFailed`` (answering "try later" while an attempt's lease is
+live), then calls the job's own failure callback if it has one.  Anything else is
+acknowledged and ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import ClientError, ClientTimeout, web
+
+from jobstore import ConcurrencyError, DatabaseUnavailableError, JobState
+from workers import decision, envelope
+from workers.context import HOST, HostContext
+from workers.verification import VerificationError
+from workers.worker import answer
+
+log = structlog.get_logger("jobtrail.callback")
+FAILURE_CALLBACK_PATH = "/_jobtrail/qstash/failure"
+
+
+async def failure_callback(request: web.Request) -> web.Response:
+    """Record QStash's final failure of a dispatch."""
+    ctx = request.app[HOST]
+    body = await request.read()
+    try:
+        ctx.verifier.verify(request.headers.get("Upstash-Signature"), body, request.raw_path)
+    except VerificationError as exc:
+        log.warning("failure callback refused: bad signature", reason=str(exc))
+        return answer(401, f"signature verification failed: {exc}")
+    try:
+        report = orjson.loads(body)
+        source = envelope.parse(base64.b64decode(report.get("sourceBody") or ""))
+    except (orjson.JSONDecodeError, AttributeError, ValueError, envelope.EnvelopeError) as exc:
+        log.info("failure callback for something that is not a job; ignored", reason=str(exc))
+        return answer(200, "not a jobtrail job; ignored")
+    if not isinstance(source, envelope.JobDelivery):
+        message_id = str(report.get("sourceMessageId") or "")
+        job_id, dispatch = source.job_id(message_id), 1
+    else:
+        job_id, dispatch = source.job_id, source.dispatch
+    try:
+        return await _settle(ctx, job_id, dispatch, report)
+    except DatabaseUnavailableError:
+        return answer(503, "database unavailable; retry later", retry_after=5)
+
+
+async def _settle(
+    ctx: HostContext, job_id: str, dispatch: int, report: dict[str, Any]
+) -> web.Response:
+    for _ in range(8):
+        state = await ctx.dispatcher.load(job_id)
+        if state is None:
+            return answer(200, "unknown job; ignored")
+        choice = decision.decide_qstash_gave_up(state, dispatch, time.time())
+        assert isinstance(choice, decision.Respond)
+        if not choice.events:
+            return answer(choice.status, choice.reason, retry_after=choice.retry_after)
+        try:
+            await ctx.store.append(f"job-{job_id}", choice.events, state.version)
+        except ConcurrencyError:
+            continue
+        log.warning(
+            "job failed: QStash gave up",
+            job_id=job_id,
+            dispatch=dispatch,
+            last_status=report.get("status"),
+        )
+        await _notify_user(ctx, state, report)
+        return answer(200, choice.reason)
+    return answer(503, "job is contended; retry later", retry_after=1)
+
+
+async def _notify_user(ctx: HostContext, state: JobState, report: dict[str, Any]) -> None:
+    """POST the job's own failure callback, if it has one; its failure is only logged."""
+    url = state.options.get("failure_callback")
+    if not url or ctx.http is None:
+        return
+    body = {
+        "job_id": state.job_id,
+        "job_type": state.job_type,
+        "dispatch": state.dispatch,
+        "status": "failed",
+        "last_error": state.last_error,
+        "qstash": {
+            "status": report.get("status"),
+            "retried": report.get("retried"),
+            "message_id": report.get("sourceMessageId"),
+        },
+    }
+    try:
+        async with ctx.http.post(
+            url, json=body, timeout=ClientTimeout(total=10), allow_redirects=False
+        ) as response:
+            log.info("user failure callback called", url=url, status=response.status)
+    except (ClientError, TimeoutError, OSError) as exc:
+        log.warning("user failure callback failed", url=url, error=str(exc))

@@ -1,0 +1,200 @@
+"""The delivery path's decisions, as pure functions of a job's state (DESIGN.md rules 1–5).
+
+Each function returns what to append and how to answer; the shell (``attempt.py``) does the
+I/O and, when an append loses a race on the stream version, folds again and asks again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from jobstore import JOB_STATUSES, Event, JobState, job_events
+
+# Extra seconds on top of a job's timeout before a silent attempt counts as abandoned.
+LEASE_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Respond:
+    """Answer QStash without running the handler."""
+
+    status: int
+    reason: str
+    non_retryable: bool = False
+    retry_after: int | None = None
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Record these events (ending with JobStarted) and run the handler as ``attempt``."""
+
+    attempt: int
+    lease_until: float
+    events: list[Event]
+
+
+Decision = Respond | Start
+
+
+def decide_delivery(
+    state: JobState,
+    dispatch: int,
+    retried: int,
+    message_id: str | None,
+    now: float,
+    grace: float = LEASE_GRACE_SECONDS,
+) -> Decision:
+    """What to do with a delivery of ``dispatch`` for a job in ``state``."""
+    if dispatch != state.dispatch:
+        return Respond(489, f"dispatch {dispatch} is superseded by {state.dispatch}", True)
+    if state.status is JOB_STATUSES.CANCELLED:
+        return Respond(489, "job is cancelled", non_retryable=True)
+    if state.status in (JOB_STATUSES.COMPLETED, JOB_STATUSES.FAILED):
+        return Respond(200, f"job already {state.status.value}")
+    if state.lease_until is not None and state.lease_until > now:
+        wait = max(1, math.ceil(state.lease_until - now))
+        return Respond(503, f"attempt {state.attempt} is still running", retry_after=wait)
+    events: list[Event] = []
+    if state.lease_until is not None:  # an attempt started, never finished, lease expired
+        events.append(abandoned(state))
+    attempt = max(retried + 1, state.attempt + 1)
+    lease_until = now + float(state.options.get("timeout", 30)) + grace
+    events.append(
+        job_events.JobStarted(
+            dispatch=dispatch, attempt=attempt, message_id=message_id, lease_until=lease_until
+        )
+    )
+    return Start(attempt, lease_until, events)
+
+
+def abandoned(state: JobState) -> job_events.JobAttemptFailed:
+    """The record of an attempt that outlived its lease without an outcome (a crash)."""
+    return job_events.JobAttemptFailed(
+        dispatch=state.dispatch,
+        attempt=state.attempt,
+        error_type="AttemptAbandoned",
+        error_message="no outcome was recorded before the attempt's lease ended "
+        "(the host crashed or stalled)",
+        will_retry=True,
+        abandoned=True,
+    )
+
+
+def attempts_allowed(state: JobState) -> int:
+    """How many attempts the current dispatch gets: the first plus its retries."""
+    return state.max_retries + 1
+
+
+def decide_success(state: JobState, attempt: int, duration: float, result: object) -> list[Event]:
+    """Record a finished attempt (even after a cancel request: the attempt did run)."""
+    return [
+        job_events.JobCompleted(
+            dispatch=state.dispatch, attempt=attempt, duration_seconds=duration, result=result
+        )
+    ]
+
+
+def decide_failure(
+    state: JobState,
+    attempt: int,
+    error: BaseException,
+    traceback_text: str | None,
+    duration: float,
+    *,
+    retryable: bool,
+) -> list[Event]:
+    """Record a failed attempt, and the job's failure when no attempt will follow."""
+    will_retry = (
+        retryable
+        and attempt < attempts_allowed(state)
+        and state.status is not JOB_STATUSES.CANCELLED
+    )
+    message = str(error) or type(error).__name__
+    events: list[Event] = [
+        job_events.JobAttemptFailed(
+            dispatch=state.dispatch,
+            attempt=attempt,
+            error_type=type(error).__name__,
+            error_message=message[:2000],
+            traceback=traceback_text,
+            will_retry=will_retry,
+            duration_seconds=duration,
+        )
+    ]
+    if not will_retry and state.status is not JOB_STATUSES.CANCELLED:
+        reason = "non-retryable error" if not retryable else f"all {attempt} attempts failed"
+        events.append(
+            job_events.JobFailed(
+                dispatch=state.dispatch,
+                attempt=attempt,
+                reason=reason,
+                error_type=type(error).__name__,
+                error_message=message[:2000],
+            )
+        )
+    return events
+
+
+def decide_qstash_gave_up(state: JobState, dispatch: int, now: float) -> Decision:
+    """QStash's failure callback for ``dispatch``: fail the job, once no lease is live."""
+    if dispatch != state.dispatch or state.finished:
+        return Respond(200, "nothing to do: dispatch superseded or job finished")
+    if state.lease_until is not None and state.lease_until > now:
+        wait = max(1, math.ceil(state.lease_until - now))
+        return Respond(503, "an attempt is still running", retry_after=wait)
+    events: list[Event] = []
+    if state.lease_until is not None:
+        events.append(abandoned(state).model_copy(update={"will_retry": False}))
+    events.append(
+        job_events.JobFailed(
+            dispatch=dispatch,
+            attempt=state.attempt or None,
+            reason="QStash gave up delivering this dispatch",
+            error_type=None,
+            error_message=state.last_error,
+        )
+    )
+    return Respond(200, "job failed by QStash's verdict", events=events)
+
+
+def decide_sweep(state: JobState, dispatch: int, qstash_state: str, now: float) -> list[Event]:
+    """What the sweeper records for an unfinished dispatch, given what QStash says of it.
+
+    ``qstash_state`` is ``pending`` (waiting, delivering or retrying: QStash still has it),
+    ``failed`` (failed or in the DLQ) or ``unknown`` (QStash has no record: it was lost).
+    """
+    if state.finished or dispatch != state.dispatch:
+        return []
+    if state.lease_until is not None and state.lease_until > now:
+        return []
+    if qstash_state == "pending":
+        return []
+    events: list[Event] = []
+    if state.lease_until is not None:
+        events.append(abandoned(state).model_copy(update={"will_retry": False}))
+    if qstash_state == "failed":
+        events.append(
+            job_events.JobFailed(
+                dispatch=dispatch,
+                attempt=state.attempt or None,
+                reason="QStash reports the message failed (sweeper)",
+                error_type=None,
+                error_message=state.last_error,
+            )
+        )
+        return events
+    events.append(
+        job_events.JobDispatched(
+            job_id=state.job_id,
+            dispatch=dispatch + 1,
+            job_type=state.job_type,
+            payload=state.payload,
+            metadata=state.metadata,
+            options={k: v for k, v in state.options.items() if k != "not_before"},
+            source="recovery",
+            reason=f"QStash has no record of dispatch {dispatch}'s message; dispatched again",
+        )
+    )
+    return events

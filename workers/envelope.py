@@ -1,0 +1,78 @@
+"""The wire envelope of a delivery: a job's dispatch, or a scheduled run (DESIGN.md)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+# A scheduled run's job id is derived from its QStash message id, so a duplicate delivery
+# of the same run maps to the same job.
+_SCHEDULED_RUN_NAMESPACE = uuid.UUID("0b5c7f6e-9a43-4f3e-8f8b-1d2f1c6a9e01")
+
+
+class EnvelopeError(Exception):
+    """A signed request that cannot be tied to a job."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobDelivery:
+    """``{"job_id", "dispatch", "type", "payload", "metadata"}``: one dispatch of a job."""
+
+    job_id: str
+    dispatch: int
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledRun:
+    """``{"schedule_id", "type", "payload", "metadata"}``: a run QStash's schedule fired."""
+
+    schedule_id: str
+    type: str
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+
+    def job_id(self, message_id: str) -> str:
+        """The id of the job this run becomes (stable across duplicate deliveries)."""
+        return str(uuid.uuid5(_SCHEDULED_RUN_NAMESPACE, message_id))
+
+
+def parse(body: bytes) -> JobDelivery | ScheduledRun:
+    """Parse a delivery body; EnvelopeError says what is missing or malformed."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise EnvelopeError("body must be a JSON object (the jobtrail envelope)")
+    if "schedule_id" in data:
+        return _scheduled(data)
+    job_id, dispatch = data.get("job_id"), data.get("dispatch")
+    if not isinstance(job_id, str) or not _is_uuid(job_id):
+        raise EnvelopeError(f"job_id must be a UUID string, got {job_id!r:.80}")
+    if not isinstance(dispatch, int) or isinstance(dispatch, bool) or dispatch < 1:
+        raise EnvelopeError(f"dispatch must be a whole number >= 1, got {dispatch!r:.40}")
+    return JobDelivery(job_id, dispatch, str(data.get("type", "")))
+
+
+def _scheduled(data: dict[str, Any]) -> ScheduledRun:
+    schedule_id, job_type = data.get("schedule_id"), data.get("type")
+    payload, metadata = data.get("payload", {}), data.get("metadata", {})
+    if not isinstance(schedule_id, str) or not schedule_id:
+        raise EnvelopeError("schedule_id must be a non-empty string")
+    if not isinstance(job_type, str) or not job_type:
+        raise EnvelopeError("a scheduled run needs its job type")
+    if not isinstance(payload, dict) or not isinstance(metadata, dict):
+        raise EnvelopeError("payload and metadata must be JSON objects")
+    return ScheduledRun(schedule_id, job_type, payload, metadata)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,45 @@
+"""``/healthz`` (alive), ``/readyz`` (database reachable, schema up to date), ``/metrics``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+import jobstore
+from workers.context import HOST
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """The process is up and serving."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when PostgreSQL answers and every migration is applied."""
+    ctx = request.app[HOST]
+    try:
+        states = await jobstore.status(ctx.dsn)
+    except jobstore.JobstoreError as exc:
+        return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)
+    pending = [f"{s.version:04d}_{s.name}" for s in states if s.applied_at is None]
+    if pending:
+        return web.json_response({"status": "migrations pending", "pending": pending}, status=503)
+    return web.json_response({"status": "ready", "accepting": ctx.accepting})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics, with the relay backlog read now."""
+    ctx = request.app[HOST]
+    try:
+        last = await ctx.store.last_position()
+        relay_at = await ctx.store.checkpoint("relay")
+        ctx.metrics.relay_backlog.set(max(0, last - relay_at))
+    except Exception:  # metrics must answer even when the database does not
+        pass
+    return web.Response(body=ctx.metrics.render(), content_type="text/plain", charset="utf-8")
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the health and metrics routes."""
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,44 @@
+"""Prometheus metrics of one host (its own registry, so several apps can share a process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+@dataclass
+class Metrics:
+    """Deliveries by type and outcome, handler durations, relay backlog, projection lag."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.deliveries = Counter(
+            "jobtrail_deliveries",
+            "Deliveries received, by job type and outcome",
+            ["job_type", "outcome"],
+            registry=self.registry,
+        )
+        self.handler_seconds = Histogram(
+            "jobtrail_handler_duration_seconds",
+            "Handler run time, by job type",
+            ["job_type"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        )
+        self.relay_backlog = Gauge(
+            "jobtrail_relay_backlog_events",
+            "Events in the log the relay has not handled",
+            registry=self.registry,
+        )
+        self.projection_lag = Gauge(
+            "jobtrail_projection_lag_events",
+            "Events a projection has not applied yet",
+            ["projection"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """The metrics in Prometheus' text format."""
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,15 @@
+-- name: candidates
+-- params: older_than_seconds, horizon_seconds, limit
+-- Published dispatches old enough to have been delivered, whose job has not finished.
+SELECT m.job_id, m.dispatch, m.message_id
+  FROM jobtrail.relay_messages m
+ WHERE m.published_at < now() - make_interval(secs => $1)
+   AND m.published_at > now() - make_interval(secs => $2)
+   AND NOT EXISTS (SELECT 1 FROM jobtrail.relay_messages later
+                    WHERE later.job_id = m.job_id AND later.dispatch > m.dispatch)
+   AND (SELECT e.event_type FROM jobtrail.events e
+         WHERE e.stream_id = 'job-' || m.job_id
+         ORDER BY e.version DESC LIMIT 1)
+       NOT IN ('job.completed', 'job.failed', 'job.cancelled')
+ ORDER BY m.published_at
+ LIMIT $3;

@@ -1,0 +1,159 @@
+"""``create_job_worker``: the aiohttp route that receives QStash deliveries of jobs.
+
+Order of work, each step before the next: verify the signature (401), parse the envelope
+(489, nothing written), mint the job of a scheduled run, then the attempt runtime.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from jobstore import (
+    NO_STREAM,
+    ConcurrencyError,
+    DatabaseUnavailableError,
+    JobError,
+    job_events,
+)
+from workers import attempt, envelope
+from workers.context import HOST, HostContext
+from workers.verification import VerificationError
+
+log = structlog.get_logger("jobtrail.worker")
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_job_worker(handler: Callable[..., Any] | None = None) -> Route:
+    """Wrap a job handler in QStash verification and execution tracking (the seed's API).
+
+    ``handler(payload, job)`` gets the job type's payload model and a ``BaseJob``; without a
+    handler the route runs the one registered for the job's type.
+    """
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        ctx = request.app[HOST]
+        started = time.perf_counter()
+        response, job_type = await _receive(ctx, request, handler)
+        ctx.metrics.deliveries.labels(job_type or "unknown", _outcome(response.status)).inc()
+        log.debug(
+            "delivery answered",
+            status=response.status,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return response
+
+    return route
+
+
+async def _receive(
+    ctx: HostContext, request: web.Request, handler: Callable[..., Any] | None
+) -> tuple[web.Response, str | None]:
+    if not ctx.accepting:
+        return answer(503, "host is shutting down", retry_after=5), None
+    body = await request.read()
+    try:
+        ctx.verifier.verify(request.headers.get("Upstash-Signature"), body, request.raw_path)
+    except VerificationError as exc:
+        log.warning("delivery refused: bad signature", path=request.path, reason=str(exc))
+        return answer(401, f"signature verification failed: {exc}"), None
+    try:
+        parsed = envelope.parse(body)
+    except envelope.EnvelopeError as exc:
+        log.warning("signed delivery cannot be tied to a job", reason=str(exc))
+        return answer(489, str(exc), non_retryable=True), None
+    message_id = request.headers.get("Upstash-Message-Id")
+    retried = _retried(request.headers.get("Upstash-Retried"))
+    if isinstance(parsed, envelope.ScheduledRun) and not message_id:
+        reason = "a scheduled run without Upstash-Message-Id cannot be tied to a job"
+        return answer(489, reason, non_retryable=True), parsed.type
+    try:
+        job_id, dispatch = await _resolve(ctx, parsed, message_id)
+        outcome = await attempt.deliver(ctx, job_id, dispatch, retried, message_id, handler)
+    except DatabaseUnavailableError as exc:
+        log.warning("database unavailable; asking QStash to retry", error=str(exc))
+        return answer(503, "database unavailable; retry later", retry_after=5), parsed.type
+    return answer(
+        outcome.status,
+        outcome.reason,
+        non_retryable=outcome.non_retryable,
+        retry_after=outcome.retry_after,
+        result=outcome.result,
+    ), parsed.type
+
+
+async def _resolve(
+    ctx: HostContext, parsed: envelope.JobDelivery | envelope.ScheduledRun, message_id: str | None
+) -> tuple[str, int]:
+    """The job and dispatch a delivery is for; a scheduled run's job is minted first."""
+    if isinstance(parsed, envelope.JobDelivery):
+        return parsed.job_id, parsed.dispatch
+    job_id = parsed.job_id(message_id or "")
+    try:
+        config = ctx.registry.get(parsed.type).config
+        options = {
+            "endpoint": config.endpoint,
+            "retries": config.retries,
+            "timeout": config.timeout,
+        }
+    except JobError:
+        options = {"retries": 0, "timeout": 30.0}
+    dispatched = job_events.JobDispatched(
+        job_id=job_id,
+        dispatch=1,
+        job_type=parsed.type,
+        payload=parsed.payload,
+        metadata={**parsed.metadata, "schedule_id": parsed.schedule_id},
+        options=options,
+        source="schedule",
+        reason=f"scheduled run of {parsed.schedule_id}",
+    )
+    try:
+        await ctx.store.append(f"job-{job_id}", [dispatched], NO_STREAM)
+        log.info("scheduled run minted a job", job_id=job_id, schedule_id=parsed.schedule_id)
+    except ConcurrencyError:
+        pass  # a duplicate delivery of the same run: the job exists already
+    return job_id, 1
+
+
+def _retried(value: str | None) -> int:
+    try:
+        return max(0, int(value or 0))
+    except ValueError:
+        return 0
+
+
+def _outcome(status: int) -> str:
+    return {
+        200: "completed",
+        401: "unauthorized",
+        489: "rejected",
+        500: "failed",
+        503: "deferred",
+    }.get(status, str(status))
+
+
+def answer(
+    status: int,
+    reason: str,
+    *,
+    non_retryable: bool = False,
+    retry_after: int | None = None,
+    result: Any = None,
+) -> web.Response:
+    """A JSON answer to QStash, with the headers that steer its retries."""
+    headers: dict[str, str] = {}
+    if non_retryable:
+        headers["Upstash-NonRetryable-Error"] = "true"
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    body: dict[str, Any] = {"status": status, "message": reason}
+    if status >= 400:
+        body = {"error": reason}
+    elif result is not None:
+        body["result"] = result
+    return web.json_response(body, status=status, headers=headers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ class TestPayload(pydantic.BaseModel):
 
     __test__ = False
     fail_times: int = 0
+    fail_dispatches: int = 0
     sleep: float = 0.0
     raise_kind: str | None = None  # "nonretryable" | "validation"
     block: bool = False
@@ -73,6 +75,8 @@ class TestHandler:
             raise NonRetryableJobError("the payload can never work")
         if payload.raise_kind == "validation":
             raise JobValidationError("bad input", ["tag: must not be empty"])
+        if job.dispatch <= payload.fail_dispatches:
+            raise RuntimeError(f"planned failure of dispatch {job.dispatch}")
         if job.attempt <= payload.fail_times:
             raise RuntimeError(f"planned failure on attempt {job.attempt}")
         return {"tag": payload.tag, "attempt": job.attempt}
@@ -166,7 +170,7 @@ class Host:
             all_headers["Upstash-Signature"] = self.sign(path, raw, **sign)
         async with (
             aiohttp.ClientSession() as session,
-            session.post(self.url + path, data=raw, headers=all_headers) as response,
+            session.post(self.url + path, data=io.BytesIO(raw), headers=all_headers) as response,
         ):
             text = await response.text()
             data = orjson.loads(text) if text.startswith("{") else text

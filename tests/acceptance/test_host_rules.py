@@ -1,0 +1,241 @@
+"""Each delivery-path rule of DESIGN.md, with a test that fails if the rule is broken."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from aiohttp import web
+
+from jobstore import job_events
+from tests.host_support import TEST_PATH, Host, free_port, running_host
+
+
+@pytest.fixture
+async def host(db_dsn: str) -> AsyncIterator[Host]:
+    async with running_host(db_dsn) as running:
+        yield running
+
+
+def envelope(job_id: str, dispatch: int = 1) -> dict[str, object]:
+    return {
+        "job_id": job_id,
+        "dispatch": dispatch,
+        "type": "test-job",
+        "payload": {},
+        "metadata": {},
+    }
+
+
+async def test_rule1_delivery_of_an_older_dispatch_is_superseded(host: Host) -> None:
+    job_id = await host.enqueue(retries=0, fail_dispatches=1)
+    await host.wait_status(job_id, "failed")
+    await host.dispatcher.replay_job(job_id, "try again")
+    await host.wait_status(job_id, "completed")
+    calls = len(host.handler.calls)
+
+    status, answer, headers = await host.post(TEST_PATH, envelope(job_id, 1))
+
+    assert status == 489
+    assert headers["Upstash-NonRetryable-Error"] == "true"
+    assert "superseded" in answer["error"]
+    assert len(host.handler.calls) == calls
+    assert [c.dispatch for c in host.handler.calls] == [1, 2]
+
+
+async def test_rule2_a_cancel_racing_a_start_is_settled_by_the_stream_version(
+    host: Host,
+) -> None:
+    """Cancel before the delivery starts: the host folds again and runs nothing."""
+    job_id = await host.enqueue(retries=0)
+    await host.dispatcher.cancel(job_id, "before it started")
+    status, answer, headers = await host.post(TEST_PATH, envelope(job_id))
+    assert status == 489
+    assert headers["Upstash-NonRetryable-Error"] == "true"
+    assert "cancelled" in answer["error"]
+    assert all(c.job_id != job_id for c in host.handler.calls)
+
+
+async def test_rule3_an_attempt_past_its_lease_is_recorded_abandoned(host: Host) -> None:
+    job_id = str(uuid.uuid4())
+    store = host.ctx.store
+    await store.append(
+        f"job-{job_id}",
+        [
+            job_events.JobDispatched(
+                job_id=job_id,
+                dispatch=1,
+                job_type="test-job",
+                payload={},
+                options={"retries": 3, "timeout": 1.0},
+                source="api",
+            ),
+            job_events.JobStarted(
+                dispatch=1, attempt=1, message_id="msg_crashed", lease_until=time.time() - 1
+            ),
+        ],
+        "no_stream",
+    )
+
+    status, answer, _ = await host.post(
+        TEST_PATH, envelope(job_id), headers={"Upstash-Retried": "1"}
+    )
+
+    assert status == 200, answer
+    events = await host.events(job_id)
+    assert [e.type_name for e in events] == [
+        "job.dispatched",
+        "job.started",
+        "job.attempt_failed",
+        "job.started",
+        "job.completed",
+    ]
+    abandoned = events[2]
+    assert isinstance(abandoned, job_events.JobAttemptFailed)
+    assert (abandoned.attempt, abandoned.abandoned) == (1, True)
+    assert events[3].attempt == 2  # type: ignore[attr-defined]
+
+
+async def test_rule4_cancel_during_a_running_attempt_keeps_its_outcome(host: Host) -> None:
+    job_id = await host.enqueue(block=True, tag="late")
+    await asyncio.wait_for(host.handler.started.wait(), 10)
+    await host.dispatcher.cancel(job_id, "too late")
+    host.handler.gate.set()
+
+    execution = await host.wait_status(job_id, "completed")
+    assert await host.types(job_id) == [
+        "job.dispatched",
+        "job.started",
+        "job.cancelled",
+        "job.completed",
+    ]
+    assert execution.result == {"tag": "late", "attempt": 1}
+    with pytest.raises(Exception, match="completed"):
+        await host.dispatcher.replay_job(job_id)
+
+
+async def _failure_report(job_id: str, dispatch: int = 1) -> dict[str, object]:
+    source = orjson.dumps(envelope(job_id, dispatch))
+    return {
+        "status": 500,
+        "retried": 3,
+        "maxRetries": 3,
+        "sourceMessageId": "msg_x",
+        "sourceBody": base64.b64encode(source).decode(),
+        "url": "http://x",
+    }
+
+
+async def test_rule5_qstash_verdict_fails_the_dispatch_and_calls_the_users_callback(
+    host: Host,
+) -> None:
+    received: list[dict[str, object]] = []
+
+    async def user_callback(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/failed", user_callback)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        job_id = str(uuid.uuid4())
+        lease = time.time() + 30
+        await host.ctx.store.append(
+            f"job-{job_id}",
+            [
+                job_events.JobDispatched(
+                    job_id=job_id,
+                    dispatch=1,
+                    job_type="test-job",
+                    payload={},
+                    source="api",
+                    options={
+                        "retries": 3,
+                        "timeout": 1.0,
+                        "failure_callback": f"http://127.0.0.1:{port}/failed",
+                    },
+                ),
+                job_events.JobStarted(dispatch=1, attempt=4, lease_until=lease),
+            ],
+            "no_stream",
+        )
+        path = "/_jobtrail/qstash/failure"
+
+        status, _, headers = await host.post(path, await _failure_report(job_id))
+        assert status == 503, "a live lease is waited out"
+        assert int(headers["Retry-After"]) >= 1
+
+        await host.ctx.store.append(
+            f"job-{job_id}",
+            [
+                job_events.JobAttemptFailed(
+                    dispatch=1,
+                    attempt=4,
+                    error_type="RuntimeError",
+                    error_message="boom",
+                    will_retry=True,
+                )
+            ],
+        )
+        status, _, _ = await host.post(path, await _failure_report(job_id))
+        assert status == 200
+        await host.wait_status(job_id, "failed")
+        assert (await host.types(job_id))[-1] == "job.failed"
+        assert received[0]["job_id"] == job_id
+
+        status, _, _ = await host.post(path, await _failure_report(job_id))
+        assert status == 200
+        assert (await host.types(job_id)).count("job.failed") == 1, "once only"
+    finally:
+        await runner.cleanup()
+
+
+async def test_rule5_failure_callback_for_an_older_dispatch_is_ignored(host: Host) -> None:
+    job_id = await host.enqueue(retries=0, fail_dispatches=1)
+    await host.wait_status(job_id, "failed")
+    await host.dispatcher.replay_job(job_id)
+    await host.wait_status(job_id, "completed")
+    before = await host.types(job_id)
+    status, _, _ = await host.post("/_jobtrail/qstash/failure", await _failure_report(job_id, 1))
+    assert status == 200
+    assert await host.types(job_id) == before
+
+
+async def test_rule7_a_scheduled_run_becomes_a_job_and_its_duplicate_maps_to_it(
+    host: Host,
+) -> None:
+    body = {
+        "schedule_id": "jts_nightly",
+        "type": "test-job",
+        "payload": {"tag": "cron"},
+        "metadata": {"organization_id": 4},
+    }
+    headers = {
+        "Upstash-Message-Id": "msg_run_1",
+        "Upstash-Schedule-Id": "jts_nightly",
+        "Upstash-Retried": "0",
+    }
+    first = await host.post(TEST_PATH, body, headers=headers)
+    second = await host.post(TEST_PATH, body, headers=headers)
+
+    assert first[0] == 200
+    assert second[0] == 200
+    (call,) = host.handler.calls
+    events = await host.events(call.job_id)
+    dispatched = events[0]
+    assert isinstance(dispatched, job_events.JobDispatched)
+    assert dispatched.source == "schedule"
+    assert dispatched.metadata["schedule_id"] == "jts_nightly"
+    assert [e.type_name for e in events] == ["job.dispatched", "job.started", "job.completed"]
+    execution = await host.dispatcher.get_job_execution_by_job_id(call.job_id)
+    assert execution is not None
+    assert execution.schedule_id == "jts_nightly"

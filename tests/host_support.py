@@ -94,7 +94,7 @@ class Host:
     """A running host with its QStash and its test handler."""
 
     url: str
-    qstash: qstash_local.Server
+    qstash: qstash_local.Server | None
     app: web.Application
     handler: TestHandler
     settings: jobstore.Settings
@@ -196,39 +196,64 @@ async def running_host(
     *,
     config: qstash_local.Config = TEST_CONFIG,
     relay: bool = True,
-    qstash_port: int = 0,
+    qstash_url: str | None = None,
     **settings_overrides: Any,
 ) -> AsyncIterator[Host]:
-    """qstash_local and a host (with its relay) on free loopback ports, stopped afterwards."""
+    """qstash_local and a host (with its relay) on free loopback ports, stopped afterwards.
+
+    With ``qstash_url`` the host uses that QStash instead of starting its own.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        qstash = None
+        if qstash_url is None:
+            qstash = await stack.enter_async_context(
+                qstash_local.serve(config, host="127.0.0.1", port=0)
+            )
+            qstash_url = qstash.url
+        yield await stack.enter_async_context(
+            _host(db_dsn, qstash, qstash_url, config.token, relay, settings_overrides)
+        )
+
+
+@contextlib.asynccontextmanager
+async def _host(
+    db_dsn: str,
+    qstash: qstash_local.Server | None,
+    qstash_url: str,
+    token: str,
+    relay: bool,
+    overrides: dict[str, Any],
+) -> AsyncIterator[Host]:
     port = free_port()
-    async with qstash_local.serve(config, host="127.0.0.1", port=qstash_port) as qstash:
-        settings = jobstore.Settings(
-            database_url=db_dsn,
-            public_url=f"http://127.0.0.1:{port}",
-            qstash_url=qstash.url,
-            qstash_token=config.token,
-            webhook_allow_private_targets=True,
-            lease_grace_seconds=0.5,
-            **settings_overrides,
-        )
-        handler = TestHandler()
-        relay_config = jobstore.RelayConfig(public_url=settings.public_url, idle_poll=0.2)
-        app = make_app(
-            settings,
-            registry=test_registry(handler, settings),
-            dsn=db_dsn,
-            options=HostOptions(
-                relay=relay,
-                sweeper=False,
-                relay_config=relay_config,
-                sweeper_config=SweeperConfig(min_age=0),
-            ),
-        )
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            yield Host(settings.public_url, qstash, app, handler, settings)
-        finally:
-            handler.gate.set()
-            await runner.cleanup()
+    settings = jobstore.Settings(
+        database_url=db_dsn,
+        public_url=f"http://127.0.0.1:{port}",
+        qstash_url=qstash_url,
+        qstash_token=token,
+        webhook_allow_private_targets=True,
+        lease_grace_seconds=0.5,
+        **overrides,
+    )
+    handler = TestHandler()
+    relay_config = jobstore.RelayConfig(
+        public_url=settings.public_url, idle_poll=0.2, max_backoff=0.5
+    )
+    app = make_app(
+        settings,
+        registry=test_registry(handler, settings),
+        dsn=db_dsn,
+        options=HostOptions(
+            relay=relay,
+            sweeper=False,
+            relay_config=relay_config,
+            sweeper_config=SweeperConfig(min_age=0),
+        ),
+    )
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield Host(settings.public_url, qstash, app, handler, settings)
+    finally:
+        handler.gate.set()
+        await runner.cleanup()

@@ -121,6 +121,29 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("JOBTRAIL_LEASE_GRACE_SECONDS", "lease_grace_seconds"),
         description="Seconds past a job's timeout before a silent attempt counts as abandoned.",
     )
+    sweep_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices("JOBTRAIL_SWEEP_INTERVAL", "sweep_interval_seconds"),
+    )
+    sweep_min_age_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        validation_alias=AliasChoices("JOBTRAIL_SWEEP_MIN_AGE", "sweep_min_age_seconds"),
+        description="How long a published dispatch may go without an outcome before the "
+        "sweeper asks QStash about it.",
+    )
+    reconcile_interval_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        validation_alias=AliasChoices("JOBTRAIL_RECONCILE_INTERVAL", "reconcile_interval_seconds"),
+        description="How often the relay checks QStash still has every schedule.",
+    )
+    app_registry: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JOBTRAIL_APP", "app_registry"),
+        description="module:function returning the application's JobRegistry (its own job types).",
+    )
     api_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("JOBTRAIL_API_TOKEN", "api_token"),

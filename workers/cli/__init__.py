@@ -6,7 +6,7 @@ import typer
 
 from workers import logs
 
-from . import db, qstash_dev
+from . import db, qstash_dev, serve
 
 app = typer.Typer(
     name="jobtrail",
@@ -18,6 +18,7 @@ app = typer.Typer(
 
 db.register(app)
 qstash_dev.register(app)
+serve.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,82 @@
+"""Processes die: ``jobtrail serve`` killed mid-handler, qstash_local restarted empty."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+import jobstore
+from jobstore import job_events
+from tests.host_support import free_port
+from tests.processes import Process, env_for, processes, wait_http
+from tests.serve_app import registry
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def dispatcher(pool: object) -> jobstore.Dispatcher:
+    return jobstore.Dispatcher(jobstore.EventStore(pool), registry(None))  # type: ignore[arg-type]
+
+
+async def _wait_for(predicate: object, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not await predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_host_killed_mid_handler_completes_the_job_exactly_once_after_restart(
+    db_dsn: str, dispatcher: jobstore.Dispatcher, tmp_path: Path
+) -> None:
+    qstash_port, host_port = free_port(), free_port()
+    qstash_url = f"http://127.0.0.1:{qstash_port}"
+    env = env_for(
+        DATABASE_URL=db_dsn,
+        QSTASH_URL=qstash_url,
+        JOBTRAIL_APP="tests.serve_app:registry",
+        JOBTRAIL_LEASE_GRACE_SECONDS="0.2",
+        JOBTRAIL_SWEEP_INTERVAL="3600",
+    )
+    marker = tmp_path / "attempts.txt"
+    with processes() as running:
+        qstash = Process(
+            ["qstash-dev", "--port", str(qstash_port), "--retry-delay-scale", "0.0003"],
+            env,
+            tmp_path / "qstash.log",
+        ).start()
+        running.append(qstash)
+        await wait_http(qstash_url + "/v2/keys?qstash_token=" + env["QSTASH_TOKEN"])
+        serve = Process(
+            ["serve", "--port", str(host_port), "--no-qstash"], env, tmp_path / "serve.log"
+        ).start()
+        running.append(serve)
+        await wait_http(f"http://127.0.0.1:{host_port}/readyz")
+
+        job_id = await dispatcher.enqueue("slow-job", {"seconds": 0.8, "marker": str(marker)})
+        await _wait_for(lambda: _started(marker), 15, "the handler to start")
+        serve.kill()
+        serve.start()
+        await wait_http(f"http://127.0.0.1:{host_port}/readyz")
+
+        async def completed() -> bool:
+            execution = await dispatcher.get_job_execution_by_job_id(job_id)
+            return execution is not None and execution.status == "completed"
+
+        await _wait_for(completed, 60, f"the job to complete; serve log:\n{serve.output()}")
+        assert serve.terminate() == 0, "SIGTERM is a clean exit"
+
+    events = [r.event for r in await dispatcher.store.read_stream(f"job-{job_id}")]
+    kinds = [e.type_name for e in events]
+    assert kinds.count("job.completed") == 1
+    abandoned = [e for e in events if isinstance(e, job_events.JobAttemptFailed) and e.abandoned]
+    assert [a.attempt for a in abandoned] == [1], kinds
+    assert marker.read_text().splitlines()[0] == "1:1"
+
+
+async def _started(marker: Path) -> bool:
+    return await asyncio.to_thread(lambda: marker.exists() and marker.read_text().strip() != "")

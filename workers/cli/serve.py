@@ -1,0 +1,160 @@
+"""``jobtrail serve``: the host, its relay and sweeper, on the embedded defaults or for real.
+
+Without ``DATABASE_URL`` it starts the embedded PostgreSQL; without ``QSTASH_TOKEN`` it runs
+qstash_local in-process (deliveries then come back to this host).  SIGTERM or SIGINT stop
+it gracefully: no new deliveries, in-flight handlers finish within the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+import typer
+from aiohttp import web
+
+import jobstore
+import qstash_local
+from jobstore import JobRegistry, Settings
+from workers import builtin
+from workers.app import HostOptions, make_app
+from workers.cli import runtime
+from workers.sweeper import SweeperConfig
+
+log = structlog.get_logger("jobtrail.serve")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to ``app``."""
+    app.command("serve")(serve)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    qstash_port: int = typer.Option(
+        0, help="Port of the in-process qstash_local (0 picks a free one)."
+    ),
+    no_qstash: bool = typer.Option(
+        False, "--no-qstash", help="Do not start qstash_local; use QSTASH_URL/QSTASH_TOKEN."
+    ),
+    retry_delay_scale: float = typer.Option(
+        1.0, help="In-process qstash_local only: scale QStash's retry delays (demos, tests)."
+    ),
+    grace: float = typer.Option(30.0, help="Seconds in-flight handlers get on shutdown."),
+) -> None:
+    """Run the jobtrail host until SIGTERM or Ctrl-C."""
+    settings = runtime.load_settings()
+    registry = _application_registry(settings)
+    runtime.run(
+        lambda: _serve(
+            settings, registry, host, port, qstash_port, no_qstash, retry_delay_scale, grace
+        )
+    )
+
+
+async def _serve(
+    settings: Settings,
+    registry: JobRegistry,
+    host: str,
+    port: int,
+    qstash_port: int,
+    no_qstash: bool,
+    scale: float,
+    grace: float,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        dsn, embedded = await stack.enter_async_context(jobstore.resolve_dsn(settings))
+        await jobstore.migrate(dsn)
+        settings = _public(settings, host, port)
+        if not no_qstash and not settings.qstash_token:
+            settings = await stack.enter_async_context(_local_qstash(settings, qstash_port, scale))
+        elif not settings.qstash_url and not settings.qstash_token:
+            runtime.fail("--no-qstash needs QSTASH_URL (and QSTASH_TOKEN for Upstash)")
+        app = make_app(
+            settings,
+            registry=builtin.registry_with_handlers(settings, registry=registry),
+            options=_options(settings),
+            dsn=dsn,
+        )
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace, handle_signals=False)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            runtime.fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        where = f"embedded PostgreSQL in {settings.pgdata_dir}" if embedded else "DATABASE_URL"
+        typer.echo(
+            f"jobtrail host on {settings.public_url} (database: {where}; "
+            f"QStash: {settings.qstash_url or 'Upstash'})",
+            err=True,
+        )
+        await stop.wait()
+        typer.echo("stopping: finishing in-flight deliveries", err=True)
+    typer.echo("stopped", err=True)
+
+
+def _public(settings: Settings, host: str, port: int) -> Settings:
+    """Default the public URL to where this host listens, unless it was configured."""
+    if "public_url" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"public_url": f"http://{host}:{port}"})
+
+
+@contextlib.asynccontextmanager
+async def _local_qstash(settings: Settings, port: int, scale: float) -> AsyncIterator[Settings]:
+    config = qstash_local.Config(
+        current_signing_key=settings.qstash_current_signing_key,
+        next_signing_key=settings.qstash_next_signing_key,
+        retry_delay_scale=scale,
+    )
+    try:
+        async with qstash_local.serve(config, host="127.0.0.1", port=port) as server:
+            yield settings.model_copy(
+                update={"qstash_url": server.url, "qstash_token": config.token}
+            )
+    except OSError as exc:
+        runtime.fail(f"cannot start qstash_local on port {port}: {exc.strerror or exc}")
+
+
+def _options(settings: Settings) -> HostOptions:
+    return HostOptions(
+        relay_config=jobstore.RelayConfig(
+            public_url=settings.public_url,
+            reconcile_interval=settings.reconcile_interval_seconds,
+        ),
+        sweeper_config=SweeperConfig(
+            interval=settings.sweep_interval_seconds, min_age=settings.sweep_min_age_seconds
+        ),
+    )
+
+
+def _application_registry(settings: Settings) -> JobRegistry:
+    """The application's own registry (``JOBTRAIL_APP=module:function``), or the built-in one."""
+    if not settings.app_registry:
+        return jobstore.registry
+    module_name, _, attribute = settings.app_registry.partition(":")
+    try:
+        factory: Any = getattr(importlib.import_module(module_name), attribute or "registry")
+    except (ImportError, AttributeError) as exc:
+        runtime.fail(
+            f"JOBTRAIL_APP={settings.app_registry!r} cannot be loaded: {exc}; "
+            "expected module:function returning a JobRegistry"
+        )
+    registry = factory(settings) if callable(factory) else factory
+    if not isinstance(registry, JobRegistry):
+        runtime.fail(
+            f"JOBTRAIL_APP={settings.app_registry!r} gave {type(registry).__name__}, "
+            "not a JobRegistry"
+        )
+    return registry

@@ -95,8 +95,14 @@ class Relay:
             try:
                 async with self._leadership(wait=True) as lock_conn:
                     await self._follow(lock_conn)
-            except errors.DatabaseUnavailableError as exc:
-                log.warning("relay lost the database; retrying", error=str(exc))
+            except (RelayCrash, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # the database went away, or worse: start over
+                log.warning(
+                    "relay stopped; starting over from its checkpoint",
+                    error=str(exc)[:300],
+                    error_type=type(exc).__name__,
+                )
                 await asyncio.sleep(self.config.leader_retry)
 
     async def run_until_caught_up(self) -> int:

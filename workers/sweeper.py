@@ -17,7 +17,7 @@ import structlog
 from qstash import AsyncQStash
 from qstash.errors import QStashError
 
-from jobstore import ConcurrencyError, JobstoreError, query
+from jobstore import ConcurrencyError, query
 from workers import decision
 from workers.context import HostContext
 
@@ -49,8 +49,12 @@ class Sweeper:
         while True:
             try:
                 await self.sweep_once()
-            except (JobstoreError, QStashError, OSError) as exc:
-                log.warning("sweep failed; trying again later", error=str(exc)[:300])
+            except Exception as exc:  # QStash or the database away: the next sweep retries
+                log.warning(
+                    "sweep failed; trying again later",
+                    error=str(exc)[:300],
+                    error_type=type(exc).__name__,
+                )
             await asyncio.sleep(self.config.interval)
 
     async def sweep_once(self) -> int:

@@ -80,3 +80,80 @@ async def test_host_killed_mid_handler_completes_the_job_exactly_once_after_rest
 
 async def _started(marker: Path) -> bool:
     return await asyncio.to_thread(lambda: marker.exists() and marker.read_text().strip() != "")
+
+
+async def test_qstash_restarted_empty_every_job_and_schedule_is_brought_back_exactly_once(
+    db_dsn: str, dispatcher: jobstore.Dispatcher, tmp_path: Path
+) -> None:
+    from qstash import AsyncQStash
+
+    qstash_port, host_port = free_port(), free_port()
+    qstash_url = f"http://127.0.0.1:{qstash_port}"
+    env = env_for(
+        DATABASE_URL=db_dsn,
+        QSTASH_URL=qstash_url,
+        JOBTRAIL_APP="tests.serve_app:registry",
+        JOBTRAIL_SWEEP_INTERVAL="0.5",
+        JOBTRAIL_SWEEP_MIN_AGE="0.5",
+        JOBTRAIL_RECONCILE_INTERVAL="1",
+    )
+    marker = tmp_path / "runs.txt"
+    qstash_args = ["qstash-dev", "--port", str(qstash_port), "--retry-delay-scale", "0.0003"]
+    keys_url = qstash_url + "/v2/keys?qstash_token=" + env["QSTASH_TOKEN"]
+    client = AsyncQStash(env["QSTASH_TOKEN"], base_url=qstash_url, retry=False)
+    try:
+        with processes() as running:
+            qstash = Process(qstash_args, env, tmp_path / "qstash.log").start()
+            running.append(qstash)
+            await wait_http(keys_url)
+            running.append(
+                Process(
+                    ["serve", "--port", str(host_port), "--no-qstash"], env, tmp_path / "serve.log"
+                ).start()
+            )
+            await wait_http(f"http://127.0.0.1:{host_port}/readyz")
+            schedule_id = await dispatcher.schedule(
+                "cleanup-old-data", "0 2 * * *", {"retention": 30}
+            )
+            job_ids = [
+                await dispatcher.enqueue(
+                    "slow-job", {"seconds": 0, "marker": str(marker)}, None, {"delay": 3600}
+                )
+                for _ in range(5)
+            ]
+
+            async def all_published() -> bool:
+                count = await dispatcher.store.pool.fetchval(
+                    "SELECT count(*) FROM jobtrail.relay_messages"
+                )
+                return bool(count == 5)
+
+            await _wait_for(all_published, 20, "the relay to publish")
+            assert (await client.schedule.get(schedule_id)).cron == "0 2 * * *"
+
+            qstash.kill()
+            qstash.start()
+            await wait_http(keys_url)
+
+            async def all_completed() -> bool:
+                for job_id in job_ids:
+                    execution = await dispatcher.get_job_execution_by_job_id(job_id)
+                    if execution is None or execution.status != "completed":
+                        return False
+                return True
+
+            await _wait_for(all_completed, 60, "every job to complete after the restart")
+
+            async def schedule_back() -> bool:
+                return schedule_id in [s.schedule_id for s in await client.schedule.list()]
+
+            await _wait_for(schedule_back, 20, "the schedule to be re-created")
+    finally:
+        await client.http._client.aclose()
+
+    for job_id in job_ids:
+        events = [r.event for r in await dispatcher.store.read_stream(f"job-{job_id}")]
+        assert [e.type_name for e in events].count("job.completed") == 1
+        sources = [e.source for e in events if isinstance(e, job_events.JobDispatched)]
+        assert sources == ["api", "recovery"]
+    assert len(marker.read_text().splitlines()) == 5, "each handler ran once"

@@ -1,0 +1,115 @@
+"""The ``job_executions`` projection: one row per job, plus the stats kept alongside it.
+
+For a batch it loads the rows of the jobs the batch touches, folds the events into them
+in memory (``execution.evolve``), and writes the changed rows back with one statement.
+``job_stats`` and ``job_durations`` change by each touched job's old contribution taken
+away and its new one added, so they always equal what counting the rows would give (and
+a rebuild reaches the same numbers).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from jobstore import RecordedEvent, job_events, query
+from projections import execution, histogram
+from projections.execution import ExecutionRow
+from projections.projection import Connection
+
+_Q = query.load("projections", "execution_view.sql")
+StatKey = tuple[str, str]
+DurationKey = tuple[str, int]
+
+
+class ExecutionView:
+    """Projection ``job_executions``: tables job_executions, job_stats, job_durations."""
+
+    name: Final = "job_executions"
+    tables: Final = ("job_durations", "job_executions", "job_stats")
+
+    async def apply(self, conn: Connection, batch: Sequence[RecordedEvent]) -> None:
+        """Fold ``batch`` into the rows and stats (inside the caller's transaction)."""
+        touched = _job_ids(batch)
+        if not touched:
+            return
+        rows = await conn.fetch(_Q["load_executions"], list(touched))
+        before = {r["job_id"]: ExecutionRow(*r) for r in rows}
+        stats, durations = Counter[StatKey](), Counter[DurationKey]()
+        _count(before.values(), stats, durations, -1)
+        after = _fold(before, batch)
+        _count(after.values(), stats, durations, +1)
+        gone = [job_id for job_id, row in after.items() if row is None and job_id in before]
+        if gone:
+            await conn.execute(_Q["delete_executions"], gone)
+        changed = [row for row in after.values() if row is not None]
+        if changed:
+            await conn.execute(_Q["upsert_executions"], *_columns(changed))
+        await _add(conn, stats, "add_stats", "prune_stats")
+        await _add(conn, durations, "add_durations", "prune_durations")
+
+
+def _job_ids(batch: Sequence[RecordedEvent]) -> set[str]:
+    """The jobs a batch changes: those with events in it, and those it archives."""
+    ids: set[str] = set()
+    for recorded in batch:
+        job_id = execution.job_id_of(recorded.stream_id)
+        if job_id is not None:
+            ids.add(job_id)
+        elif isinstance(recorded.event, job_events.StreamsArchived):
+            ids.update(execution.archived_job_ids(recorded.event))
+    return ids
+
+
+def _fold(
+    before: dict[str, ExecutionRow], batch: Sequence[RecordedEvent]
+) -> dict[str, ExecutionRow | None]:
+    """Each touched job's row after the batch (None: archived), folded from copies."""
+    after: dict[str, ExecutionRow | None] = {job_id: _copy(row) for job_id, row in before.items()}
+    for recorded in batch:
+        job_id = execution.job_id_of(recorded.stream_id)
+        if job_id is not None:
+            after[job_id] = execution.evolve(after.get(job_id), recorded)
+        elif isinstance(recorded.event, job_events.StreamsArchived):
+            for archived in execution.archived_job_ids(recorded.event):
+                after[archived] = None
+    return after
+
+
+def _copy(row: ExecutionRow) -> ExecutionRow:
+    return ExecutionRow(*(getattr(row, column) for column in execution.COLUMNS))
+
+
+def _count(
+    rows: Iterable[ExecutionRow | None],
+    stats: Counter[StatKey],
+    durations: Counter[DurationKey],
+    sign: int,
+) -> None:
+    """Add (sign +1) or take away (-1) the rows' contributions to the stats."""
+    for row in rows:
+        if row is None:
+            continue
+        stats[(row.job_type, row.status)] += sign
+        if row.status == execution.COMPLETED and row.duration_seconds is not None:
+            durations[(row.job_type, histogram.bucket_of(row.duration_seconds))] += sign
+
+
+async def _add(conn: Connection, deltas: Counter[Any], add: str, prune: str) -> None:
+    changes = [(key, delta) for key, delta in deltas.items() if delta != 0]
+    if not changes:
+        return
+    await conn.execute(
+        _Q[add],
+        [key[0] for key, _ in changes],
+        [key[1] for key, _ in changes],
+        [delta for _, delta in changes],
+    )
+    if any(delta < 0 for _, delta in changes):
+        await conn.execute(_Q[prune])
+
+
+def _columns(rows: list[ExecutionRow]) -> list[list[Any]]:
+    """The rows as one list per column (for unnest), in the table's column order."""
+    return [[getattr(row, column) for row in rows] for column in execution.COLUMNS]

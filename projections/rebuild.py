@@ -1,0 +1,170 @@
+"""Rebuild: replay the whole log into fresh copies of the views, then swap them in at once.
+
+The rebuild queues for each projection's leadership lock (the live leader steps down for
+it) and holds the locks throughout, so no runner writes into tables about to be dropped.
+It clones the migrated tables into schema ``jobtrail_rebuild`` (the one runtime DDL,
+through ``sql/0011_create_rebuild_functions.sql``), reads the log once for all the
+projections being rebuilt, and in one transaction swaps the copies in and sets the
+checkpoints, so readers see the old views until the new ones are complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+
+from jobstore import EventStore, JobstoreError, RecordedEvent, query
+from projections import catalog, checkpoint, errors, leadership
+from projections.batch import TRANSIENT
+from projections.projection import Projection, Tables, select, use_tables
+
+log = structlog.get_logger("jobtrail.projections")
+_Q = query.load("projections", "rebuild.sql")
+
+Progress = Callable[[int, int], None]
+"""Called after each batch with (position reached, head of the log)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildResult:
+    """What a rebuild did: which projections, how many events, up to where, how fast."""
+
+    names: list[str]
+    events: int
+    position: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        """Events replayed per second of the whole rebuild."""
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+async def rebuild(
+    pool: asyncpg.Pool,
+    dsn: str,
+    names: Sequence[str] | None = None,
+    *,
+    projections: Sequence[Projection] | None = None,
+    progress: Progress | None = None,
+    batch_size: int = 5000,
+    lock_timeout: float = 60.0,
+) -> RebuildResult:
+    """Rebuild the projections called ``names`` (all for None) from the whole log."""
+    chosen = select(projections or catalog.builtin_projections(), names)
+    tables = sorted(t for p in chosen for t in p.tables)
+    started = time.perf_counter()
+    async with contextlib.AsyncExitStack() as stack:
+        for p in chosen:
+            await stack.enter_async_context(
+                leadership.queue_for(dsn, p.name, give_up_after=lock_timeout)
+            )
+        log.info("rebuild started", projections=[p.name for p in chosen])
+        await pool.execute(_Q["create_shadow_tables"], tables)
+        try:
+            filler = _Filler(EventStore(pool), chosen, batch_size, progress)
+            position, events = await filler.fill()
+            await _swap(pool, chosen, tables, position)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await pool.execute(_Q["drop_shadow_tables"], tables)
+            raise
+    seconds = time.perf_counter() - started
+    result = RebuildResult([p.name for p in chosen], events, position, seconds)
+    log.info("rebuild finished", projections=result.names, events=events, position=position)
+    return result
+
+
+async def _swap(
+    pool: asyncpg.Pool, chosen: Sequence[Projection], tables: list[str], position: int
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(_Q["swap_shadow_tables"], tables)
+        for p in chosen:
+            await checkpoint.put(conn, p.name, position)
+            await checkpoint.clear_failure(conn, p.name)
+
+
+class _Filler:
+    """Reads the log once (the next batch while the current one is applied) into shadows."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        chosen: Sequence[Projection],
+        batch_size: int,
+        progress: Progress | None,
+    ) -> None:
+        self.store = store
+        self.chosen = chosen
+        self.batch_size = batch_size
+        self.progress = progress
+
+    async def fill(self) -> tuple[int, int]:
+        """Apply the log up to its head; return (position reached, events read)."""
+        head = await self.store.last_position()
+        position, events = 0, 0
+        pending = asyncio.ensure_future(self._read(position))
+        try:
+            while True:
+                batch = await pending
+                if not batch:
+                    break
+                position = batch[-1].position
+                pending = asyncio.ensure_future(self._read(position))
+                await self._apply(batch)
+                events += len(batch)
+                head = max(head, position)
+                if self.progress is not None:
+                    self.progress(position, head)
+        finally:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        return position, events
+
+    async def _read(self, after: int) -> list[RecordedEvent]:
+        try:
+            return await self.store.read_all(after, self.batch_size)
+        except TRANSIENT:
+            raise
+        except JobstoreError as exc:
+            raise errors.ProjectionFailed(
+                "+".join(p.name for p in self.chosen), after + 1, f"cannot read the log: {exc}"
+            ) from exc
+
+    async def _apply(self, batch: Sequence[RecordedEvent]) -> None:
+        for p in self.chosen:
+            try:
+                await self._commit(p, batch)
+            except TRANSIENT:
+                raise
+            except Exception:
+                await self._locate(p, batch)
+
+    async def _commit(self, p: Projection, batch: Sequence[RecordedEvent]) -> None:
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            await use_tables(conn, Tables.SHADOW)
+            await p.apply(conn, batch)
+
+    async def _locate(self, p: Projection, batch: Sequence[RecordedEvent]) -> None:
+        """Apply event by event to name the one that fails."""
+        for recorded in batch:
+            try:
+                await self._commit(p, [recorded])
+            except TRANSIENT:
+                raise
+            except Exception as exc:
+                raise errors.ProjectionFailed(
+                    p.name,
+                    recorded.position,
+                    f"{type(exc).__name__}: {exc}",
+                    stream_id=recorded.stream_id,
+                    event_type=recorded.type_name,
+                ) from exc

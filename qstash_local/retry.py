@@ -17,15 +17,17 @@ def default_backoff_s(retried: int) -> float:
 
 
 def retry_delay_s(message: Message, outcome: Outcome, scale: float) -> float:
-    """Seconds until the next attempt, scaled by the server's retry-delay factor.
+    """Seconds until the next attempt.
 
     A ``Retry-After``-style response header wins over ``Upstash-Retry-Delay``, which wins
     over the default backoff (UNVERIFIED precedence; the docs do not order the first two).
     ``message.retried`` is the number of retries already done (0 before the first retry).
+    The server's scale factor speeds up QStash's own delays only: a destination that says
+    ``Retry-After: 3`` (e.g. "my attempt's lease ends in 3 s") is waited for as asked.
     """
     if outcome.retry_hint_s is not None:
-        base = outcome.retry_hint_s
-    elif message.spec.retry_delay_fn is not None:
+        return outcome.retry_hint_s
+    if message.spec.retry_delay_fn is not None:
         base = expression.delay_ms(message.spec.retry_delay_fn, message.retried) / 1000.0
     else:
         base = default_backoff_s(message.retried)

@@ -226,3 +226,18 @@ async def test_sync_client_sees_retries_end_in_the_dlq(threaded: ThreadedHarness
     assert [d.retried for d in t.sink.at("/sync-fail")] == [0, 1]
     t.client.dlq.delete(entries[0].dlq_id)
     assert t.client.dlq.list().messages == []
+
+
+async def test_retry_after_is_honoured_as_asked_even_when_delays_are_scaled() -> None:
+    """The scale speeds up QStash's own backoff; a destination's Retry-After is its own ask."""
+    async with running() as h:  # retry delays scaled by 0.0001
+        h.sink.respond("/lease", lambda d: _fail(503, **{"Retry-After": "2"}))
+        res = await h.client.message.publish(url=h.sink.url("/lease"), body="x")
+        mid = res.message_id  # type: ignore[union-attr]
+        await h.wait_state(mid, "RETRY")
+        logs = (await h.client.log.list(filter={"message_id": mid})).logs
+        [retry] = [log for log in logs if log.state.value == "RETRY"]
+        assert retry.next_delivery_time is not None
+        assert 1_900 <= retry.next_delivery_time - retry.time <= 2_100
+        assert len(h.sink.at("/lease")) == 1
+        await h.client.message.cancel(mid)

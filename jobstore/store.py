@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final, Literal
 
 import asyncpg
@@ -116,6 +117,26 @@ class EventStore:
             )
             for o, r in zip(outcomes, requests, strict=True)
         ]
+
+    async def archive_streams(
+        self, stream_ids: Sequence[str], finished_before: datetime, retention_days: int
+    ) -> list[str]:
+        """Move whole finished job streams to the archive (retention); return those moved.
+
+        The database checks each stream again: only job streams whose last event finished
+        the job before ``finished_before`` move.  A ``log.streams_archived`` event records
+        them in the same transaction.
+        """
+        rows = await self._fetch(
+            _Q["archive_streams"], list(stream_ids), finished_before, retention_days
+        )
+        return [row["archived_stream_id"] for row in rows]
+
+    async def read_archived_stream(self, stream_id: str) -> list[RecordedEvent]:
+        """The events of an archived stream, as they were in the log."""
+        _check_stream_id(stream_id)
+        rows = await self._fetch(_Q["read_archived_stream"], stream_id)
+        return [_record(row) for row in rows]
 
     async def checkpoint(self, name: str) -> int:
         """How far the log follower ``name`` (e.g. ``relay``) has got (0 if it never ran)."""

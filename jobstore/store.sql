@@ -42,3 +42,14 @@ SELECT DISTINCT stream_id FROM jobtrail.events
 -- name: checkpoint
 -- params: name
 SELECT position FROM jobtrail.checkpoints WHERE name = $1;
+
+-- name: archive_streams
+-- params: candidates, finished_before, retention_days
+SELECT archived_stream_id FROM jobtrail.archive_streams($1::text[], $2, $3);
+
+-- name: read_archived_stream
+-- params: stream_id
+SELECT position, stream_id, version, event_type, schema_version, data, metadata, recorded_at
+  FROM jobtrail.events_archive
+ WHERE stream_id = $1
+ ORDER BY version;

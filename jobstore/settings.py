@@ -144,6 +144,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("JOBTRAIL_APP", "app_registry"),
         description="module:function returning the application's JobRegistry (its own job types).",
     )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", validation_alias=AliasChoices("JOBTRAIL_LOG_LEVEL", "log_level")
+    )
     api_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("JOBTRAIL_API_TOKEN", "api_token"),

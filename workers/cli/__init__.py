@@ -6,7 +6,7 @@ import typer
 
 from workers import logs
 
-from . import db, qstash_dev, serve
+from . import db, qstash_dev, runtime, serve
 
 app = typer.Typer(
     name="jobtrail",
@@ -23,7 +23,7 @@ serve.register(app)
 
 def main() -> None:
     """Run the ``jobtrail`` command line."""
-    logs.configure()
+    logs.configure(level=runtime.log_level())
     app()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
@@ -22,6 +23,15 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         fail(f"invalid configuration: {exc}")
+
+
+def log_level() -> int:
+    """The configured log level (JOBTRAIL_LOG_LEVEL), INFO when the settings are unreadable."""
+    try:
+        name = Settings().log_level
+    except ValidationError:
+        return logging.INFO
+    return int(getattr(logging, name.upper()))
 
 
 def run(main: Callable[[], Awaitable[T]]) -> T:

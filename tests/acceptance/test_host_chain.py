@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -109,3 +110,33 @@ async def test_duplicate_concurrent_delivery_runs_the_handler_once(host: Host) -
     assert status == 200, "a delivery for a completed job is acknowledged"
     assert len(host.handler.calls) == 1
     assert (await host.types(job_id)).count("job.started") == 1
+
+
+async def test_a_scheduled_run_travels_the_whole_chain(db_dsn: str) -> None:
+    """schedule() → relay creates the QStash schedule → QStash fires it → a job runs."""
+    import time
+
+    from tests.host_support import TEST_CONFIG
+    from tests.qstash_support import FakeClock
+
+    clock = FakeClock(time.time())
+    config = dataclasses.replace(TEST_CONFIG, clock=clock)
+    async with running_host(db_dsn, config=config) as host:
+        schedule_id = await host.dispatcher.schedule("test-job", "* * * * *", {"tag": "cron"})
+        assert host.qstash is not None
+        deadline = time.monotonic() + 10
+        while schedule_id not in [s.schedule_id for s in await host.ctx.qstash.schedule.list()]:
+            assert time.monotonic() < deadline, "the relay did not create the schedule"
+            await asyncio.sleep(0.02)
+        clock.now += 61
+        while not host.handler.calls:
+            assert time.monotonic() < deadline + 10, "the schedule never fired"
+            await asyncio.sleep(0.02)
+        (call,) = host.handler.calls
+        execution = await host.wait_status(call.job_id, "completed")
+        first = (await host.events(call.job_id))[0]
+
+    assert call.payload.tag == "cron"
+    assert execution.schedule_id == schedule_id
+    assert isinstance(first, job_events.JobDispatched)
+    assert first.source == "schedule"

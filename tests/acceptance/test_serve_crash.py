@@ -157,3 +157,42 @@ async def test_qstash_restarted_empty_every_job_and_schedule_is_brought_back_exa
         sources = [e.source for e in events if isinstance(e, job_events.JobDispatched)]
         assert sources == ["api", "recovery"]
     assert len(marker.read_text().splitlines()) == 5, "each handler ran once"
+
+
+async def test_sigterm_lets_the_running_handler_finish_then_exits_zero(
+    db_dsn: str, dispatcher: jobstore.Dispatcher, tmp_path: Path
+) -> None:
+    qstash_port, host_port = free_port(), free_port()
+    qstash_url = f"http://127.0.0.1:{qstash_port}"
+    env = env_for(
+        DATABASE_URL=db_dsn,
+        QSTASH_URL=qstash_url,
+        JOBTRAIL_APP="tests.serve_app:registry",
+        JOBTRAIL_SWEEP_INTERVAL="3600",
+    )
+    marker = tmp_path / "attempts.txt"
+    with processes() as running:
+        running.append(
+            Process(
+                ["qstash-dev", "--port", str(qstash_port)], env, tmp_path / "qstash.log"
+            ).start()
+        )
+        await wait_http(qstash_url + "/v2/keys?qstash_token=" + env["QSTASH_TOKEN"])
+        serve = Process(
+            ["serve", "--port", str(host_port), "--no-qstash", "--grace", "10"],
+            env,
+            tmp_path / "serve.log",
+        ).start()
+        running.append(serve)
+        await wait_http(f"http://127.0.0.1:{host_port}/readyz")
+        job_id = await dispatcher.enqueue("slow-job", {"seconds": 1.5, "marker": str(marker)})
+        await _wait_for(lambda: _started(marker), 15, "the handler to start")
+
+        exit_code = await asyncio.to_thread(serve.terminate, 20)
+
+        assert exit_code == 0, serve.output()[-2000:]
+        assert "stopped" in serve.output()
+    state = await dispatcher.load(job_id)
+    assert state is not None
+    assert state.status.value == "completed", "the in-flight handler finished and was recorded"
+    assert state.attempts_total == 1

@@ -13,9 +13,19 @@ from projections.errors import (
     UnknownProjectionError,
 )
 from projections.execution_view import ExecutionView
+from projections.filter import JobFilter
 from projections.projection import Projection
+from projections.reader import (
+    JobExecutionPage,
+    get_job_attempts,
+    get_job_execution,
+    get_job_history,
+    list_job_executions,
+)
 from projections.rebuild import RebuildResult, rebuild
+from projections.replay import ReplayOutcome, replay_jobs
 from projections.runner import ProjectionRunner
+from projections.stats import JobStats, get_job_stats
 from projections.status import ProjectionStatus, projection_status, wait_for_position
 
 __all__ = [
@@ -23,6 +33,9 @@ __all__ = [
     "ExecutionView",
     "InvalidCursorError",
     "InvalidFilterError",
+    "JobExecutionPage",
+    "JobFilter",
+    "JobStats",
     "LeadershipLost",
     "LeadershipUnavailable",
     "Projection",
@@ -32,9 +45,16 @@ __all__ = [
     "ProjectionStatus",
     "ProjectionTimeoutError",
     "RebuildResult",
+    "ReplayOutcome",
     "UnknownProjectionError",
     "builtin_projections",
+    "get_job_attempts",
+    "get_job_execution",
+    "get_job_history",
+    "get_job_stats",
+    "list_job_executions",
     "projection_status",
     "rebuild",
+    "replay_jobs",
     "wait_for_position",
 ]

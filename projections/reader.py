@@ -1,0 +1,110 @@
+"""Reading the views: filtered pages of job executions, one job, its attempts, its history.
+
+Lists are newest first with a keyset cursor, so a page costs the same however deep it is.
+``get_job_history`` reads the job's own stream (always current); the rest read the views,
+which trail the log by the projection lag (see ``status.wait_for_position``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+
+from jobstore import JOB_STATUSES, EventStore, JobExecution, RecordedEvent, query
+from projections import cursor as keyset
+from projections import errors
+from projections.attempt import AttemptRow
+from projections.execution import ExecutionRow
+from projections.filter import JobFilter, check_job_id, parse_status
+
+_Q = query.load("projections", "reader.sql")
+MAX_LIMIT: Final = 500
+DEFAULT_LIMIT: Final = 50
+
+
+@dataclass(frozen=True, slots=True)
+class JobExecutionPage:
+    """One page of a list, and the cursor of the next page (None on the last one)."""
+
+    items: list[JobExecution]
+    next_cursor: str | None
+
+
+def check_limit(limit: object) -> int:
+    """``limit`` if it is a page size from 1 to 500, else InvalidFilterError('limit')."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        shown = repr(limit) if len(repr(limit)) <= 40 else repr(limit)[:37] + "..."
+        raise errors.InvalidFilterError("limit", f"{shown} is not an integer from 1 to {MAX_LIMIT}")
+    return limit
+
+
+async def list_job_executions(
+    pool: asyncpg.Pool,
+    *,
+    status: JOB_STATUSES | str | None = None,
+    type: str | None = None,
+    user_id: int | None = None,
+    organization_id: int | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    error_contains: str | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> JobExecutionPage:
+    """Job executions matching every filter given, newest first, ``limit`` (≤ 500) per page."""
+    job_filter = JobFilter(
+        status=parse_status(status),
+        type=type,
+        user_id=user_id,
+        organization_id=organization_id,
+        created_from=created_from,
+        created_to=created_to,
+        error_contains=error_contains,
+    )
+    return await list_page(pool, job_filter, cursor=cursor, limit=limit)
+
+
+async def list_page(
+    pool: asyncpg.Pool,
+    job_filter: JobFilter,
+    *,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    cursor_key: bytes = keyset.DEFAULT_KEY,
+) -> JobExecutionPage:
+    """A page of ``job_filter``'s jobs after ``cursor`` (whose HMAC key is ``cursor_key``)."""
+    limit = check_limit(limit)
+    digest = job_filter.digest()
+    after = None if cursor is None else keyset.decode(cursor_key, cursor, digest)
+    args = [*job_filter.arguments(), after and after.created_at, after and after.job_id]
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute(_Q["force_custom_plan"])
+        rows = await conn.fetch(_Q["list_job_executions"], *args, limit + 1)
+    items = [ExecutionRow(*row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = keyset.encode(
+            cursor_key, keyset.Position(last.created_at, last.job_id), digest
+        )
+    return JobExecutionPage([row.to_execution() for row in items], next_cursor)
+
+
+async def get_job_execution(pool: asyncpg.Pool, job_id: str) -> JobExecution | None:
+    """The job's row in the view, or None if the view has no such job (yet)."""
+    row = await pool.fetchrow(_Q["get_job_execution"], check_job_id(job_id))
+    return None if row is None else ExecutionRow(*row).to_execution()
+
+
+async def get_job_attempts(pool: asyncpg.Pool, job_id: str) -> list[AttemptRow]:
+    """Every attempt of every dispatch of the job, in order."""
+    rows = await pool.fetch(_Q["get_job_attempts"], check_job_id(job_id))
+    return [AttemptRow(*row) for row in rows]
+
+
+async def get_job_history(store: EventStore, job_id: str) -> list[RecordedEvent]:
+    """The job's events in order, from its stream in the log (empty if there is none)."""
+    return await store.read_stream(f"job-{check_job_id(job_id)}")

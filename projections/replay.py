@@ -1,0 +1,113 @@
+"""Bulk replay: dispatch again every failed (or never-completed cancelled) job a filter selects.
+
+The views choose the jobs; each replay goes through ``Dispatcher.replay_job``, which
+decides on the job's own stream (always current), so a job the views show as failed but
+that meanwhile moved on is skipped with its reason rather than replayed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import asyncpg
+import structlog
+
+from jobstore import JOB_STATUSES, Dispatcher, JobError, query
+from projections import errors
+from projections.filter import JobFilter
+
+log = structlog.get_logger("jobtrail.projections")
+_Q = query.load("projections", "replay.sql")
+PAGE: Final = 500
+_REPLAYABLE: Final = (JOB_STATUSES.FAILED, JOB_STATUSES.CANCELLED)
+
+Progress = Callable[[int, int], None]
+"""Called after each job with (jobs handled so far, jobs selected)."""
+
+
+@dataclass(slots=True)
+class ReplayOutcome:
+    """What a bulk replay did: jobs selected, replayed (with positions), skipped and why."""
+
+    selected: int = 0
+    replayed: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    position: int = 0
+
+    @property
+    def count(self) -> int:
+        """How many jobs were replayed."""
+        return len(self.replayed)
+
+    def to_json(self) -> dict[str, Any]:
+        """The outcome as JSON-compatible values."""
+        return {
+            "selected": self.selected,
+            "replayed": self.count,
+            "replayed_job_ids": self.replayed,
+            "skipped": [{"job_id": j, "reason": r} for j, r in self.skipped.items()],
+            "position": self.position,
+        }
+
+
+async def replay_jobs(
+    pool: asyncpg.Pool,
+    dispatcher: Dispatcher,
+    job_filter: JobFilter | None = None,
+    *,
+    reason: str | None = None,
+    progress: Progress | None = None,
+    concurrency: int = 8,
+) -> ReplayOutcome:
+    """Replay the failed and cancelled-never-completed jobs ``job_filter`` selects.
+
+    ``outcome.position`` is the last replay's log position: pass it to
+    ``wait_for_position`` to see the jobs pending again in the views.
+    """
+    job_filter = job_filter or JobFilter()
+    if job_filter.status is not None and job_filter.status not in _REPLAYABLE:
+        raise errors.InvalidFilterError(
+            "status",
+            f"{job_filter.status.value!r} jobs cannot be replayed; "
+            "filter on failed or cancelled, or leave status out",
+        )
+    outcome = ReplayOutcome(selected=await _count(pool, job_filter))
+    replayer = _Replayer(dispatcher, reason, outcome, progress, asyncio.Semaphore(concurrency))
+    after: tuple[Any, Any] = (None, None)
+    while True:
+        rows = await pool.fetch(_Q["replayable_jobs"], *job_filter.arguments(), *after, PAGE)
+        if not rows:
+            break
+        await asyncio.gather(*(replayer.replay(row["job_id"]) for row in rows))
+        after = (rows[-1]["created_at"], rows[-1]["job_id"])
+    log.info("bulk replay done", replayed=outcome.count, skipped=len(outcome.skipped))
+    return outcome
+
+
+async def _count(pool: asyncpg.Pool, job_filter: JobFilter) -> int:
+    return int(await pool.fetchval(_Q["count_replayable"], *job_filter.arguments()))
+
+
+@dataclass(slots=True)
+class _Replayer:
+    dispatcher: Dispatcher
+    reason: str | None
+    outcome: ReplayOutcome
+    progress: Progress | None
+    gate: asyncio.Semaphore
+
+    async def replay(self, job_id: str) -> None:
+        async with self.gate:
+            try:
+                position = await self.dispatcher.replay_job(job_id, self.reason)
+            except JobError as exc:
+                self.outcome.skipped[job_id] = f"{exc.code}: {exc.message}"
+            else:
+                self.outcome.replayed.append(job_id)
+                self.outcome.position = max(self.outcome.position, position)
+        if self.progress is not None:
+            done = self.outcome.count + len(self.outcome.skipped)
+            self.progress(done, max(done, self.outcome.selected))

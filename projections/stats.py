@@ -1,0 +1,96 @@
+"""Job statistics: counts per type and status, and completed jobs' duration percentiles.
+
+Read from ``job_stats`` and ``job_durations``, which the ``job_executions`` projection
+keeps as events arrive: a read is two small scans, never a count over the executions.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from jobstore import query
+from projections import histogram
+
+_Q = query.load("projections", "reader.sql")
+PERCENTILES = (50, 90, 99)
+
+
+@dataclass(frozen=True, slots=True)
+class DurationStats:
+    """Completed jobs' durations in seconds: how many, and estimated percentiles."""
+
+    count: int
+    percentiles: dict[int, float | None]
+
+    def to_json(self) -> dict[str, Any]:
+        """The durations as JSON-compatible values."""
+        return {"count": self.count, **{f"p{p}": v for p, v in self.percentiles.items()}}
+
+
+@dataclass(frozen=True, slots=True)
+class TypeStats:
+    """One job type: its jobs per status, and its completed jobs' durations."""
+
+    total: int
+    by_status: dict[str, int]
+    durations: DurationStats
+
+    def to_json(self) -> dict[str, Any]:
+        """The type's stats as JSON-compatible values."""
+        return {
+            "total": self.total,
+            "by_status": self.by_status,
+            "duration_seconds": self.durations.to_json(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobStats:
+    """Every job in the views, per status and per type."""
+
+    total: int
+    by_status: dict[str, int]
+    by_type: dict[str, TypeStats] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stats as JSON-compatible values."""
+        return {
+            "total": self.total,
+            "by_status": self.by_status,
+            "by_type": {name: t.to_json() for name, t in self.by_type.items()},
+        }
+
+
+async def get_job_stats(pool: asyncpg.Pool) -> JobStats:
+    """The stats as of the views' last applied batch (both tables from one snapshot)."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        counts = await conn.fetch(_Q["read_stats"])
+        buckets = await conn.fetch(_Q["read_durations"])
+    statuses: defaultdict[str, dict[str, int]] = defaultdict(dict)
+    for row in counts:
+        statuses[row["job_type"]][row["status"]] = row["count"]
+    durations: defaultdict[str, dict[int, int]] = defaultdict(dict)
+    for row in buckets:
+        durations[row["job_type"]][row["bucket"]] = row["count"]
+    by_type = {
+        name: _type_stats(statuses.get(name, {}), durations.get(name, {}))
+        for name in sorted(set(statuses) | set(durations))
+    }
+    by_status: defaultdict[str, int] = defaultdict(int)
+    for per_type in statuses.values():
+        for status, count in per_type.items():
+            by_status[status] += count
+    return JobStats(sum(by_status.values()), dict(sorted(by_status.items())), by_type)
+
+
+def _type_stats(by_status: dict[str, int], buckets: dict[int, int]) -> TypeStats:
+    percentiles = {p: histogram.percentile(buckets, p) for p in PERCENTILES}
+    return TypeStats(
+        total=sum(by_status.values()),
+        by_status=dict(sorted(by_status.items())),
+        durations=DurationStats(sum(buckets.values()), percentiles),
+    )

@@ -1,5 +1,7 @@
 """projections: the views folded from the event log, their runner, queries and HTTP API."""
 
+from projections.api import api_app
+from projections.api_context import API_CONTEXT, ApiContext
 from projections.attempt_view import AttemptView
 from projections.catalog import builtin_projections
 from projections.errors import (
@@ -29,6 +31,8 @@ from projections.stats import JobStats, get_job_stats
 from projections.status import ProjectionStatus, projection_status, wait_for_position
 
 __all__ = [
+    "API_CONTEXT",
+    "ApiContext",
     "AttemptView",
     "ExecutionView",
     "InvalidCursorError",
@@ -47,6 +51,7 @@ __all__ = [
     "RebuildResult",
     "ReplayOutcome",
     "UnknownProjectionError",
+    "api_app",
     "builtin_projections",
     "get_job_attempts",
     "get_job_execution",

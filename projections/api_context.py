@@ -1,0 +1,60 @@
+"""What the API's handlers share: the context the host provides, and JSON error responses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import asyncpg
+from aiohttp import web
+
+from jobstore import DatabaseUnavailableError, Dispatcher
+from projections import serializer
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """What the API's handlers use: the database pool and the dispatcher."""
+
+    pool: asyncpg.Pool
+    dispatcher: Dispatcher
+
+
+API_CONTEXT: Final = web.AppKey("jobtrail_api_context", ApiContext)
+"""Where the host puts the ApiContext (on its own app, or on the sub-application)."""
+CURSOR_KEY: Final = web.AppKey("jobtrail_api_cursor_key", bytes)
+
+
+def context_of(request: web.Request) -> ApiContext:
+    """The ApiContext of the app (or a parent app) serving ``request``."""
+    try:
+        return request.config_dict[API_CONTEXT]
+    except KeyError:
+        raise DatabaseUnavailableError("the API is not started yet") from None
+
+
+def cursor_key(request: web.Request) -> bytes:
+    """The key that signs this API's list cursors (derived from its token)."""
+    return request.config_dict[CURSOR_KEY]
+
+
+def error(
+    status: int,
+    message: str,
+    code: str,
+    *,
+    auth: bool = False,
+    retry: int | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    """A JSON error response: ``{"error": message, "code": code, ...extra}``."""
+    all_headers = dict(headers or {})
+    if auth:
+        all_headers["WWW-Authenticate"] = 'Bearer realm="jobtrail"'
+    if retry is not None:
+        all_headers["Retry-After"] = str(retry)
+    body = serializer.dumps({"error": message, "code": code, **extra})
+    return web.Response(
+        status=status, body=body, content_type="application/json", headers=all_headers
+    )

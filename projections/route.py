@@ -1,0 +1,196 @@
+"""The API's routes: parse and check the request, call the library, answer JSON."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from jobstore import JobError
+from projections import errors, openapi, reader, replay, serializer, stats
+from projections.api_context import context_of, cursor_key
+from projections.filter import FILTER_PARAMETERS, JobFilter, check_job_id
+
+OPENAPI: Final = "openapi"
+MAX_REASON: Final = 1000
+_LIMIT = re.compile(r"[0-9]{1,4}")
+_LIST_PARAMETERS: Final = (*FILTER_PARAMETERS, "cursor", "limit")
+_ENQUEUE_FIELDS: Final = ("type", "payload", "metadata", "options")
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every route of the API on ``app`` (mounted at ``/api/v1``)."""
+    app.router.add_get("/openapi.json", openapi_document, name=OPENAPI)
+    app.router.add_post("/jobs/replay", replay_many)
+    app.router.add_get("/jobs", list_jobs)
+    app.router.add_post("/jobs", enqueue)
+    app.router.add_get("/jobs/{id}", get_job)
+    app.router.add_get("/jobs/{id}/events", get_events)
+    app.router.add_post("/jobs/{id}/replay", replay_one)
+    app.router.add_post("/jobs/{id}/cancel", cancel)
+    app.router.add_get("/stats", get_stats)
+    app.router.add_get("/schedules", list_schedules)
+
+
+def json(value: Any, status: int = 200) -> web.Response:
+    """A JSON response."""
+    return web.Response(
+        status=status, body=serializer.dumps(value), content_type="application/json"
+    )
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """GET /openapi.json: this API's OpenAPI 3 document (no token needed)."""
+    return json(openapi.document())
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    """GET /jobs: a filtered page of job executions, newest first."""
+    params = _single(request.query.items(), _LIST_PARAMETERS)
+    limit = _limit(params.pop("limit", None))
+    cursor = params.pop("cursor", None)
+    page = await reader.list_page(
+        context_of(request).pool,
+        JobFilter.from_strings(params),
+        cursor=cursor,
+        limit=limit,
+        cursor_key=cursor_key(request),
+    )
+    items = [serializer.execution(item) for item in page.items]
+    return json({"items": items, "next_cursor": page.next_cursor})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    """GET /jobs/{id}: one job, from the views (or its stream if the views lag behind)."""
+    job_id = check_job_id(request.match_info["id"], "id")
+    _single(request.query.items(), ())
+    ctx = context_of(request)
+    execution = await reader.get_job_execution(ctx.pool, job_id)
+    if execution is None:
+        execution = await ctx.dispatcher.get_job_execution_by_job_id(job_id)
+    if execution is None:
+        raise JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
+    attempts = await reader.get_job_attempts(ctx.pool, job_id)
+    return json(
+        {**serializer.execution(execution), "attempts": [serializer.attempt(a) for a in attempts]}
+    )
+
+
+async def get_events(request: web.Request) -> web.Response:
+    """GET /jobs/{id}/events: the job's events, in order."""
+    job_id = check_job_id(request.match_info["id"], "id")
+    _single(request.query.items(), ())
+    history = await reader.get_job_history(context_of(request).dispatcher.store, job_id)
+    if not history:
+        raise JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
+    return json({"job_id": job_id, "events": [serializer.event(r) for r in history]})
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    """GET /stats: jobs per status and type, and duration percentiles."""
+    _single(request.query.items(), ())
+    return json((await stats.get_job_stats(context_of(request).pool)).to_json())
+
+
+async def list_schedules(request: web.Request) -> web.Response:
+    """GET /schedules: every schedule that is not deleted."""
+    _single(request.query.items(), ())
+    schedules = await context_of(request).dispatcher.schedules.list()
+    return json({"items": [serializer.schedule(s) for s in schedules]})
+
+
+async def enqueue(request: web.Request) -> web.Response:
+    """POST /jobs: validate and record a job; 201 (200 if the idempotency key knew it)."""
+    body = await _body(request, _ENQUEUE_FIELDS)
+    if "type" not in body or "payload" not in body:
+        raise errors.InvalidFilterError("body", "needs 'type' and 'payload'")
+    for name in ("payload", "metadata", "options"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise errors.InvalidFilterError(name, "must be a JSON object")
+    enqueued = await context_of(request).dispatcher.enqueue_with_position(
+        body["type"], body["payload"], body.get("metadata"), body.get("options")
+    )
+    result = {"job_id": enqueued.job_id, "position": enqueued.position, "created": enqueued.created}
+    return json(result, status=201 if enqueued.created else 200)
+
+
+async def replay_one(request: web.Request) -> web.Response:
+    """POST /jobs/{id}/replay: dispatch a failed or cancelled job again (409 otherwise)."""
+    job_id = check_job_id(request.match_info["id"], "id")
+    reason = _reason(await _body(request, ("reason",)))
+    position = await context_of(request).dispatcher.replay_job(job_id, reason)
+    return json({"job_id": job_id, "position": position})
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """POST /jobs/{id}/cancel: stop a job's future attempts (409 if it is finished)."""
+    job_id = check_job_id(request.match_info["id"], "id")
+    reason = _reason(await _body(request, ("reason",)))
+    position = await context_of(request).dispatcher.cancel(job_id, reason)
+    return json({"job_id": job_id, "position": position})
+
+
+async def replay_many(request: web.Request) -> web.Response:
+    """POST /jobs/replay: replay every failed or cancelled job the filter selects."""
+    body = await _body(request, (*FILTER_PARAMETERS, "reason"))
+    reason = _reason(body)
+    body.pop("reason", None)
+    ctx = context_of(request)
+    outcome = await replay.replay_jobs(
+        ctx.pool, ctx.dispatcher, JobFilter.from_strings(body), reason=reason
+    )
+    return json(outcome.to_json())
+
+
+def _single(items: Iterable[tuple[str, str]], allowed: Iterable[str]) -> dict[str, str]:
+    """Query parameters as a dict; unknown or repeated ones are errors naming them."""
+    known = tuple(allowed)
+    values: dict[str, str] = {}
+    for name, value in items:
+        if name not in known:
+            valid = ", ".join(known) if known else "none"
+            raise errors.InvalidFilterError(name[:60], f"unknown parameter; known: {valid}")
+        if name in values:
+            raise errors.InvalidFilterError(name, "given more than once")
+        values[name] = value
+    return values
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return reader.DEFAULT_LIMIT
+    if not _LIMIT.fullmatch(text):
+        return reader.check_limit(text)  # raises, naming limit
+    return reader.check_limit(int(text))
+
+
+async def _body(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise errors.InvalidFilterError("body", "is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise errors.InvalidFilterError("body", "must be a JSON object")
+    for name in value:
+        if name not in allowed:
+            raise errors.InvalidFilterError(
+                name[:60], f"unknown field; known: {', '.join(allowed)}"
+            )
+    return value
+
+
+def _reason(body: dict[str, Any]) -> str | None:
+    reason = body.get("reason")
+    if reason is None:
+        return None
+    if not isinstance(reason, str) or len(reason) > MAX_REASON or "\x00" in reason:
+        raise errors.InvalidFilterError(
+            "reason", f"must be text of at most {MAX_REASON} characters without NUL"
+        )
+    return reason

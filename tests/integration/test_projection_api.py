@@ -1,0 +1,266 @@
+"""The read/ops HTTP API, mounted at /api/v1 as the host would: the whole status matrix."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+import jobstore
+import projections
+from tests.projection_support import append, dispatched, failed, new_job_id, started
+
+TOKEN = "test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CLEANUP = {"retention": 30}
+
+
+class Api:
+    """An HTTP client of the API, plus the pieces behind it."""
+
+    def __init__(self, client: TestClient[Any, Any], pool: asyncpg.Pool, dsn: str) -> None:
+        self.client, self.pool, self.dsn = client, pool, dsn
+        self.dispatcher = jobstore.Dispatcher(jobstore.EventStore(pool))
+
+    async def call(
+        self, method: str, path: str, *, auth: bool = True, **kwargs: Any
+    ) -> tuple[int, Any]:
+        headers = {**(AUTH if auth else {}), **kwargs.pop("headers", {})}
+        async with self.client.request(method, "/api/v1" + path, headers=headers, **kwargs) as r:
+            assert r.content_type == "application/json"
+            return r.status, await r.json()
+
+    async def catch_up(self) -> None:
+        await projections.ProjectionRunner(self.pool, self.dsn).run_until_caught_up()
+
+    async def failed_job(self) -> str:
+        job_id = await self.dispatcher.enqueue("cleanup-old-data", CLEANUP)
+        await self.dispatcher.update_job_execution(job_id, {"status": "processing"})
+        await self.dispatcher.update_job_execution(job_id, {"status": "failed", "error": "x"})
+        return job_id
+
+
+@pytest.fixture
+async def api(pool: asyncpg.Pool, db_dsn: str) -> AsyncIterator[Api]:
+    host = web.Application()
+    host.add_subapp("/api/v1", projections.api_app(TOKEN))
+    host[projections.API_CONTEXT] = projections.ApiContext(
+        pool, jobstore.Dispatcher(jobstore.EventStore(pool))
+    )
+    async with TestClient(TestServer(host)) as client:
+        yield Api(client, pool, db_dsn)
+
+
+ROUTES = [
+    ("GET", "/jobs"),
+    ("POST", "/jobs"),
+    ("POST", "/jobs/replay"),
+    ("GET", f"/jobs/{new_job_id()}"),
+    ("GET", f"/jobs/{new_job_id()}/events"),
+    ("POST", f"/jobs/{new_job_id()}/replay"),
+    ("POST", f"/jobs/{new_job_id()}/cancel"),
+    ("GET", "/stats"),
+    ("GET", "/schedules"),
+    ("GET", "/no/such/route"),
+]
+
+
+async def test_every_route_needs_the_bearer_token(api: Api) -> None:
+    for method, path in ROUTES:
+        for header in (None, "Bearer wrong-token", f"Basic {TOKEN}", TOKEN, f"Bearer {TOKEN}x"):
+            headers = {} if header is None else {"Authorization": header}
+            status, body = await api.call(method, path, auth=False, headers=headers)
+            assert (status, body["code"]) == (401, "UNAUTHORIZED"), (method, path, header)
+
+
+async def test_the_openapi_document_needs_no_token(api: Api) -> None:
+    status, body = await api.call("GET", "/openapi.json", auth=False)
+    assert status == 200 and body["openapi"].startswith("3.")
+    assert set(body["paths"]) == {
+        "/jobs",
+        "/jobs/replay",
+        "/jobs/{id}",
+        "/jobs/{id}/events",
+        "/jobs/{id}/replay",
+        "/jobs/{id}/cancel",
+        "/stats",
+        "/schedules",
+    }
+
+
+async def test_enqueue_then_read_the_job_its_events_and_the_stats(api: Api) -> None:
+    status, created = await api.call(
+        "POST", "/jobs", json={"type": "cleanup-old-data", "payload": CLEANUP}
+    )
+    assert status == 201 and created["created"] is True
+    job_id = created["job_id"]
+
+    status, job = await api.call("GET", f"/jobs/{job_id}")  # views not caught up: the fold
+    assert (status, job["status"], job["attempts"]) == (200, "pending", [])
+
+    await api.catch_up()
+    status, page = await api.call("GET", "/jobs", params={"type": "cleanup-old-data"})
+    assert status == 200 and [i["job_id"] for i in page["items"]] == [job_id]
+    assert page["next_cursor"] is None
+    status, history = await api.call("GET", f"/jobs/{job_id}/events")
+    assert [e["type"] for e in history["events"]] == ["job.dispatched"]
+    status, stats = await api.call("GET", "/stats")
+    assert (status, stats["total"], stats["by_status"]) == (200, 1, {"pending": 1})
+
+
+async def test_an_idempotent_enqueue_answers_200_with_the_same_job(api: Api) -> None:
+    body = {
+        "type": "cleanup-old-data",
+        "payload": CLEANUP,
+        "metadata": {"idempotency_key": "nightly-2026-01-01"},
+    }
+    first_status, first = await api.call("POST", "/jobs", json=body)
+    second_status, second = await api.call("POST", "/jobs", json=body)
+    assert (first_status, second_status) == (201, 200)
+    assert (second["job_id"], second["created"]) == (first["job_id"], False)
+
+
+BAD_ENQUEUES: list[tuple[dict[str, Any], str, str]] = [
+    ({"type": "cleanup-old-data", "payload": {"retention": -1}}, "VALIDATION_ERROR", "payload"),
+    ({"type": "no-such-type", "payload": {}}, "UNKNOWN_JOB_TYPE", "known types"),
+    ({"type": "cleanup-old-data"}, "INVALID_PARAMETER", "needs 'type' and 'payload'"),
+    ({"type": "cleanup-old-data", "payload": [1]}, "INVALID_PARAMETER", "JSON object"),
+    ({"type": "cleanup-old-data", "payload": CLEANUP, "x": 1}, "INVALID_PARAMETER", "x:"),
+    (
+        {"type": "cleanup-old-data", "payload": CLEANUP, "metadata": {"trace": "a\u0000b"}},
+        "VALIDATION_ERROR",
+        "NUL",
+    ),
+]
+
+
+async def test_a_bad_enqueue_is_a_400_saying_why(api: Api) -> None:
+    for body, code, says in BAD_ENQUEUES:
+        status, answer = await api.call("POST", "/jobs", json=body)
+        assert (status, answer["code"]) == (400, code), body
+        assert says in answer["error"], body
+
+
+BAD_FILTERS: list[tuple[Any, str]] = [
+    ({"status": "done"}, "status"),
+    ({"status": "failed\x00"}, "status"),
+    ({"type": "'; DROP TABLE jobtrail.events; --"}, "type"),
+    ({"user_id": "1e3"}, "user_id"),
+    ({"user_id": "99999999999999999999"}, "user_id"),
+    ({"created_from": "last tuesday"}, "created_from"),
+    ({"error_contains": "x\x00y"}, "error_contains"),
+    ({"error_contains": "x" * 201}, "error_contains"),
+    ({"limit": "501"}, "limit"),
+    ({"limit": "99999999999999999999999"}, "limit"),
+    ({"limit": "-1"}, "limit"),
+    ({"cursor": "not-a-cursor"}, "cursor"),
+    ({"cursor": "\x00"}, "cursor"),
+    ({"colour": "red"}, "colour"),
+    ([("status", "failed"), ("status", "pending")], "status"),
+]
+
+
+async def test_an_invalid_filter_is_a_400_naming_the_parameter(api: Api) -> None:
+    for params, parameter in BAD_FILTERS:
+        status, answer = await api.call("GET", "/jobs", params=params)
+        assert (status, answer["parameter"]) == (400, parameter), params
+        assert answer["error"].startswith(parameter), params
+
+
+async def test_hostile_but_valid_filter_text_is_just_text(api: Api) -> None:
+    for text in ("'; DROP TABLE jobtrail.events; --", "%", "_", "\\", "💥", "a" * 200):
+        status, page = await api.call("GET", "/jobs", params={"error_contains": text})
+        assert (status, page["items"]) == (200, [])
+
+
+async def test_pages_follow_the_cursor_and_a_foreign_cursor_is_refused(api: Api) -> None:
+    store = jobstore.EventStore(api.pool)
+    for _ in range(3):
+        job = new_job_id()
+        await append(store, job, dispatched(job))
+    await api.catch_up()
+    _, first = await api.call("GET", "/jobs", params={"limit": "2"})
+    _, second = await api.call(
+        "GET", "/jobs", params={"limit": "2", "cursor": first["next_cursor"]}
+    )
+    assert len(first["items"]) == 2 and len(second["items"]) == 1
+    status, answer = await api.call(
+        "GET", "/jobs", params={"status": "failed", "cursor": first["next_cursor"]}
+    )
+    assert (status, answer["code"], answer["parameter"]) == (400, "INVALID_CURSOR", "cursor")
+
+
+async def test_unknown_jobs_are_404_and_bad_ids_400(api: Api) -> None:
+    for path in ("/jobs/{}", "/jobs/{}/events"):
+        status, answer = await api.call("GET", path.format(new_job_id()))
+        assert (status, answer["code"]) == (404, "JOB_NOT_FOUND")
+        for bad in ("not-a-uuid", "%00", "1%20OR%201=1"):
+            status, answer = await api.call("GET", path.format(bad))
+            assert (status, answer["parameter"]) == (400, "id")
+
+
+async def test_replay_answers_200_then_409_and_404_for_unknown(api: Api) -> None:
+    job_id = await api.failed_job()
+    status, answer = await api.call("POST", f"/jobs/{job_id}/replay", json={"reason": "fixed"})
+    assert status == 200 and answer["job_id"] == job_id
+    status, answer = await api.call("POST", f"/jobs/{job_id}/replay")
+    assert (status, answer["code"]) == (409, "NOT_REPLAYABLE")
+    status, answer = await api.call("POST", f"/jobs/{new_job_id()}/replay")
+    assert (status, answer["code"]) == (404, "JOB_NOT_FOUND")
+    status, answer = await api.call("POST", f"/jobs/{job_id}/replay", json={"reason": 5})
+    assert (status, answer["parameter"]) == (400, "reason")
+
+    await api.catch_up()
+    _, job = await api.call("GET", f"/jobs/{job_id}")
+    assert (job["status"], job["replay_count"]) == ("pending", 1)
+
+
+async def test_bulk_replay_by_filter(api: Api) -> None:
+    failed_jobs = {await api.failed_job() for _ in range(3)}
+    await api.catch_up()
+    status, outcome = await api.call(
+        "POST", "/jobs/replay", json={"type": "cleanup-old-data", "reason": "bulk"}
+    )
+    assert status == 200
+    assert (outcome["selected"], outcome["replayed"]) == (3, 3)
+    assert set(outcome["replayed_job_ids"]) == failed_jobs
+    status, answer = await api.call("POST", "/jobs/replay", json={"status": "completed"})
+    assert (status, answer["parameter"]) == (400, "status")
+    status, answer = await api.call("POST", "/jobs/replay", data=b"{not json")
+    assert (status, answer["parameter"]) == (400, "body")
+
+
+async def test_cancel_answers_200_then_409(api: Api) -> None:
+    job_id = await api.dispatcher.enqueue("cleanup-old-data", CLEANUP)
+    status, answer = await api.call("POST", f"/jobs/{job_id}/cancel", json={"reason": "no"})
+    assert status == 200 and answer["position"] > 0
+    status, answer = await api.call("POST", f"/jobs/{job_id}/cancel")
+    assert (status, answer["code"]) == (409, "JOB_FINISHED")
+
+
+async def test_a_job_shows_its_attempts(api: Api) -> None:
+    store = jobstore.EventStore(api.pool)
+    job = new_job_id()
+    await append(store, job, dispatched(job), started(), failed())
+    await api.catch_up()
+    status, answer = await api.call("GET", f"/jobs/{job}")
+    assert status == 200 and answer["status"] == "failed"
+    assert [(a["attempt"], a["outcome"]) for a in answer["attempts"]] == [(1, "failed")]
+
+
+async def test_schedules_are_listed(api: Api) -> None:
+    schedule_id = await api.dispatcher.schedule("cleanup-old-data", "0 3 * * *", CLEANUP)
+    status, answer = await api.call("GET", "/schedules")
+    assert status == 200
+    assert [(s["schedule_id"], s["cron"]) for s in answer["items"]] == [(schedule_id, "0 3 * * *")]
+
+
+async def test_unknown_routes_and_methods_answer_json(api: Api) -> None:
+    status, answer = await api.call("GET", "/nothing")
+    assert (status, answer["code"]) == (404, "NOT_FOUND")
+    status, answer = await api.call("DELETE", "/jobs")
+    assert (status, answer["code"]) == (405, "METHOD_NOT_ALLOWED")

@@ -10,7 +10,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-import requests
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +20,7 @@ from projections import openapi
 from tests.projection_support import append, completed, dispatched, failed, new_job_id, started
 
 schemathesis = pytest.importorskip("schemathesis")
+requests = pytest.importorskip("requests")
 from schemathesis import checks  # noqa: E402
 
 TOKEN = "schema-token-0123456789abcdef"
@@ -61,7 +61,7 @@ def _explore(
     mode: Any,
     used: list[Any],
     base_url: str,
-    session: requests.Session,
+    session: Any,
     seen: Counter[tuple[str, str, int]],
 ) -> None:
     @settings(

@@ -223,6 +223,7 @@ async def _host(
     token: str,
     relay: bool,
     overrides: dict[str, Any],
+    projections: bool = True,
 ) -> AsyncIterator[Host]:
     port = free_port()
     settings = jobstore.Settings(

@@ -17,6 +17,7 @@ from aiohttp import web
 from qstash import AsyncQStash
 
 import jobstore
+import projections
 from jobstore import DatabaseUnavailableError, JobRegistry, Settings
 from workers import builtin, callback, health
 from workers.context import HOST, HostContext
@@ -26,6 +27,7 @@ from workers.verification import Verifier
 from workers.worker import answer, create_job_worker
 
 log = structlog.get_logger("jobtrail.host")
+API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024 + 64 * 1024  # QStash's 1 MiB message limit, plus headroom
 Background = Callable[[HostContext], Awaitable[None]]
 
@@ -36,6 +38,7 @@ class HostOptions:
 
     relay: bool = True
     sweeper: bool = True
+    projections: bool = True
     sweeper_config: SweeperConfig = field(default_factory=SweeperConfig)
     relay_config: jobstore.RelayConfig | None = None
     extra_background: tuple[Background, ...] = ()
@@ -57,6 +60,8 @@ def make_app(
         app.router.add_post(spec.config.endpoint, create_job_worker())
     app.router.add_post(callback.FAILURE_CALLBACK_PATH, callback.failure_callback)
     health.add_routes(app)
+    if settings.api_token is not None:
+        app.add_subapp(API_PREFIX, projections.api_app(settings.api_token.get_secret_value()))
     app.cleanup_ctx.append(_lifecycle(settings, registry, options, dsn))
     return app
 
@@ -92,6 +97,7 @@ def _lifecycle(
             if ctx.qstash is not None:
                 stack.push_async_callback(ctx.qstash.http._client.aclose)
             app[HOST] = ctx
+            app[projections.API_CONTEXT] = projections.ApiContext(pool, ctx.dispatcher)
             tasks = _start_background(ctx, options)
             try:
                 yield
@@ -119,6 +125,9 @@ def _start_background(ctx: HostContext, options: HostOptions) -> list[asyncio.Ta
         jobs.append(("relay", relay.run()))
     if options.sweeper and ctx.qstash is not None:
         jobs.append(("sweeper", Sweeper(ctx, options.sweeper_config).run()))
+    if options.projections:
+        runner = projections.ProjectionRunner(ctx.store.pool, ctx.dsn)
+        jobs.append(("projections", runner.run()))
     jobs += [(getattr(b, "__name__", "background"), b(ctx)) for b in options.extra_background]
     return [asyncio.create_task(_supervised(name, job), name=name) for name, job in jobs]
 

@@ -32,7 +32,7 @@ from jobstore import (
     job_events,
 )
 from workers import decision
-from workers.context import HostContext
+from workers.context import HostContext, current_host
 
 log = structlog.get_logger("jobtrail.worker")
 MAX_RESULT_BYTES = 16 * 1024
@@ -141,12 +141,15 @@ async def _run(
         job_id=job.job_id, job_type=job.type, attempt=attempt, message_id=job.message_id
     ):
         log.info("attempt started", dispatch=job.dispatch)
+        token = current_host.set(ctx)
         try:
             result = await _call(spec.handler, payload, job, timeout)
         except Exception as exc:
             duration = time.perf_counter() - started
             ctx.metrics.handler_seconds.labels(job.type).observe(duration)
             return await _record_failure(ctx, job, attempt, exc, duration)
+        finally:
+            current_host.reset(token)
         duration = time.perf_counter() - started
         ctx.metrics.handler_seconds.labels(job.type).observe(duration)
         return await _record_success(ctx, job, attempt, duration, _storable(result))

@@ -13,6 +13,9 @@ from workers.handlers import (
     stripe_webhook_handler,
     webhook_handler,
 )
+from workers.handlers.cleanup import cleanup_handler
+from workers.handlers.export import export_handler
+from workers.handlers.report import report_handler
 
 
 def registry_with_handlers(
@@ -33,6 +36,9 @@ def registry_with_handlers(
         JOB_TYPES.PROCESS_STRIPE_WEBHOOK: stripe_webhook_handler(
             settings, stripe_router or StripeRouter()
         ),
+        JOB_TYPES.EXPORT_DATA: export_handler(settings),
+        JOB_TYPES.GENERATE_REPORT: report_handler(settings),
+        JOB_TYPES.CLEANUP_OLD_DATA: cleanup_handler(settings),
     }
     for job_type, handler in defaults.items():
         if registry.get(job_type).handler is None:

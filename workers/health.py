@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 import jobstore
+import projections
 from workers.context import HOST
 
 
@@ -33,6 +34,8 @@ async def metrics(request: web.Request) -> web.Response:
         last = await ctx.store.last_position()
         relay_at = await ctx.store.checkpoint("relay")
         ctx.metrics.relay_backlog.set(max(0, last - relay_at))
+        for status in await projections.projection_status(ctx.store.pool):
+            ctx.metrics.projection_lag.labels(status.name).set(status.lag)
     except Exception:  # metrics must answer even when the database does not
         pass
     return web.Response(body=ctx.metrics.render(), content_type="text/plain", charset="utf-8")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import secrets
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import structlog
 import typer
 from aiohttp import web
+from pydantic import SecretStr
 
 import jobstore
 import qstash_local
@@ -75,7 +77,7 @@ async def _serve(
     async with contextlib.AsyncExitStack() as stack:
         dsn, embedded = await stack.enter_async_context(jobstore.resolve_dsn(settings))
         await jobstore.migrate(dsn)
-        settings = _public(settings, host, port)
+        settings = _with_api_token(_public(settings, host, port))
         if not no_qstash and not settings.qstash_token:
             settings = await stack.enter_async_context(_local_qstash(settings, qstash_port, scale))
         elif not settings.qstash_url and not settings.qstash_token:
@@ -102,6 +104,19 @@ async def _serve(
         await stop.wait()
         typer.echo("stopping: finishing in-flight deliveries", err=True)
     typer.echo("stopped", err=True)
+
+
+def _with_api_token(settings: Settings) -> Settings:
+    """Generate (and print) a token for /api/v1 when none is configured."""
+    if settings.api_token is not None:
+        return settings
+    token = secrets.token_urlsafe(24)
+    typer.echo(
+        f"API token for {settings.public_url}/api/v1 (set JOBTRAIL_API_TOKEN to choose "
+        f"one): {token}",
+        err=True,
+    )
+    return settings.model_copy(update={"api_token": SecretStr(token)})
 
 
 def _public(settings: Settings, host: str, port: int) -> Settings:

@@ -1,0 +1,35 @@
+"""The folder export-data and generate-report write into, and safe paths inside it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from jobstore import NonRetryableJobError
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """``root/parts…``, refusing any result outside ``root`` (no ``..``, no absolute parts)."""
+    base = root.resolve()
+    target = base.joinpath(*parts).resolve()
+    if target != base and base not in target.parents:
+        raise NonRetryableJobError(f"refusing to write outside the export folder {base}")
+    return target
+
+
+def write_atomically(path: Path, lines: list[bytes]) -> int:
+    """Write ``lines`` to ``path`` via a temporary file and a rename; returns bytes written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    size = 0
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for line in lines:
+                out.write(line)
+                size += len(line)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return size

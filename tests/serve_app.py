@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pydantic
+import structlog
 
 import jobstore
 from jobstore import BaseJob
@@ -22,6 +23,7 @@ async def slow_handler(payload: SlowPayload, job: BaseJob) -> dict[str, object]:
     """Run for ``seconds``; write ``marker`` (with the attempt) when starting."""
     if payload.marker:
         await asyncio.to_thread(_append_line, Path(payload.marker), f"{job.dispatch}:{job.attempt}")
+    structlog.get_logger("slow_handler").info("slow handler running", seconds=payload.seconds)
     await asyncio.sleep(payload.seconds)
     return {"slept": payload.seconds, "attempt": job.attempt}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -192,6 +193,11 @@ async def test_sigterm_lets_the_running_handler_finish_then_exits_zero(
 
         assert exit_code == 0, serve.output()[-2000:]
         assert "stopped" in serve.output()
+        (line,) = [
+            json.loads(x) for x in serve.output().splitlines() if '"slow handler running"' in x
+        ]
+        assert (line["job_id"], line["job_type"], line["attempt"]) == (job_id, "slow-job", 1)
+        assert line["message_id"].startswith("msg_"), "bound on every line a handler logs"
     state = await dispatcher.load(job_id)
     assert state is not None
     assert state.status.value == "completed", "the in-flight handler finished and was recorded"

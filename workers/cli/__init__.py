@@ -7,8 +7,6 @@ import typer
 from workers import logs
 
 from . import db, demo, qstash_dev, runtime, serve
-from . import enqueue as enqueue_command
-from . import schedule as schedule_command
 
 app = typer.Typer(
     name="jobtrail",
@@ -21,8 +19,6 @@ app = typer.Typer(
 db.register(app)
 qstash_dev.register(app)
 serve.register(app)
-enqueue_command.register(app)
-schedule_command.register(app)
 demo.register(app)
 
 

@@ -15,10 +15,13 @@ import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import structlog
 import typer
 from aiohttp import web
 from pydantic import SecretStr
+from qstash import AsyncQStash
+from qstash.errors import QStashError
 
 import jobstore
 import qstash_local
@@ -82,6 +85,8 @@ async def _serve(
             settings = await stack.enter_async_context(_local_qstash(settings, qstash_port, scale))
         elif not settings.qstash_url and not settings.qstash_token:
             runtime.fail("--no-qstash needs QSTASH_URL (and QSTASH_TOKEN for Upstash)")
+        else:
+            await _check_qstash(settings)
         app = make_app(
             settings,
             registry=builtin.registry_with_handlers(settings, registry=registry),
@@ -104,6 +109,30 @@ async def _serve(
         await stop.wait()
         typer.echo("stopping: finishing in-flight deliveries", err=True)
     typer.echo("stopped", err=True)
+
+
+async def _check_qstash(settings: Settings) -> None:
+    """Refuse to start with a token QStash rejects; only warn when QStash is unreachable."""
+    token = settings.qstash_token or qstash_local.DEV_TOKEN
+    client = AsyncQStash(token, base_url=settings.qstash_url, retry=False)
+    where = settings.qstash_url or "Upstash QStash"
+    try:
+        await client.signing_key.get()
+    except QStashError as exc:
+        if "401" in str(exc) or "403" in str(exc):
+            runtime.fail(
+                f"QStash at {where} rejected QSTASH_TOKEN (unauthorized); "
+                "check the token (and QSTASH_URL)"
+            )
+        log.warning("QStash answered with an error at start-up", error=str(exc)[:200])
+    except (httpx.HTTPError, OSError) as exc:
+        typer.echo(
+            f"warning: QStash at {where} is unreachable ({exc}); jobs are recorded "
+            "and published once it is back",
+            err=True,
+        )
+    finally:
+        await client.http._client.aclose()
 
 
 def _with_api_token(settings: Settings) -> Settings:

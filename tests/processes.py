@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -90,3 +92,63 @@ async def wait_http(url: str, within: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{url} did not come up within {within}s")
             await asyncio.sleep(0.1)
+
+
+@dataclass
+class Stack:
+    """``jobtrail qstash-dev`` and ``jobtrail serve --no-qstash`` as real processes."""
+
+    qstash: Process
+    serve: Process
+    qstash_url: str
+    host_url: str
+    env: dict[str, str]
+
+    async def wait_qstash(self) -> None:
+        """Wait until qstash-dev answers."""
+        await wait_http(self.qstash_url + "/v2/keys?qstash_token=" + self.env["QSTASH_TOKEN"])
+
+    async def wait_host(self) -> None:
+        """Wait until the host is ready."""
+        await wait_http(self.host_url + "/readyz")
+
+
+@contextlib.asynccontextmanager
+async def serve_stack(
+    db_dsn: str,
+    logs: Path,
+    *,
+    scale: str = "0.0003",
+    serve_args: tuple[str, ...] = (),
+    **env_values: str,
+) -> AsyncIterator[Stack]:
+    """Start qstash-dev and serve (with the test application registry); kill both after."""
+    qstash_port, host_port = _free_port(), _free_port()
+    qstash_url = f"http://127.0.0.1:{qstash_port}"
+    values = {
+        "JOBTRAIL_APP": "tests.serve_app:registry",
+        "JOBTRAIL_SWEEP_INTERVAL": "3600",
+        **env_values,
+    }
+    env = env_for(DATABASE_URL=db_dsn, QSTASH_URL=qstash_url, **values)
+    with processes() as running:
+        qstash = Process(
+            ["qstash-dev", "--port", str(qstash_port), "--retry-delay-scale", scale],
+            env,
+            logs / "qstash.log",
+        )
+        serve = Process(
+            ["serve", "--port", str(host_port), "--no-qstash", *serve_args], env, logs / "serve.log"
+        )
+        running += [qstash.start(), serve]
+        stack = Stack(qstash, serve, qstash_url, f"http://127.0.0.1:{host_port}", env)
+        await stack.wait_qstash()
+        serve.start()
+        await stack.wait_host()
+        yield stack
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

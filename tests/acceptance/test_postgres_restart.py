@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 import jobstore
-from tests.host_support import free_port
-from tests.processes import Process, env_for, processes, wait_http
+from tests.processes import serve_stack
 from tests.serve_app import registry
 
 pytestmark = [pytest.mark.slow, pytest.mark.embedded]
@@ -39,31 +38,9 @@ async def test_host_survives_a_postgres_restart_and_records_every_job_once(
 
 
 async def _run(dsn: str, server: jobstore.EmbeddedPostgres, tmp_path: Path) -> None:
-    qstash_port, host_port = free_port(), free_port()
-    qstash_url = f"http://127.0.0.1:{qstash_port}"
-    env = env_for(
-        DATABASE_URL=dsn,
-        QSTASH_URL=qstash_url,
-        JOBTRAIL_APP="tests.serve_app:registry",
-        JOBTRAIL_LEASE_GRACE_SECONDS="0.2",
-        JOBTRAIL_SWEEP_INTERVAL="3600",
-    )
     marker = tmp_path / "runs.txt"
-    with processes() as running:
-        running.append(
-            Process(
-                ["qstash-dev", "--port", str(qstash_port), "--retry-delay-scale", "0.0003"],
-                env,
-                tmp_path / "qstash.log",
-            ).start()
-        )
-        await wait_http(qstash_url + "/v2/keys?qstash_token=" + env["QSTASH_TOKEN"])
-        serve = Process(
-            ["serve", "--port", str(host_port), "--no-qstash"], env, tmp_path / "serve.log"
-        ).start()
-        running.append(serve)
-        await wait_http(f"http://127.0.0.1:{host_port}/readyz")
-
+    async with serve_stack(dsn, tmp_path, JOBTRAIL_LEASE_GRACE_SECONDS="0.2") as stack:
+        serve = stack.serve
         pool = await jobstore.create_pool(dsn, min_size=1, max_size=2)
         dispatcher = jobstore.Dispatcher(jobstore.EventStore(pool), registry(None))  # type: ignore[arg-type]
         job_ids = [

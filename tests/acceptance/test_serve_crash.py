@@ -11,8 +11,7 @@ import pytest
 
 import jobstore
 from jobstore import job_events
-from tests.host_support import free_port
-from tests.processes import Process, env_for, processes, wait_http
+from tests.processes import serve_stack
 from tests.serve_app import registry
 
 pytestmark = pytest.mark.slow
@@ -34,35 +33,14 @@ async def _wait_for(predicate: object, within: float, what: str) -> None:
 async def test_host_killed_mid_handler_completes_the_job_exactly_once_after_restart(
     db_dsn: str, dispatcher: jobstore.Dispatcher, tmp_path: Path
 ) -> None:
-    qstash_port, host_port = free_port(), free_port()
-    qstash_url = f"http://127.0.0.1:{qstash_port}"
-    env = env_for(
-        DATABASE_URL=db_dsn,
-        QSTASH_URL=qstash_url,
-        JOBTRAIL_APP="tests.serve_app:registry",
-        JOBTRAIL_LEASE_GRACE_SECONDS="0.2",
-        JOBTRAIL_SWEEP_INTERVAL="3600",
-    )
     marker = tmp_path / "attempts.txt"
-    with processes() as running:
-        qstash = Process(
-            ["qstash-dev", "--port", str(qstash_port), "--retry-delay-scale", "0.0003"],
-            env,
-            tmp_path / "qstash.log",
-        ).start()
-        running.append(qstash)
-        await wait_http(qstash_url + "/v2/keys?qstash_token=" + env["QSTASH_TOKEN"])
-        serve = Process(
-            ["serve", "--port", str(host_port), "--no-qstash"], env, tmp_path / "serve.log"
-        ).start()
-        running.append(serve)
-        await wait_http(f"http://127.0.0.1:{host_port}/readyz")
-
+    async with serve_stack(db_dsn, tmp_path, JOBTRAIL_LEASE_GRACE_SECONDS="0.2") as stack:
+        serve = stack.serve
         job_id = await dispatcher.enqueue("slow-job", {"seconds": 0.8, "marker": str(marker)})
         await _wait_for(lambda: _started(marker), 15, "the handler to start")
         serve.kill()
         serve.start()
-        await wait_http(f"http://127.0.0.1:{host_port}/readyz")
+        await stack.wait_host()
 
         async def completed() -> bool:
             execution = await dispatcher.get_job_execution_by_job_id(job_id)
@@ -88,31 +66,16 @@ async def test_qstash_restarted_empty_every_job_and_schedule_is_brought_back_exa
 ) -> None:
     from qstash import AsyncQStash
 
-    qstash_port, host_port = free_port(), free_port()
-    qstash_url = f"http://127.0.0.1:{qstash_port}"
-    env = env_for(
-        DATABASE_URL=db_dsn,
-        QSTASH_URL=qstash_url,
-        JOBTRAIL_APP="tests.serve_app:registry",
-        JOBTRAIL_SWEEP_INTERVAL="0.5",
-        JOBTRAIL_SWEEP_MIN_AGE="0.5",
-        JOBTRAIL_RECONCILE_INTERVAL="1",
-    )
     marker = tmp_path / "runs.txt"
-    qstash_args = ["qstash-dev", "--port", str(qstash_port), "--retry-delay-scale", "0.0003"]
-    keys_url = qstash_url + "/v2/keys?qstash_token=" + env["QSTASH_TOKEN"]
-    client = AsyncQStash(env["QSTASH_TOKEN"], base_url=qstash_url, retry=False)
-    try:
-        with processes() as running:
-            qstash = Process(qstash_args, env, tmp_path / "qstash.log").start()
-            running.append(qstash)
-            await wait_http(keys_url)
-            running.append(
-                Process(
-                    ["serve", "--port", str(host_port), "--no-qstash"], env, tmp_path / "serve.log"
-                ).start()
-            )
-            await wait_http(f"http://127.0.0.1:{host_port}/readyz")
+    settings = {
+        "JOBTRAIL_SWEEP_INTERVAL": "0.5",
+        "JOBTRAIL_SWEEP_MIN_AGE": "0.5",
+        "JOBTRAIL_RECONCILE_INTERVAL": "1",
+    }
+    async with serve_stack(db_dsn, tmp_path, **settings) as stack:
+        client = AsyncQStash(stack.env["QSTASH_TOKEN"], base_url=stack.qstash_url, retry=False)
+        qstash = stack.qstash
+        try:
             schedule_id = await dispatcher.schedule(
                 "cleanup-old-data", "0 2 * * *", {"retention": 30}
             )
@@ -134,7 +97,7 @@ async def test_qstash_restarted_empty_every_job_and_schedule_is_brought_back_exa
 
             qstash.kill()
             qstash.start()
-            await wait_http(keys_url)
+            await stack.wait_qstash()
 
             async def all_completed() -> bool:
                 for job_id in job_ids:
@@ -149,8 +112,8 @@ async def test_qstash_restarted_empty_every_job_and_schedule_is_brought_back_exa
                 return schedule_id in [s.schedule_id for s in await client.schedule.list()]
 
             await _wait_for(schedule_back, 20, "the schedule to be re-created")
-    finally:
-        await client.http._client.aclose()
+        finally:
+            await client.http._client.aclose()
 
     for job_id in job_ids:
         events = [r.event for r in await dispatcher.store.read_stream(f"job-{job_id}")]
@@ -163,29 +126,9 @@ async def test_qstash_restarted_empty_every_job_and_schedule_is_brought_back_exa
 async def test_sigterm_lets_the_running_handler_finish_then_exits_zero(
     db_dsn: str, dispatcher: jobstore.Dispatcher, tmp_path: Path
 ) -> None:
-    qstash_port, host_port = free_port(), free_port()
-    qstash_url = f"http://127.0.0.1:{qstash_port}"
-    env = env_for(
-        DATABASE_URL=db_dsn,
-        QSTASH_URL=qstash_url,
-        JOBTRAIL_APP="tests.serve_app:registry",
-        JOBTRAIL_SWEEP_INTERVAL="3600",
-    )
     marker = tmp_path / "attempts.txt"
-    with processes() as running:
-        running.append(
-            Process(
-                ["qstash-dev", "--port", str(qstash_port)], env, tmp_path / "qstash.log"
-            ).start()
-        )
-        await wait_http(qstash_url + "/v2/keys?qstash_token=" + env["QSTASH_TOKEN"])
-        serve = Process(
-            ["serve", "--port", str(host_port), "--no-qstash", "--grace", "10"],
-            env,
-            tmp_path / "serve.log",
-        ).start()
-        running.append(serve)
-        await wait_http(f"http://127.0.0.1:{host_port}/readyz")
+    async with serve_stack(db_dsn, tmp_path, scale="1", serve_args=("--grace", "10")) as stack:
+        serve = stack.serve
         job_id = await dispatcher.enqueue("slow-job", {"seconds": 1.5, "marker": str(marker)})
         await _wait_for(lambda: _started(marker), 15, "the handler to start")
 

@@ -7,6 +7,11 @@ import typer
 from workers import logs
 
 from . import db, demo, qstash_dev, runtime, serve
+from . import enqueue as enqueue_command
+from . import events as events_command
+from . import jobs as jobs_command
+from . import schedule as schedule_command
+from . import stats as stats_command
 
 app = typer.Typer(
     name="jobtrail",
@@ -19,6 +24,11 @@ app = typer.Typer(
 db.register(app)
 qstash_dev.register(app)
 serve.register(app)
+enqueue_command.register(app)
+schedule_command.register(app)
+jobs_command.register(app)
+stats_command.register(app)
+events_command.register(app)
 demo.register(app)
 
 

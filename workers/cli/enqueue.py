@@ -1,0 +1,102 @@
+"""``jobtrail enqueue TYPE --payload JSON``: record a job; the relay hands it to QStash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import typer
+from rich.console import Console
+
+import jobstore
+from workers.cli import database, runtime, serve
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``enqueue`` command to ``app``."""
+    app.command("enqueue")(enqueue)
+
+
+def enqueue(
+    job_type: str = typer.Argument(..., metavar="TYPE", help="Job type, e.g. send-email."),
+    payload: str = typer.Option("{}", metavar="JSON", help="The job's payload: a JSON object."),
+    delay: float | None = typer.Option(
+        None, metavar="SECONDS", help="Run no earlier than this many seconds from now."
+    ),
+    retries: int | None = typer.Option(
+        None, metavar="N", help="Retries after a failed attempt (default: the type's)."
+    ),
+    idempotency_key: str | None = typer.Option(
+        None, metavar="K", help="Enqueue once per key and organization; a repeat changes nothing."
+    ),
+    user_id: int | None = typer.Option(None, help="The user the job is for."),
+    organization_id: int | None = typer.Option(None, help="The organization the job is for."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Validate and record a job; print its id and log position."""
+    data = parse_payload(payload)
+    settings = database.load_settings()
+    registry = application_registry(settings)
+    metadata = _given(
+        user_id=user_id, organization_id=organization_id, idempotency_key=idempotency_key
+    )
+    options = _given(delay=delay, retries=retries)
+
+    async def main() -> jobstore.Enqueued:
+        registry.get(job_type)  # an unknown type fails before any database is opened
+        async with database.open_database(settings) as db:
+            dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool), registry)
+            return await dispatcher.enqueue_with_position(job_type, data, metadata, options)
+
+    enqueued = database.run(main)
+    if as_json:
+        runtime.print_json(
+            {"job_id": enqueued.job_id, "position": enqueued.position, "created": enqueued.created}
+        )
+    elif enqueued.created:
+        Console().print(
+            f"enqueued {job_type} job [bold]{enqueued.job_id}[/] (log position {enqueued.position})"
+        )
+    else:
+        Console().print(
+            f"job [bold]{enqueued.job_id}[/] already exists for idempotency key "
+            f"{idempotency_key!r}; nothing new was enqueued"
+        )
+
+
+def parse_payload(text: str) -> dict[str, Any]:
+    """``--payload`` as a JSON object, or one line saying what is wrong with it (exit 2)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        runtime.fail(f"--payload is not valid JSON: {exc}", database.BAD_INPUT)
+    if not isinstance(value, dict):
+        runtime.fail(
+            f'--payload must be a JSON object such as \'{{"key": "value"}}\', '
+            f"not a JSON {_json_kind(value)}",
+            database.BAD_INPUT,
+        )
+    return value
+
+
+def application_registry(settings: jobstore.Settings) -> jobstore.JobRegistry:
+    """The job types the host serves: JOBTRAIL_APP's registry, else the built-in one."""
+    return serve._application_registry(settings)
+
+
+def _given(**values: object) -> dict[str, object]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _json_kind(value: object) -> str:
+    match value:
+        case list():
+            return "array"
+        case str():
+            return "string"
+        case bool():
+            return "boolean"
+        case int() | float():
+            return "number"
+        case _:
+            return "null"

@@ -1,0 +1,521 @@
+"""``jobtrail jobs list|show|replay|cancel``: find jobs, read their history, act on them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+import orjson
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+import jobstore
+import projections
+from jobstore import JOB_STATUSES, JobExecution, RecordedEvent, job_events, job_state
+from workers.cli import database, runtime
+
+jobs_app = typer.Typer(help="Jobs: list, show, replay and cancel.", no_args_is_help=True)
+
+_REPLAYABLE: Final = (JOB_STATUSES.FAILED, JOB_STATUSES.CANCELLED)
+_PAGE: Final = 500
+_STATUS_STYLE: Final = {
+    "pending": "cyan",
+    "processing": "blue",
+    "retrying": "yellow",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+
+Status = Annotated[
+    str | None, typer.Option(help=f"One of {', '.join(s.value for s in JOB_STATUSES)}.")
+]
+JobType = Annotated[str | None, typer.Option("--type", help="Job type, e.g. send-email.")]
+UserId = Annotated[int | None, typer.Option(help="Jobs of this user.")]
+OrganizationId = Annotated[int | None, typer.Option(help="Jobs of this organization.")]
+CreatedFrom = Annotated[
+    str | None, typer.Option(help="Created at or after this ISO 8601 time, e.g. 2026-01-31.")
+]
+CreatedTo = Annotated[str | None, typer.Option(help="Created at or before this ISO 8601 time.")]
+ErrorContains = Annotated[
+    str | None, typer.Option(help="Last error contains this text (any case).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``jobs`` command group to ``app``."""
+    app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("list")
+def list_(
+    status: Status = None,
+    job_type: JobType = None,
+    user_id: UserId = None,
+    organization_id: OrganizationId = None,
+    created_from: CreatedFrom = None,
+    created_to: CreatedTo = None,
+    error_contains: ErrorContains = None,
+    limit: int = typer.Option(50, help="Jobs per page (1 to 500)."),
+    cursor: str | None = typer.Option(None, help="The page after this one (from --json)."),
+    as_json: AsJson = False,
+) -> None:
+    """List jobs, newest first, with every filter of the read API."""
+    settings = database.load_settings()
+    filters = _filters(
+        status, job_type, user_id, organization_id, created_from, created_to, error_contains
+    )
+
+    async def main() -> projections.JobExecutionPage:
+        with _option_names():
+            job_filter = projections.JobFilter.from_strings(filters)
+            async with database.open_database(settings) as db:
+                await database.catch_up(db)
+                return await projections.list_job_executions(
+                    db.pool, **_arguments(job_filter), cursor=cursor, limit=limit
+                )
+
+    page = database.run(main)
+    if as_json:
+        items = [item.model_dump(mode="json") for item in page.items]
+        runtime.print_json({"items": items, "next_cursor": page.next_cursor})
+        return
+    out = database.console()
+    if not page.items:
+        out.print("no jobs match")
+        return
+    out.print(_list_table(page.items))
+    if page.next_cursor is not None:
+        out.print(f"more jobs: add --cursor {page.next_cursor}", soft_wrap=True)
+
+
+@jobs_app.command("show")
+def show(
+    job_id: str = typer.Argument(..., metavar="ID", help="The job's id."),
+    as_json: AsJson = False,
+) -> None:
+    """Show a job: its state, and a timeline of every event and attempt."""
+    settings = database.load_settings()
+
+    async def main() -> _Job:
+        async with database.open_database(settings) as db:
+            store = jobstore.EventStore(db.pool)
+            history = await projections.get_job_history(store, job_id)
+            archived = False
+            if not history:
+                stream = job_state.stream_id(str(uuid.UUID(job_id)))
+                history = await store.read_archived_stream(stream)
+                archived = bool(history)
+            if not history:
+                raise jobstore.JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
+            attempts = []
+            if not archived:
+                await database.catch_up(db)
+                attempts = await projections.get_job_attempts(db.pool, job_id)
+            state = job_state.fold(history)
+            assert state is not None
+            return _Job(JobExecution.from_state(state), history, attempts, archived)
+
+    job = database.run(main)
+    if as_json:
+        runtime.print_json(job.to_json())
+    else:
+        _print_job(database.console(), job)
+
+
+@jobs_app.command("replay")
+def replay(
+    job_id: str | None = typer.Argument(
+        None, metavar="[ID]", help="The job to replay; leave out and filter to replay many."
+    ),
+    reason: str | None = typer.Option(None, help="Why (kept in the job's history)."),
+    status: Status = None,
+    job_type: JobType = None,
+    user_id: UserId = None,
+    organization_id: OrganizationId = None,
+    created_from: CreatedFrom = None,
+    created_to: CreatedTo = None,
+    error_contains: ErrorContains = None,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Replay many without asking."),
+    as_json: AsJson = False,
+) -> None:
+    """Dispatch a failed (or cancelled) job again, or every one the filters select."""
+    filters = _filters(
+        status, job_type, user_id, organization_id, created_from, created_to, error_contains
+    )
+    if job_id is not None and filters:
+        runtime.fail("give a job ID or filters, not both", database.BAD_INPUT)
+    if job_id is None and not filters:
+        runtime.fail(
+            "give a job ID, or filters such as --status failed --type send-email to replay many",
+            database.BAD_INPUT,
+        )
+    settings = database.load_settings()
+    if job_id is not None:
+        _act(settings, job_id, "replayed", lambda d: d.replay_job(job_id, reason), as_json)
+    else:
+        _replay_many(settings, filters, reason, yes, as_json)
+
+
+@jobs_app.command("cancel")
+def cancel(
+    job_id: str = typer.Argument(..., metavar="ID", help="The job to cancel."),
+    reason: str | None = typer.Option(None, help="Why (kept in the job's history)."),
+    as_json: AsJson = False,
+) -> None:
+    """Stop a job's future attempts (one already running still finishes)."""
+    settings = database.load_settings()
+    _act(settings, job_id, "cancelled", lambda d: d.cancel(job_id, reason), as_json)
+
+
+def _act(
+    settings: jobstore.Settings,
+    job_id: str,
+    done: str,
+    action: Callable[[jobstore.Dispatcher], Awaitable[int]],
+    as_json: bool,
+) -> None:
+    async def main() -> int:
+        async with database.open_database(settings) as db:
+            dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool))
+            return await action(dispatcher)
+
+    position = database.run(main)
+    if as_json:
+        runtime.print_json({"job_id": job_id, "position": position})
+    else:
+        database.console().print(f"{done} job [bold]{job_id}[/] (log position {position})")
+
+
+def _replay_many(
+    settings: jobstore.Settings,
+    filters: dict[str, str],
+    reason: str | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    bar = None if as_json else _bar()
+
+    async def main() -> projections.ReplayOutcome:
+        with _option_names():
+            job_filter = projections.JobFilter.from_strings(filters)
+            if job_filter.status is not None and job_filter.status not in _REPLAYABLE:
+                raise projections.InvalidFilterError(
+                    "status",
+                    f"{job_filter.status.value!r} jobs cannot be replayed; use "
+                    "failed or cancelled, or leave --status out",
+                )
+            async with database.open_database(settings) as db:
+                await database.catch_up(db)
+                count = await _count(db.pool, job_filter)
+                if count == 0:
+                    return projections.ReplayOutcome()
+                if not yes:
+                    question = f"Replay {count} {_describe(job_filter)}?"
+                    await asyncio.to_thread(typer.confirm, question, abort=True, err=True)
+                dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool))
+                if bar is None:
+                    return await projections.replay_jobs(
+                        db.pool, dispatcher, job_filter, reason=reason
+                    )
+                with bar:
+                    task = bar.add_task("replaying", total=count)
+                    return await projections.replay_jobs(
+                        db.pool,
+                        dispatcher,
+                        job_filter,
+                        reason=reason,
+                        progress=lambda done, total: bar.update(task, completed=done, total=total),
+                    )
+
+    outcome = database.run(main)
+    if as_json:
+        runtime.print_json(outcome.to_json())
+        return
+    out = database.console()
+    if outcome.selected == 0:
+        out.print("no failed or cancelled jobs match; nothing to replay")
+        return
+    out.print(
+        f"replayed {outcome.count} of {outcome.selected} jobs (log position {outcome.position})"
+    )
+    if outcome.skipped:
+        table = Table(title="skipped")
+        table.add_column("job id", no_wrap=True)
+        table.add_column("reason")
+        for skipped_id, why in outcome.skipped.items():
+            table.add_row(skipped_id, escape(why))
+        out.print(table)
+
+
+async def _count(pool: Any, job_filter: projections.JobFilter) -> int:
+    """How many jobs the filter selects among the failed and cancelled ones."""
+    statuses = [job_filter.status] if job_filter.status is not None else list(_REPLAYABLE)
+    count = 0
+    for status in statuses:
+        cursor = None
+        while True:
+            page = await projections.list_job_executions(
+                pool, **{**_arguments(job_filter), "status": status}, cursor=cursor, limit=_PAGE
+            )
+            count += len(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    return count
+
+
+def _describe(job_filter: projections.JobFilter) -> str:
+    """The jobs a filter selects, in words: 'failed jobs of type send-email'."""
+    status = job_filter.status.value if job_filter.status else "failed or cancelled"
+    words = [f"{status} job(s)"]
+    if job_filter.type:
+        words.append(f"of type {job_filter.type}")
+    if job_filter.user_id:
+        words.append(f"of user {job_filter.user_id}")
+    if job_filter.organization_id:
+        words.append(f"of organization {job_filter.organization_id}")
+    if job_filter.created_from:
+        words.append(f"created from {database.when(job_filter.created_from)}")
+    if job_filter.created_to:
+        words.append(f"created to {database.when(job_filter.created_to)}")
+    if job_filter.error_contains:
+        words.append(f"whose error contains {job_filter.error_contains!r}")
+    return " ".join(words)
+
+
+def _filters(
+    status: str | None,
+    job_type: str | None,
+    user_id: int | None,
+    organization_id: int | None,
+    created_from: str | None,
+    created_to: str | None,
+    error_contains: str | None,
+) -> dict[str, Any]:
+    given = {
+        "status": status,
+        "type": job_type,
+        "user_id": user_id,
+        "organization_id": organization_id,
+        "created_from": created_from,
+        "created_to": created_to,
+        "error_contains": error_contains,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _arguments(job_filter: projections.JobFilter) -> dict[str, Any]:
+    return {
+        "status": job_filter.status,
+        "type": job_filter.type,
+        "user_id": job_filter.user_id,
+        "organization_id": job_filter.organization_id,
+        "created_from": job_filter.created_from,
+        "created_to": job_filter.created_to,
+        "error_contains": job_filter.error_contains,
+    }
+
+
+@contextlib.contextmanager
+def _option_names() -> Iterator[None]:
+    """Name a bad filter by its command-line option (``--created-from``), exit 2."""
+    try:
+        yield
+    except projections.InvalidFilterError as exc:
+        if exc.parameter == "job_id":
+            raise
+        problem = str(exc).split(": ", 1)[-1]
+        runtime.fail(f"--{exc.parameter.replace('_', '-')}: {problem}", database.BAD_INPUT)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    execution: JobExecution
+    history: list[RecordedEvent]
+    attempts: list[Any]
+    archived: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.execution.model_dump(mode="json"),
+            "archived": self.archived,
+            "events": [_event_json(r) for r in self.history],
+            "attempts": [_attempt_json(a) for a in self.attempts],
+        }
+
+
+def _event_json(recorded: RecordedEvent) -> dict[str, Any]:
+    return {
+        "position": recorded.position,
+        "version": recorded.version,
+        "type": recorded.event.type_name,
+        "data": recorded.event.to_json_data(),
+        "recorded_at": recorded.recorded_at.isoformat(),
+    }
+
+
+def _attempt_json(row: Any) -> dict[str, Any]:
+    return {
+        "dispatch": row.dispatch,
+        "attempt": row.attempt,
+        "outcome": str(row.outcome),
+        "started_at": _iso(row.started_at),
+        "finished_at": _iso(row.finished_at),
+        "duration_seconds": row.duration_seconds,
+        "error_type": row.error_type,
+        "error_message": row.error_message,
+        "will_retry": row.will_retry,
+        "abandoned": row.abandoned,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _print_job(out: Console, job: _Job) -> None:
+    e = job.execution
+    style = _STATUS_STYLE.get(e.status.value, "")
+    out.print(f"job [bold]{e.job_id}[/]: {e.job_type}, [{style}]{e.status.value}[/]")
+    if job.archived:
+        out.print(
+            "[yellow]archived[/]: retention moved this job's events to the archive; "
+            "the views and `jobs list` no longer show it"
+        )
+    out.print(
+        f"dispatches {e.dispatch} (replays {e.replay_count}), attempts {e.attempts}, "
+        f"retries per dispatch {e.max_retries}; created {database.when(e.created_at)}"
+    )
+    if e.error:
+        out.print(f"last error: [red]{_short(e.error, 300)}[/]", highlight=False)
+    out.print(f"payload: {_short(e.payload, 200)}", highlight=False)
+    out.print(_timeline(job.history))
+    if job.attempts:
+        out.print(_attempts_table(job.attempts))
+
+
+def _timeline(history: list[RecordedEvent]) -> Table:
+    table = Table(title="timeline")
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("position", justify="right")
+    table.add_column("event", no_wrap=True)
+    table.add_column("dispatch/attempt", justify="center")
+    table.add_column("details")
+    for recorded in history:
+        name, attempt, details = _describe_event(recorded.event)
+        table.add_row(
+            database.when(recorded.recorded_at, precise=True),
+            str(recorded.position),
+            name,
+            attempt,
+            details,
+        )
+    return table
+
+
+def _describe_event(event: jobstore.Event) -> tuple[str, str, str]:
+    """An event as (name, dispatch/attempt, details) for the timeline."""
+    match event:
+        case job_events.JobDispatched():
+            details = f"from {event.source}, retries {event.options.get('retries', 0)}"
+            if event.options.get("not_before"):
+                details += ", delayed"
+            if event.reason:
+                details += f"; reason: {_short(event.reason, 200)}"
+            return "[cyan]dispatched[/]", f"{event.dispatch}", details
+        case job_events.JobStarted():
+            message = f"message {_short(event.message_id, 80)}" if event.message_id else ""
+            return "[blue]started[/]", f"{event.dispatch}/{event.attempt}", message
+        case job_events.JobCompleted():
+            details = f"took {database.duration(event.duration_seconds)}"
+            if event.result is not None:
+                details += f"; result {_short(event.result, 80)}"
+            return "[green]completed[/]", f"{event.dispatch}/{event.attempt}", details
+        case job_events.JobAttemptFailed():
+            outcome = "abandoned" if event.abandoned else "failed"
+            then = "will retry" if event.will_retry else "no retry"
+            seconds = event.duration_seconds
+            took = f", after {database.duration(seconds)}" if seconds is not None else ""
+            error = _short(f"{event.error_type}: {event.error_message}", 300)
+            details = f"{error} ({then}{took})"
+            return f"[yellow]attempt {outcome}[/]", f"{event.dispatch}/{event.attempt}", details
+        case job_events.JobFailed():
+            attempt = f"{event.dispatch}/{event.attempt}" if event.attempt else f"{event.dispatch}"
+            text = event.reason
+            if event.error_message and event.error_message != event.reason:
+                text += f"; {event.error_type or 'Error'}: {event.error_message}"
+            return "[red]failed[/]", attempt, _short(text, 300)
+        case job_events.JobCancelled():
+            return "[magenta]cancelled[/]", f"{event.dispatch}", _short(event.reason or "", 200)
+        case _:
+            return event.type_name, "", _short(event.to_json_data(), 80)
+
+
+def _attempts_table(attempts: list[Any]) -> Table:
+    table = Table(title="attempts")
+    table.add_column("dispatch/attempt", justify="center")
+    table.add_column("outcome")
+    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("duration", justify="right")
+    table.add_column("error")
+    for a in attempts:
+        error = f"{a.error_type}: {a.error_message}" if a.error_type else (a.error_message or "")
+        error = _short(error, 300)
+        table.add_row(
+            f"{a.dispatch}/{a.attempt}",
+            str(a.outcome),
+            database.when(a.started_at, precise=True),
+            database.duration(a.duration_seconds),
+            error,
+        )
+    return table
+
+
+def _list_table(items: list[JobExecution]) -> Table:
+    table = Table(title=f"{len(items)} job(s), newest first")
+    table.add_column("id", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("attempts", justify="right")
+    table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("duration", justify="right")
+    table.add_column("error")
+    for e in items:
+        style = _STATUS_STYLE.get(e.status.value, "")
+        table.add_row(
+            e.job_id,
+            e.job_type,
+            f"[{style}]{e.status.value}[/]",
+            str(e.attempts),
+            database.when(e.created_at),
+            database.duration(e.duration_seconds),
+            _short(e.error, 60) if e.error else "",
+        )
+    return table
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+def _short(value: object, width: int) -> str:
+    """``value`` as text (JSON unless a string), cut to ``width``, safe from rich markup."""
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return escape(text if len(text) <= width else text[: width - 1] + "…")

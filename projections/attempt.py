@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import cast
 
 from jobstore import RecordedEvent, job_events
 
@@ -44,16 +45,22 @@ class AttemptRow:
 COLUMNS: tuple[str, ...] = tuple(AttemptRow.__dataclass_fields__)
 
 
+_PER_ATTEMPT = frozenset(
+    {job_events.JobStarted, job_events.JobCompleted, job_events.JobAttemptFailed}
+)
+
+
 def key_of(recorded: RecordedEvent) -> AttemptKey | None:
     """The attempt an event is about, if it is about one."""
     event = recorded.event
-    match event:
-        case job_events.JobStarted() | job_events.JobCompleted() | job_events.JobAttemptFailed():
-            return (event.dispatch, event.attempt)
-        case job_events.JobFailed():
-            return None if event.attempt is None else (event.dispatch, event.attempt)
-        case _:
-            return None
+    kind = type(event)  # exact types: isinstance on pydantic models is slow, and called a lot
+    if kind in _PER_ATTEMPT:
+        started = cast(job_events.JobStarted, event)  # all three carry dispatch and attempt
+        return (started.dispatch, started.attempt)
+    if kind is job_events.JobFailed:
+        failed = cast(job_events.JobFailed, event)
+        return None if failed.attempt is None else (failed.dispatch, failed.attempt)
+    return None
 
 
 def evolve(job_id: str, attempts: dict[AttemptKey, AttemptRow], recorded: RecordedEvent) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
+
+import orjson
 
 from jobstore import RecordedEvent, job_events, query
 from projections import attempt, execution
@@ -22,43 +24,43 @@ class AttemptView:
 
     async def apply(self, conn: Connection, batch: Sequence[RecordedEvent]) -> None:
         """Fold ``batch`` into the attempt rows (inside the caller's transaction)."""
-        touched = _job_ids(batch)
-        if not touched:
+        steps = _steps(batch)
+        if not steps:
             return
         attempts: defaultdict[str, dict[AttemptKey, AttemptRow]] = defaultdict(dict)
-        for r in await conn.fetch(_Q["load_attempts"], list(touched)):
+        touched = list({job_id for job_id, _, _ in steps})
+        for r in await conn.fetch(_Q["load_attempts"], touched):
             attempts[r["job_id"]][(r["dispatch"], r["attempt"])] = AttemptRow(*r)
         dirty: defaultdict[str, set[AttemptKey]] = defaultdict(set)
         wiped: set[str] = set()
-        for recorded in batch:
-            job_id = execution.job_id_of(recorded.stream_id)
-            if job_id is not None:
-                key = attempt.key_of(recorded)
-                if key is not None:
-                    attempt.evolve(job_id, attempts[job_id], recorded)
-                    dirty[job_id].add(key)
-            elif isinstance(recorded.event, job_events.StreamsArchived):
-                for archived in execution.archived_job_ids(recorded.event):
-                    attempts[archived], dirty[archived] = {}, set()
-                    wiped.add(archived)
+        for job_id, recorded, key in steps:
+            if recorded is None:
+                attempts[job_id], dirty[job_id] = {}, set()
+                wiped.add(job_id)
+            else:
+                attempt.evolve(job_id, attempts[job_id], recorded)
+                dirty[job_id].add(key)
         if wiped:
             await conn.execute(_Q["delete_attempts"], list(wiped))
         changed = [attempts[j][k] for j, keys in dirty.items() for k in keys if k in attempts[j]]
         if changed:
-            await conn.execute(_Q["upsert_attempts"], *_columns(changed))
+            await conn.execute(_Q["upsert_attempts"], orjson.dumps(changed))
 
 
-def _job_ids(batch: Sequence[RecordedEvent]) -> set[str]:
-    ids: set[str] = set()
+Step = tuple[str, RecordedEvent | None, AttemptKey]
+"""An event about one attempt of a job, or None where an archiving removes the job."""
+
+
+def _steps(batch: Sequence[RecordedEvent]) -> list[Step]:
+    """The batch's events about attempts, and its archivings, job by job."""
+    steps: list[Step] = []
     for recorded in batch:
-        job_id = execution.job_id_of(recorded.stream_id)
-        if job_id is not None:
-            if attempt.key_of(recorded) is not None:
-                ids.add(job_id)
+        stream = recorded.stream_id
+        if stream.startswith("job-"):
+            key = attempt.key_of(recorded)
+            if key is not None:
+                steps.append((stream[4:], recorded, key))
         elif isinstance(recorded.event, job_events.StreamsArchived):
-            ids.update(execution.archived_job_ids(recorded.event))
-    return ids
-
-
-def _columns(rows: list[AttemptRow]) -> list[list[Any]]:
-    return [[getattr(row, column) for row in rows] for column in attempt.COLUMNS]
+            archived = execution.archived_job_ids(recorded.event)
+            steps.extend((job_id, None, (0, 0)) for job_id in archived)
+    return steps

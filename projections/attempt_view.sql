@@ -9,14 +9,9 @@ SELECT job_id, dispatch, attempt, outcome, message_id, started_at, finished_at, 
  WHERE job_id = ANY($1::text[]);
 
 -- name: upsert_attempts
--- params: one array per column, in load_attempts' order
-INSERT INTO job_attempts (
-       job_id, dispatch, attempt, outcome, message_id, started_at, finished_at, lease_until,
-       duration_seconds, error_type, error_message, will_retry, abandoned)
-SELECT * FROM unnest($1::text[], $2::integer[], $3::integer[], $4::text[], $5::text[],
-                     $6::timestamptz[], $7::timestamptz[], $8::double precision[],
-                     $9::double precision[], $10::text[], $11::text[], $12::boolean[],
-                     $13::boolean[])
+-- params: rows (a JSON array of objects keyed by column name)
+INSERT INTO job_attempts
+SELECT * FROM json_populate_recordset(NULL::job_attempts, $1::json)
 ON CONFLICT (job_id, dispatch, attempt) DO UPDATE SET
        outcome = excluded.outcome, message_id = excluded.message_id,
        started_at = excluded.started_at, finished_at = excluded.finished_at,

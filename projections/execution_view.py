@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
+import orjson
+
 from jobstore import RecordedEvent, job_events, query
 from projections import execution, histogram
 from projections.execution import ExecutionRow
@@ -31,49 +33,48 @@ class ExecutionView:
 
     async def apply(self, conn: Connection, batch: Sequence[RecordedEvent]) -> None:
         """Fold ``batch`` into the rows and stats (inside the caller's transaction)."""
-        touched = _job_ids(batch)
-        if not touched:
+        steps = _steps(batch)
+        if not steps:
             return
-        rows = await conn.fetch(_Q["load_executions"], list(touched))
+        touched = list({job_id for job_id, _ in steps})
+        rows = await conn.fetch(_Q["load_executions"], touched)
         before = {r["job_id"]: ExecutionRow(*r) for r in rows}
         stats, durations = Counter[StatKey](), Counter[DurationKey]()
         _count(before.values(), stats, durations, -1)
-        after = _fold(before, batch)
+        after = _fold(before, steps)
         _count(after.values(), stats, durations, +1)
         gone = [job_id for job_id, row in after.items() if row is None and job_id in before]
         if gone:
             await conn.execute(_Q["delete_executions"], gone)
         changed = [row for row in after.values() if row is not None]
         if changed:
-            await conn.execute(_Q["upsert_executions"], *_columns(changed))
+            await conn.execute(_Q["upsert_executions"], orjson.dumps(changed))
         await _add(conn, stats, "add_stats", "prune_stats")
         await _add(conn, durations, "add_durations", "prune_durations")
 
 
-def _job_ids(batch: Sequence[RecordedEvent]) -> set[str]:
-    """The jobs a batch changes: those with events in it, and those it archives."""
-    ids: set[str] = set()
+Step = tuple[str, RecordedEvent | None]
+"""A job's next event, or None where an archiving removes the job."""
+
+
+def _steps(batch: Sequence[RecordedEvent]) -> list[Step]:
+    """The batch as job-by-job steps (events of job streams, and archivings)."""
+    steps: list[Step] = []
     for recorded in batch:
-        job_id = execution.job_id_of(recorded.stream_id)
-        if job_id is not None:
-            ids.add(job_id)
+        stream = recorded.stream_id
+        if stream.startswith("job-"):
+            steps.append((stream[4:], recorded))
         elif isinstance(recorded.event, job_events.StreamsArchived):
-            ids.update(execution.archived_job_ids(recorded.event))
-    return ids
+            steps.extend((job_id, None) for job_id in execution.archived_job_ids(recorded.event))
+    return steps
 
 
-def _fold(
-    before: dict[str, ExecutionRow], batch: Sequence[RecordedEvent]
-) -> dict[str, ExecutionRow | None]:
+def _fold(before: dict[str, ExecutionRow], steps: list[Step]) -> dict[str, ExecutionRow | None]:
     """Each touched job's row after the batch (None: archived), folded from copies."""
     after: dict[str, ExecutionRow | None] = {job_id: _copy(row) for job_id, row in before.items()}
-    for recorded in batch:
-        job_id = execution.job_id_of(recorded.stream_id)
-        if job_id is not None:
-            after[job_id] = execution.evolve(after.get(job_id), recorded)
-        elif isinstance(recorded.event, job_events.StreamsArchived):
-            for archived in execution.archived_job_ids(recorded.event):
-                after[archived] = None
+    evolve = execution.evolve
+    for job_id, recorded in steps:
+        after[job_id] = None if recorded is None else evolve(after.get(job_id), recorded)
     return after
 
 
@@ -108,8 +109,3 @@ async def _add(conn: Connection, deltas: Counter[Any], add: str, prune: str) -> 
     )
     if any(delta < 0 for _, delta in changes):
         await conn.execute(_Q[prune])
-
-
-def _columns(rows: list[ExecutionRow]) -> list[list[Any]]:
-    """The rows as one list per column (for unnest), in the table's column order."""
-    return [[getattr(row, column) for row in rows] for column in execution.COLUMNS]

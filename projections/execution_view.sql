@@ -11,19 +11,11 @@ SELECT job_id, job_type, status, payload, metadata, user_id, organization_id, di
  WHERE job_id = ANY($1::text[]);
 
 -- name: upsert_executions
--- params: one array per column, in load_executions' order
-INSERT INTO job_executions (
-       job_id, job_type, status, payload, metadata, user_id, organization_id, dispatch,
-       attempt, attempts, max_retries, cancel_requested, ever_completed, last_error, result,
-       created_at, started_at, completed_at, failed_at, cancelled_at, duration_seconds,
-       message_id, schedule_id, replay_count, source, version, position)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[],
-                     $6::bigint[], $7::bigint[], $8::integer[], $9::integer[],
-                     $10::integer[], $11::integer[], $12::boolean[], $13::boolean[],
-                     $14::text[], $15::jsonb[], $16::timestamptz[], $17::timestamptz[],
-                     $18::timestamptz[], $19::timestamptz[], $20::timestamptz[],
-                     $21::double precision[], $22::text[], $23::text[], $24::integer[],
-                     $25::text[], $26::integer[], $27::bigint[])
+-- params: rows (a JSON array of objects keyed by column name)
+-- One JSON document, not one array per column: asyncpg checks every element of an array
+-- parameter, which cost more than the rest of the projection.
+INSERT INTO job_executions
+SELECT * FROM json_populate_recordset(NULL::job_executions, $1::json)
 ON CONFLICT (job_id) DO UPDATE SET
        job_type = excluded.job_type, status = excluded.status, payload = excluded.payload,
        metadata = excluded.metadata, user_id = excluded.user_id,

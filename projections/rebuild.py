@@ -3,9 +3,10 @@
 The rebuild queues for each projection's leadership lock (the live leader steps down for
 it) and holds the locks throughout, so no runner writes into tables about to be dropped.
 It clones the migrated tables into schema ``jobtrail_rebuild`` (the one runtime DDL,
-through ``sql/0011_create_rebuild_functions.sql``), reads the log once for all the
-projections being rebuilt, and in one transaction swaps the copies in and sets the
-checkpoints, so readers see the old views until the new ones are complete.
+through the functions of ``sql/0011`` and ``sql/0012``), reads the log once for all the
+projections being rebuilt, builds the copies' secondary indexes at the end (faster than
+row by row), and in one transaction swaps the copies in and sets the checkpoints, so
+readers see the old views until the new ones are complete.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ async def rebuild(
         try:
             filler = _Filler(EventStore(pool), chosen, batch_size, progress)
             position, events = await filler.fill()
+            await pool.execute(_Q["finish_shadow_tables"], tables, timeout=None)
             await _swap(pool, chosen, tables, position)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -140,13 +142,16 @@ class _Filler:
             ) from exc
 
     async def _apply(self, batch: Sequence[RecordedEvent]) -> None:
-        for p in self.chosen:
-            try:
-                await self._commit(p, batch)
-            except TRANSIENT:
-                raise
-            except Exception:
-                await self._locate(p, batch)
+        """Apply the batch to every projection at once, each on a connection of its own."""
+        await asyncio.gather(*(self._apply_one(p, batch) for p in self.chosen))
+
+    async def _apply_one(self, p: Projection, batch: Sequence[RecordedEvent]) -> None:
+        try:
+            await self._commit(p, batch)
+        except TRANSIENT:
+            raise
+        except Exception:
+            await self._locate(p, batch)
 
     async def _commit(self, p: Projection, batch: Sequence[RecordedEvent]) -> None:
         async with self.store.pool.acquire() as conn, conn.transaction():

@@ -244,9 +244,10 @@ async def main(events: int, jobs: int, lag_jobs: int, rate: float) -> None:
             by_id = await get_by_id(pool, jobs, 5000)
             await list_pages(pool, 5)  # warm up
             pages, worst = await list_pages(pool, 60)
-            print("slowest page per filter (ms): " + ", ".join(
-                f"{k} {v:.1f}" for k, v in sorted(worst.items())
-            ))
+            print(
+                "slowest page per filter (ms): "
+                + ", ".join(f"{k} {v:.1f}" for k, v in sorted(worst.items()))
+            )
             print(f"measuring lag: {lag_jobs:,} jobs at {rate:,.0f}/s", flush=True)
             lags = await lag(pool, dsn, lag_jobs, rate)
         finally:

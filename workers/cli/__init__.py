@@ -10,6 +10,7 @@ from . import db, demo, qstash_dev, runtime, serve
 from . import enqueue as enqueue_command
 from . import events as events_command
 from . import jobs as jobs_command
+from . import projections as projections_command
 from . import schedule as schedule_command
 from . import stats as stats_command
 
@@ -28,6 +29,7 @@ enqueue_command.register(app)
 schedule_command.register(app)
 jobs_command.register(app)
 stats_command.register(app)
+projections_command.register(app)
 events_command.register(app)
 demo.register(app)
 

@@ -16,6 +16,7 @@ import structlog
 
 from jobstore import DatabaseUnavailableError, EventStore, JobstoreError, RecordedEvent
 from projections import checkpoint, errors
+from projections.log_reader import LogReader
 from projections.projection import Projection, Tables, use_tables
 
 log = structlog.get_logger("jobtrail.projections")
@@ -45,6 +46,7 @@ class BatchApplier:
     def __init__(self, store: EventStore, batch_size: int) -> None:
         self.store = store
         self.batch_size = batch_size
+        self.log = LogReader(store, batch_size)
 
     async def step(self, projection: Projection, position: int) -> tuple[int, int]:
         """Apply the batch after ``position``; return (new position, events applied).
@@ -62,7 +64,7 @@ class BatchApplier:
 
     async def _step(self, projection: Projection, position: int) -> tuple[int, int]:
         try:
-            batch = await self.store.read_all(position, self.batch_size)
+            batch = await self.log.after(position)
         except DatabaseUnavailableError:
             raise
         except JobstoreError:

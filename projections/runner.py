@@ -58,9 +58,12 @@ class ProjectionRunner:
 
     async def run(self) -> None:
         """Run every projection until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            for p in self.projections:
-                group.create_task(self._run_one(p), name=f"projection {p.name}")
+        try:
+            async with asyncio.TaskGroup() as group:
+                for p in self.projections:
+                    group.create_task(self._run_one(p), name=f"projection {p.name}")
+        finally:
+            self.applier.log.close()
 
     async def run_until_caught_up(self) -> int:
         """Lead each projection in turn and apply the log up to its head at the call.
@@ -69,13 +72,18 @@ class ProjectionRunner:
         stops on an event.  Meant for tests and tools; hosts call :meth:`run`.
         """
         target = await self.store.last_position()
-        applied = 0
-        for p in self.projections:
-            async with leadership.lead(self.dsn, p.name, retry=self.leader_retry):
-                applied += await self._drain(p, target)
-        return applied
+        try:
+            # Side by side, so they share each batch the log reader reads.
+            counts = await asyncio.gather(*(self._drain(p, target) for p in self.projections))
+        finally:
+            self.applier.log.close()
+        return sum(counts)
 
     async def _drain(self, p: Projection, target: int) -> int:
+        async with leadership.lead(self.dsn, p.name, retry=self.leader_retry):
+            return await self._apply_up_to(p, target)
+
+    async def _apply_up_to(self, p: Projection, target: int) -> int:
         position = await self._checkpoint(p)
         applied = 0
         while position < target:
@@ -107,12 +115,16 @@ class ProjectionRunner:
         await lease.conn.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
         position = await self._checkpoint(p)
         log.info("projection following the log", projection=p.name, position=position)
+        loop = asyncio.get_running_loop()
+        next_check = loop.time()
         while True:
             if not lease.held:
                 raise errors.LeadershipLost(f"the lock connection of {p.name!r} closed")
-            if await lease.wanted():
-                log.info("projection leadership handed over", projection=p.name)
-                return
+            if loop.time() >= next_check:  # at most every idle_poll: it costs a round trip
+                next_check = loop.time() + self.idle_poll
+                if await lease.wanted():
+                    log.info("projection leadership handed over", projection=p.name)
+                    return
             wake.clear()
             position, count = await self.applier.step(p, position)
             if count < self.applier.batch_size:

@@ -14,6 +14,7 @@ import jobstore
 import projections
 from projections import checkpoint
 from projections.batch import BatchApplier
+from projections.log_reader import LogReader
 from projections.projection import Projection
 from tests.projection_support import (
     append,
@@ -253,3 +254,23 @@ async def test_waiting_for_a_position_no_runner_reaches_times_out_clearly(
     position = await append(jobstore.EventStore(pool), job, dispatched(job), failed())
     with pytest.raises(projections.ProjectionTimeoutError, match=f"not yet at {position}"):
         await projections.wait_for_position(pool, position, timeout=0.05)
+
+
+async def test_the_log_reader_shares_full_batches_and_rereads_the_head(
+    pool: asyncpg.Pool,
+) -> None:
+    store = jobstore.EventStore(pool)
+    for _ in range(3):
+        job = new_job_id()
+        await append(store, job, dispatched(job))
+    reader = LogReader(store, batch_size=2)
+    try:
+        first, again = await asyncio.gather(reader.after(0), reader.after(0))
+        assert [r.position for r in first] == [r.position for r in again] == [1, 2]
+        head = await reader.after(2)
+        assert [r.position for r in head] == [3]
+        job = new_job_id()
+        await append(store, job, dispatched(job))
+        assert [r.position for r in await reader.after(2)] == [3, 4]  # not the short batch kept
+    finally:
+        reader.close()

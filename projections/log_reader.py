@@ -1,0 +1,54 @@
+"""Reading the log once for several projections that follow it side by side.
+
+Projections led by one runner usually sit at the same position, so they ask for the same
+batch.  A batch is read (and decoded) once: a read still in flight is shared, and a full
+batch is kept for a while.  Sharing never skips anything: a batch is the events right
+after a position, in order, all committed, so a kept full batch is exactly what a new
+read would return.  Short batches (the head of the log) are shared only while in flight,
+so a projection at the head always sees new events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+
+from jobstore import EventStore, RecordedEvent
+
+KEPT = 8
+
+
+class LogReader:
+    """Batches of ``batch_size`` events after a position, read once however many ask."""
+
+    def __init__(self, store: EventStore, batch_size: int) -> None:
+        self.store = store
+        self.batch_size = batch_size
+        self._reads: OrderedDict[int, asyncio.Future[list[RecordedEvent]]] = OrderedDict()
+
+    async def after(self, position: int) -> list[RecordedEvent]:
+        """The next batch after ``position`` (raises what ``EventStore.read_all`` raises)."""
+        future = self._reads.get(position)
+        if future is None:
+            future = asyncio.ensure_future(self.store.read_all(position, self.batch_size))
+            future.add_done_callback(lambda done: self._settle(position, done))
+            self._reads[position] = future
+            while len(self._reads) > KEPT:
+                self._reads.popitem(last=False)
+        return list(await asyncio.shield(future))
+
+    def _settle(self, position: int, done: asyncio.Future[list[RecordedEvent]]) -> None:
+        """Keep a full batch; forget a short one, a failure or a cancelled read."""
+        keep = not done.cancelled() and done.exception() is None
+        keep = keep and len(done.result()) == self.batch_size
+        if not keep and self._reads.get(position) is done:
+            del self._reads[position]
+
+    def close(self) -> None:
+        """Cancel reads nobody waits for any more."""
+        for future in self._reads.values():
+            future.cancel()
+            with contextlib.suppress(BaseException):
+                future.exception()
+        self._reads.clear()

@@ -29,63 +29,89 @@ def _object(properties: dict[str, Any], *, optional: tuple[str, ...] = ()) -> di
     return {"type": "object", "properties": properties, "required": required}
 
 
+_STATUS = {"type": "string", "enum": [s.value for s in JOB_STATUSES]}
+_EXECUTION = {
+    "job_id": {"type": "string"},
+    "job_type": {"type": "string"},
+    "status": _STATUS,
+    "payload": _OBJECT,
+    "metadata": _OBJECT,
+    "user_id": {"type": "integer", "nullable": True},
+    "organization_id": {"type": "integer", "nullable": True},
+    "dispatch": {"type": "integer", "minimum": 1},
+    "attempts": {"type": "integer", "minimum": 0},
+    "max_retries": {"type": "integer", "minimum": 0},
+    "error": _NULLABLE_STR,
+    "result": {"nullable": True},
+    "created_at": {"type": "string", "format": "date-time"},
+    "started_at": _NULLABLE_TIME,
+    "completed_at": _NULLABLE_TIME,
+    "failed_at": _NULLABLE_TIME,
+    "duration_seconds": _NULLABLE_NUMBER,
+    "message_id": _NULLABLE_STR,
+    "schedule_id": _NULLABLE_STR,
+    "replay_count": {"type": "integer", "minimum": 0},
+}
+_ATTEMPT = {
+    "dispatch": {"type": "integer"},
+    "attempt": {"type": "integer"},
+    "outcome": {"type": "string", "enum": ["running", "completed", "failed", "abandoned"]},
+    "message_id": _NULLABLE_STR,
+    "started_at": _NULLABLE_TIME,
+    "finished_at": _NULLABLE_TIME,
+    "duration_seconds": _NULLABLE_NUMBER,
+    "error_type": _NULLABLE_STR,
+    "error_message": _NULLABLE_STR,
+    "will_retry": {"type": "boolean", "nullable": True},
+    "abandoned": {"type": "boolean"},
+}
+_EVENT = {
+    "position": {"type": "integer"},
+    "version": {"type": "integer"},
+    "type": {"type": "string"},
+    "schema_version": {"type": "integer"},
+    "data": _OBJECT,
+    "metadata": _OBJECT,
+    "recorded_at": {"type": "string", "format": "date-time"},
+}
+_SCHEDULE = {
+    "schedule_id": {"type": "string"},
+    "job_type": {"type": "string"},
+    "cron": {"type": "string"},
+    "payload": _OBJECT,
+    "metadata": _OBJECT,
+    "retries": {"type": "integer"},
+    "timeout_seconds": {"type": "number"},
+    "paused": {"type": "boolean"},
+    "created_at": {"type": "string", "format": "date-time"},
+}
+_BULK_REPLAY = {
+    "selected": {"type": "integer"},
+    "replayed": {"type": "integer"},
+    "replayed_job_ids": {"type": "array", "items": {"type": "string"}},
+    "skipped": {
+        "type": "array",
+        "items": _object({"job_id": {"type": "string"}, "reason": {"type": "string"}}),
+    },
+    "position": {"type": "integer"},
+}
+_ERROR = {
+    "error": {"type": "string"},
+    "code": {"type": "string"},
+    "parameter": {"type": "string"},
+    "details": {"type": "array", "items": {"type": "string"}},
+}
+
+
 def _schemas() -> dict[str, Any]:
-    status = {"type": "string", "enum": [s.value for s in JOB_STATUSES]}
-    execution = {
-        "job_id": {"type": "string"},
-        "job_type": {"type": "string"},
-        "status": status,
-        "payload": _OBJECT,
-        "metadata": _OBJECT,
-        "user_id": {"type": "integer", "nullable": True},
-        "organization_id": {"type": "integer", "nullable": True},
-        "dispatch": {"type": "integer", "minimum": 1},
-        "attempts": {"type": "integer", "minimum": 0},
-        "max_retries": {"type": "integer", "minimum": 0},
-        "error": _NULLABLE_STR,
-        "result": {"nullable": True},
-        "created_at": {"type": "string", "format": "date-time"},
-        "started_at": _NULLABLE_TIME,
-        "completed_at": _NULLABLE_TIME,
-        "failed_at": _NULLABLE_TIME,
-        "duration_seconds": _NULLABLE_NUMBER,
-        "message_id": _NULLABLE_STR,
-        "schedule_id": _NULLABLE_STR,
-        "replay_count": {"type": "integer", "minimum": 0},
-    }
-    attempt = {
-        "dispatch": {"type": "integer"},
-        "attempt": {"type": "integer"},
-        "outcome": {"type": "string", "enum": ["running", "completed", "failed", "abandoned"]},
-        "message_id": _NULLABLE_STR,
-        "started_at": _NULLABLE_TIME,
-        "finished_at": _NULLABLE_TIME,
-        "duration_seconds": _NULLABLE_NUMBER,
-        "error_type": _NULLABLE_STR,
-        "error_message": _NULLABLE_STR,
-        "will_retry": {"type": "boolean", "nullable": True},
-        "abandoned": {"type": "boolean"},
-    }
-    durations = {
-        "count": {"type": "integer"},
-        **{f"p{p}": _NULLABLE_NUMBER for p in stats.PERCENTILES},
-    }
-    counts = {"type": "object", "additionalProperties": {"type": "integer"}}
-    type_stats = _object(
-        {"total": {"type": "integer"}, "by_status": counts, "duration_seconds": _object(durations)}
-    )
+    return {**_job_schemas(), **_result_schemas(), **_body_schemas()}
+
+
+def _job_schemas() -> dict[str, Any]:
     return {
-        "Error": _object(
-            {
-                "error": {"type": "string"},
-                "code": {"type": "string"},
-                "parameter": {"type": "string"},
-                "details": {"type": "array", "items": {"type": "string"}},
-            },
-            optional=("parameter", "details"),
-        ),
-        "JobExecution": _object(execution),
-        "Attempt": _object(attempt),
+        "Error": _object(_ERROR, optional=("parameter", "details")),
+        "JobExecution": _object(_EXECUTION),
+        "Attempt": _object(_ATTEMPT),
         "JobDetail": {
             "allOf": [
                 _ref("JobExecution"),
@@ -98,27 +124,16 @@ def _schemas() -> dict[str, Any]:
                 "next_cursor": _NULLABLE_STR,
             }
         ),
-        "Event": _object(
-            {
-                "position": {"type": "integer"},
-                "version": {"type": "integer"},
-                "type": {"type": "string"},
-                "schema_version": {"type": "integer"},
-                "data": _OBJECT,
-                "metadata": _OBJECT,
-                "recorded_at": {"type": "string", "format": "date-time"},
-            }
-        ),
+        "Event": _object(_EVENT),
         "JobHistory": _object(
             {"job_id": {"type": "string"}, "events": {"type": "array", "items": _ref("Event")}}
         ),
-        "Stats": _object(
-            {
-                "total": {"type": "integer"},
-                "by_status": counts,
-                "by_type": {"type": "object", "additionalProperties": type_stats},
-            }
-        ),
+    }
+
+
+def _result_schemas() -> dict[str, Any]:
+    return {
+        "Stats": _stats_schema(),
         "Enqueued": _object(
             {
                 "job_id": {"type": "string"},
@@ -127,45 +142,37 @@ def _schemas() -> dict[str, Any]:
             }
         ),
         "Changed": _object({"job_id": {"type": "string"}, "position": {"type": "integer"}}),
-        "BulkReplay": _object(
-            {
-                "selected": {"type": "integer"},
-                "replayed": {"type": "integer"},
-                "replayed_job_ids": {"type": "array", "items": {"type": "string"}},
-                "skipped": {
-                    "type": "array",
-                    "items": _object({"job_id": {"type": "string"}, "reason": {"type": "string"}}),
-                },
-                "position": {"type": "integer"},
-            }
-        ),
-        "Schedule": _object(
-            {
-                "schedule_id": {"type": "string"},
-                "job_type": {"type": "string"},
-                "cron": {"type": "string"},
-                "payload": _OBJECT,
-                "metadata": _OBJECT,
-                "retries": {"type": "integer"},
-                "timeout_seconds": {"type": "number"},
-                "paused": {"type": "boolean"},
-                "created_at": {"type": "string", "format": "date-time"},
-            }
-        ),
+        "BulkReplay": _object(_BULK_REPLAY),
+        "Schedule": _object(_SCHEDULE),
         "ScheduleList": _object({"items": {"type": "array", "items": _ref("Schedule")}}),
-        "FilterBody": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {**_filter_properties(), "reason": _reason()},
-        },
-        "ReasonBody": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"reason": _reason()},
-        },
+    }
+
+
+def _stats_schema() -> dict[str, Any]:
+    durations = {
+        "count": {"type": "integer"},
+        **{f"p{p}": _NULLABLE_NUMBER for p in stats.PERCENTILES},
+    }
+    counts = {"type": "object", "additionalProperties": {"type": "integer"}}
+    type_stats = _object(
+        {"total": {"type": "integer"}, "by_status": counts, "duration_seconds": _object(durations)}
+    )
+    return _object(
+        {
+            "total": {"type": "integer"},
+            "by_status": counts,
+            "by_type": {"type": "object", "additionalProperties": type_stats},
+        }
+    )
+
+
+def _body_schemas() -> dict[str, Any]:
+    closed = {"type": "object", "additionalProperties": False}
+    return {
+        "FilterBody": {**closed, "properties": {**_filter_properties(), "reason": _reason()}},
+        "ReasonBody": {**closed, "properties": {"reason": _reason()}},
         "EnqueueBody": {
-            "type": "object",
-            "additionalProperties": False,
+            **closed,
             "required": ["type", "payload"],
             "properties": {
                 "type": {"type": "string"},
@@ -198,40 +205,35 @@ def _filter_properties() -> dict[str, Any]:
     }
 
 
+_QUERY_PARAMETERS = {
+    "status": "Only jobs with this status.",
+    "type": "Only jobs of this type.",
+    "user_id": "Only jobs whose metadata has this user_id.",
+    "organization_id": "Only jobs whose metadata has this organization_id.",
+    "created_from": "Only jobs created at or after this time.",
+    "created_to": "Only jobs created at or before this time.",
+    "error_contains": "Only jobs whose last error contains this text (any case).",
+    "cursor": "next_cursor of the previous page, with the same filters.",
+    "limit": f"Jobs per page, 1 to {reader.MAX_LIMIT} (default {reader.DEFAULT_LIMIT}).",
+}
+
+
 def _parameters() -> list[dict[str, Any]]:
-    described = {
-        "status": "Only jobs with this status.",
-        "type": "Only jobs of this type.",
-        "user_id": "Only jobs whose metadata has this user_id.",
-        "organization_id": "Only jobs whose metadata has this organization_id.",
-        "created_from": "Only jobs created at or after this time.",
-        "created_to": "Only jobs created at or before this time.",
-        "error_contains": "Only jobs whose last error contains this text (any case).",
+    schemas = {
+        **_filter_properties(),
+        "cursor": {"type": "string"},
+        "limit": {"type": "integer", "minimum": 1, "maximum": reader.MAX_LIMIT},
     }
-    params = [
-        {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
-        for (name, text), schema in zip(
-            described.items(), _filter_properties().values(), strict=True
-        )
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": text,
+            "schema": schemas[name],
+        }
+        for name, text in _QUERY_PARAMETERS.items()
     ]
-    params.append(
-        {
-            "name": "cursor",
-            "in": "query",
-            "required": False,
-            "description": "next_cursor of the previous page, with the same filters.",
-            "schema": {"type": "string"},
-        }
-    )
-    params.append(
-        {
-            "name": "limit",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "integer", "minimum": 1, "maximum": reader.MAX_LIMIT},
-        }
-    )
-    return params
 
 
 def _json(schema: str) -> dict[str, Any]:
@@ -261,90 +263,115 @@ def _body(schema: str, required: bool) -> dict[str, Any]:
     return {"required": required, "content": _json(schema)}
 
 
+def _operation(
+    summary: str,
+    operation_id: str,
+    answers: dict[str, Any],
+    *,
+    by_id: bool = False,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": summary, "operationId": operation_id}
+    if by_id:
+        operation["parameters"] = [_JOB_PATH_ID]
+    if body is not None:
+        operation["requestBody"] = body
+    operation["responses"] = answers
+    return operation
+
+
 def _paths() -> dict[str, Any]:
+    return {**_job_paths(), **_job_action_paths(), **_other_paths()}
+
+
+def _job_paths() -> dict[str, Any]:
+    listing = _operation(
+        "List job executions, newest first",
+        "listJobs",
+        {"200": _answer("A page of jobs.", "JobPage"), **_errors(400)},
+    )
+    listing["parameters"] = _parameters()
+    created = {
+        "201": _answer("Recorded.", "Enqueued"),
+        "200": _answer("Already recorded under its idempotency key.", "Enqueued"),
+    }
     return {
         "/jobs": {
-            "get": {
-                "summary": "List job executions, newest first",
-                "operationId": "listJobs",
-                "parameters": _parameters(),
-                "responses": {"200": _answer("A page of jobs.", "JobPage"), **_errors(400)},
-            },
-            "post": {
-                "summary": "Enqueue a job",
-                "operationId": "enqueueJob",
-                "requestBody": _body("EnqueueBody", True),
-                "responses": {
-                    "201": _answer("Recorded.", "Enqueued"),
-                    "200": _answer("Already recorded under its idempotency key.", "Enqueued"),
-                    **_errors(400, 409, 413),
-                },
-            },
-        },
-        "/jobs/replay": {
-            "post": {
-                "summary": "Replay every failed or cancelled job the filter selects",
-                "operationId": "replayJobs",
-                "requestBody": _body("FilterBody", False),
-                "responses": {
-                    "200": _answer("What was replayed.", "BulkReplay"),
-                    **_errors(400, 413),
-                },
-            }
+            "get": listing,
+            "post": _operation(
+                "Enqueue a job",
+                "enqueueJob",
+                {**created, **_errors(400, 409, 413)},
+                body=_body("EnqueueBody", True),
+            ),
         },
         "/jobs/{id}": {
-            "get": {
-                "summary": "One job execution with its attempts",
-                "operationId": "getJob",
-                "parameters": [_JOB_PATH_ID],
-                "responses": {"200": _answer("The job.", "JobDetail"), **_errors(400, 404)},
-            }
+            "get": _operation(
+                "One job execution with its attempts",
+                "getJob",
+                {"200": _answer("The job.", "JobDetail"), **_errors(400, 404)},
+                by_id=True,
+            )
         },
         "/jobs/{id}/events": {
-            "get": {
-                "summary": "A job's events, in order",
-                "operationId": "getJobEvents",
-                "parameters": [_JOB_PATH_ID],
-                "responses": {"200": _answer("The events.", "JobHistory"), **_errors(400, 404)},
-            }
+            "get": _operation(
+                "A job's events, in order",
+                "getJobEvents",
+                {"200": _answer("The events.", "JobHistory"), **_errors(400, 404)},
+                by_id=True,
+            )
+        },
+    }
+
+
+def _job_action_paths() -> dict[str, Any]:
+    reason = _body("ReasonBody", False)
+    changed = _errors(400, 404, 409, 413)
+    return {
+        "/jobs/replay": {
+            "post": _operation(
+                "Replay every failed or cancelled job the filter selects",
+                "replayJobs",
+                {"200": _answer("What was replayed.", "BulkReplay"), **_errors(400, 413)},
+                body=_body("FilterBody", False),
+            )
         },
         "/jobs/{id}/replay": {
-            "post": {
-                "summary": "Replay a failed (or never-completed cancelled) job",
-                "operationId": "replayJob",
-                "parameters": [_JOB_PATH_ID],
-                "requestBody": _body("ReasonBody", False),
-                "responses": {
-                    "200": _answer("Dispatched again.", "Changed"),
-                    **_errors(400, 404, 409, 413),
-                },
-            }
+            "post": _operation(
+                "Replay a failed (or never-completed cancelled) job",
+                "replayJob",
+                {"200": _answer("Dispatched again.", "Changed"), **changed},
+                by_id=True,
+                body=reason,
+            )
         },
         "/jobs/{id}/cancel": {
-            "post": {
-                "summary": "Cancel a job's future attempts",
-                "operationId": "cancelJob",
-                "parameters": [_JOB_PATH_ID],
-                "requestBody": _body("ReasonBody", False),
-                "responses": {
-                    "200": _answer("Cancelled.", "Changed"),
-                    **_errors(400, 404, 409, 413),
-                },
-            }
+            "post": _operation(
+                "Cancel a job's future attempts",
+                "cancelJob",
+                {"200": _answer("Cancelled.", "Changed"), **changed},
+                by_id=True,
+                body=reason,
+            )
         },
+    }
+
+
+def _other_paths() -> dict[str, Any]:
+    return {
         "/stats": {
-            "get": {
-                "summary": "Jobs per status and type, and duration percentiles",
-                "operationId": "getStats",
-                "responses": {"200": _answer("The stats.", "Stats"), **_errors(400)},
-            }
+            "get": _operation(
+                "Jobs per status and type, and duration percentiles",
+                "getStats",
+                {"200": _answer("The stats.", "Stats"), **_errors(400)},
+            )
         },
         "/schedules": {
-            "get": {
-                "summary": "Recurring jobs",
-                "operationId": "listSchedules",
-                "responses": {"200": _answer("The schedules.", "ScheduleList"), **_errors(400)},
-            }
+            "get": _operation(
+                "Recurring jobs",
+                "listSchedules",
+                {"200": _answer("The schedules.", "ScheduleList"), **_errors(400)},
+            )
         },
     }
 

@@ -4,49 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
-from dataclasses import dataclass
 
 import asyncpg
 
 import jobstore
+from tests.cli_support import jobtrail, one_line_error
 
-JOBTRAIL = [sys.executable, "-c", "from workers.cli import main; main()"]
 EMAIL = '{"template": "welcome", "to": "ada@example.com", "data": {"recipient_name": "Ada"}}'
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-async def jobtrail(dsn: str, *args: str, stdin: str = "") -> Result:
-    """Run ``jobtrail args`` with DATABASE_URL=dsn; wide output, so tables keep whole ids."""
-    env = {**os.environ, "DATABASE_URL": dsn, "COLUMNS": "200"}
-    proc = await asyncio.create_subprocess_exec(
-        *JOBTRAIL,
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 120)
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
-
-
-def one_line_error(result: Result, code: int, *fragments: str) -> None:
-    """The command failed with ``code`` and one line naming every fragment, no traceback."""
-    assert result.code == code, result
-    assert "Traceback" not in result.err
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
-    for fragment in fragments:
-        assert fragment in lines[0], result.err
 
 
 async def test_enqueue_records_the_job_with_its_options_and_metadata(

@@ -7,7 +7,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 import orjson
 import typer
@@ -126,7 +126,7 @@ def _human_line(out: Console) -> Callable[[RecordedEvent], None]:
         out.print(
             f"[dim]{recorded.position:>8}[/]  {database.when(recorded.recorded_at, precise=True)}"
             f"  [cyan]{escape(recorded.stream_id)}[/]  [bold]{recorded.event.type_name}[/]"
-            f"  {_short(recorded.event.to_json_data())}",
+            f"  {_short(recorded)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -135,7 +135,12 @@ def _human_line(out: Console) -> Callable[[RecordedEvent], None]:
     return emit
 
 
-def _short(data: dict[str, Any]) -> str:
-    """The event's data on one line, secret-looking fields redacted, cut to a width."""
+def _short(recorded: RecordedEvent) -> str:
+    """The event's data on one line: no job id its stream already names, secrets redacted."""
+    data = {
+        key: value
+        for key, value in recorded.event.to_json_data().items()
+        if not (key == "job_id" and recorded.stream_id == f"job-{value}")
+    }
     text = orjson.dumps(redaction.redact(data)).decode()
     return escape(text if len(text) <= _DATA_WIDTH else text[: _DATA_WIDTH - 1] + "…")

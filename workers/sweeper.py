@@ -1,6 +1,7 @@
 """The sweeper: nothing stays pending, processing or retrying forever (DESIGN.md rule 6).
 
-For each published dispatch of an unfinished job with no live lease, it asks QStash, not
+For each published dispatch of an unfinished job with no live lease (and each job of a
+scheduled run that stopped moving, found through the views), it asks QStash, not
 the clock: still pending or retrying, it waits; failed or in the DLQ, it records
 ``JobFailed``; unknown to QStash (lost, e.g. a restarted qstash_local), it records the next
 ``JobDispatched(source=recovery)``, which the relay publishes.  Dispatches the relay has
@@ -60,9 +61,13 @@ class Sweeper:
     async def sweep_once(self) -> int:
         """One pass; returns how many dispatches it settled."""
         assert self.ctx.qstash is not None, "the sweeper needs a QStash client"
-        rows = await self.ctx.store.pool.fetch(
-            _Q["candidates"], self.config.min_age, self.config.horizon, self.config.batch
-        )
+        pool = self.ctx.store.pool
+        rows = [
+            *await pool.fetch(
+                _Q["candidates"], self.config.min_age, self.config.horizon, self.config.batch
+            ),
+            *await pool.fetch(_Q["scheduled_candidates"], self.config.min_age, self.config.batch),
+        ]
         settled = 0
         for row in rows:
             settled += await self._settle(

@@ -13,3 +13,15 @@ SELECT m.job_id, m.dispatch, m.message_id
        NOT IN ('job.completed', 'job.failed', 'job.cancelled')
  ORDER BY m.published_at
  LIMIT $3;
+
+-- name: scheduled_candidates
+-- params: older_than_seconds, limit
+-- Jobs minted from scheduled runs (never published by the relay) that stopped moving.
+SELECT job_id, dispatch, message_id
+  FROM jobtrail.job_executions
+ WHERE status IN ('processing', 'retrying')
+   AND source = 'schedule'
+   AND message_id IS NOT NULL
+   AND coalesce(started_at, created_at) < now() - make_interval(secs => $1)
+ ORDER BY created_at
+ LIMIT $2;

@@ -63,3 +63,54 @@ async def test_qstash_state_reports_a_dead_lettered_message_as_failed(db_dsn: st
                 break
             await asyncio.sleep(0.02)
         assert await qstash_state(client, result.message_id) == "failed"
+
+
+async def test_a_stuck_scheduled_run_whose_message_qstash_lost_is_recovered(
+    db_dsn: str,
+) -> None:
+    import time
+    import uuid
+
+    import projections
+    from jobstore import job_events
+
+    async with running_host(db_dsn) as host:
+        job_id = str(uuid.uuid4())
+        await host.ctx.store.append(
+            f"job-{job_id}",
+            [
+                job_events.JobDispatched(
+                    job_id=job_id,
+                    dispatch=1,
+                    job_type="test-job",
+                    payload={"tag": "nightly"},
+                    metadata={"schedule_id": "jts_x"},
+                    options={"timeout": 1.0, "retries": 1, "endpoint": "/jobs/test"},
+                    source="schedule",
+                ),
+                job_events.JobStarted(
+                    dispatch=1,
+                    attempt=1,
+                    message_id="msg_lost_forever",
+                    lease_until=time.time() - 1,
+                ),
+            ],
+            "no_stream",
+        )
+        await projections.wait_for_position(
+            host.ctx.store.pool, await host.ctx.store.last_position(), timeout=10
+        )
+
+        assert await Sweeper(host.ctx, SweeperConfig(min_age=0)).sweep_once() == 1
+        await host.wait_status(job_id, "completed")
+        types = await host.types(job_id)
+
+    assert types == [
+        "job.dispatched",
+        "job.started",
+        "job.attempt_failed",
+        "job.dispatched",
+        "job.started",
+        "job.completed",
+    ]
+    assert [c.dispatch for c in host.handler.calls] == [2]

@@ -131,11 +131,14 @@ def warn(message: str) -> None:
 
 
 def console() -> Console:
-    """A rich console for stdout; off a terminal, wide enough not to cut ids in tables."""
-    out = Console()
+    """A rich console for stdout; off a terminal, wide enough not to cut ids in tables.
+
+    Lines it prints never wrap (``soft_wrap``): an id or a cursor stays whole for a copy.
+    """
+    out = Console(soft_wrap=True)
     if out.is_terminal or "COLUMNS" in os.environ:
         return out
-    return Console(width=PIPE_WIDTH)
+    return Console(soft_wrap=True, width=PIPE_WIDTH)
 
 
 def when(moment: datetime | None, *, precise: bool = False) -> str:

@@ -6,7 +6,6 @@ from typing import Any
 
 import orjson
 import typer
-from rich.console import Console
 
 import jobstore
 from workers.cli import database, runtime, serve
@@ -54,11 +53,11 @@ def enqueue(
             {"job_id": enqueued.job_id, "position": enqueued.position, "created": enqueued.created}
         )
     elif enqueued.created:
-        Console().print(
+        database.console().print(
             f"enqueued {job_type} job [bold]{enqueued.job_id}[/] (log position {enqueued.position})"
         )
     else:
-        Console().print(
+        database.console().print(
             f"job [bold]{enqueued.job_id}[/] already exists for idempotency key "
             f"{idempotency_key!r}; nothing new was enqueued"
         )

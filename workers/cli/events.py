@@ -128,7 +128,6 @@ def _human_line(out: Console) -> Callable[[RecordedEvent], None]:
             f"  [cyan]{escape(recorded.stream_id)}[/]  [bold]{recorded.event.type_name}[/]"
             f"  {_short(recorded)}",
             highlight=False,
-            soft_wrap=True,
         )
         out.file.flush()
 

@@ -19,7 +19,7 @@ from rich.table import Table
 
 import jobstore
 import projections
-from jobstore import JOB_STATUSES, JobExecution, RecordedEvent, job_events, job_state
+from jobstore import JOB_STATUSES, JobExecution, RecordedEvent, job_events, job_state, redaction
 from workers.cli import database, runtime
 
 jobs_app = typer.Typer(help="Jobs: list, show, replay and cancel.", no_args_is_help=True)
@@ -95,7 +95,7 @@ def list_(
         return
     out.print(_list_table(page.items))
     if page.next_cursor is not None:
-        out.print(f"more jobs: add --cursor {page.next_cursor}", soft_wrap=True)
+        out.print(f"more jobs: add --cursor {page.next_cursor}")
 
 
 @jobs_app.command("show")
@@ -135,7 +135,7 @@ def show(
 @jobs_app.command("replay")
 def replay(
     job_id: str | None = typer.Argument(
-        None, metavar="[ID]", help="The job to replay; leave out and filter to replay many."
+        None, metavar="ID", help="The job to replay; leave out and filter to replay many."
     ),
     reason: str | None = typer.Option(None, help="Why (kept in the job's history)."),
     status: Status = None,
@@ -398,7 +398,7 @@ def _print_job(out: Console, job: _Job) -> None:
     )
     if e.error:
         out.print(f"last error: [red]{_short(e.error, 300)}[/]", highlight=False)
-    out.print(f"payload: {_short(e.payload, 200)}", highlight=False)
+    out.print(f"payload: {_short(redaction.redact(e.payload), 200)}", highlight=False)
     out.print(_timeline(job.history))
     if job.attempts:
         out.print(_attempts_table(job.attempts))

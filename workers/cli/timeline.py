@@ -1,0 +1,178 @@
+"""A job's history for people (a rich timeline of every event and attempt) and as JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+import jobstore
+from jobstore import JobExecution, RecordedEvent, job_events, redaction
+from workers.cli import database
+
+STATUS_STYLE: Final = {
+    "pending": "cyan",
+    "processing": "blue",
+    "retrying": "yellow",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as ``jobs show`` presents it: its state, events, attempts, whether archived."""
+
+    execution: JobExecution
+    history: list[RecordedEvent]
+    attempts: list[Any]
+    archived: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The job as JSON-compatible values."""
+        return {
+            "job": self.execution.model_dump(mode="json"),
+            "archived": self.archived,
+            "events": [_event_json(r) for r in self.history],
+            "attempts": [_attempt_json(a) for a in self.attempts],
+        }
+
+
+def _event_json(recorded: RecordedEvent) -> dict[str, Any]:
+    return {
+        "position": recorded.position,
+        "version": recorded.version,
+        "type": recorded.event.type_name,
+        "data": recorded.event.to_json_data(),
+        "recorded_at": recorded.recorded_at.isoformat(),
+    }
+
+
+def _attempt_json(row: Any) -> dict[str, Any]:
+    return {
+        "dispatch": row.dispatch,
+        "attempt": row.attempt,
+        "outcome": str(row.outcome),
+        "started_at": _iso(row.started_at),
+        "finished_at": _iso(row.finished_at),
+        "duration_seconds": row.duration_seconds,
+        "error_type": row.error_type,
+        "error_message": row.error_message,
+        "will_retry": row.will_retry,
+        "abandoned": row.abandoned,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def print_job(out: Console, job: Job) -> None:
+    """Print the job's state, its timeline of events, and its attempts."""
+    e = job.execution
+    style = STATUS_STYLE.get(e.status.value, "")
+    out.print(f"job [bold]{e.job_id}[/]: {e.job_type}, [{style}]{e.status.value}[/]")
+    if job.archived:
+        out.print(
+            "[yellow]archived[/]: retention moved this job's events to the archive; "
+            "the views and `jobs list` no longer show it"
+        )
+    out.print(
+        f"dispatches {e.dispatch} (replays {e.replay_count}), attempts {e.attempts}, "
+        f"retries per dispatch {e.max_retries}; created {database.when(e.created_at)}"
+    )
+    if e.error:
+        out.print(f"last error: [red]{short(e.error, 300)}[/]", highlight=False)
+    out.print(f"payload: {short(redaction.redact(e.payload), 200)}", highlight=False)
+    out.print(_timeline(job.history))
+    if job.attempts:
+        out.print(_attempts_table(job.attempts))
+
+
+def _timeline(history: list[RecordedEvent]) -> Table:
+    table = Table(title="timeline")
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("position", justify="right")
+    table.add_column("event", no_wrap=True)
+    table.add_column("dispatch/attempt", justify="center")
+    table.add_column("details")
+    for recorded in history:
+        name, attempt, details = _describe_event(recorded.event)
+        table.add_row(
+            database.when(recorded.recorded_at, precise=True),
+            str(recorded.position),
+            name,
+            attempt,
+            details,
+        )
+    return table
+
+
+def _describe_event(event: jobstore.Event) -> tuple[str, str, str]:
+    """An event as (name, dispatch/attempt, details) for the timeline."""
+    match event:
+        case job_events.JobDispatched():
+            details = f"from {event.source}, retries {event.options.get('retries', 0)}"
+            if event.options.get("not_before"):
+                details += ", delayed"
+            if event.reason:
+                details += f"; reason: {short(event.reason, 200)}"
+            return "[cyan]dispatched[/]", f"{event.dispatch}", details
+        case job_events.JobStarted():
+            message = f"message {short(event.message_id, 80)}" if event.message_id else ""
+            return "[blue]started[/]", f"{event.dispatch}/{event.attempt}", message
+        case job_events.JobCompleted():
+            details = f"took {database.duration(event.duration_seconds)}"
+            if event.result is not None:
+                details += f"; result {short(event.result, 80)}"
+            return "[green]completed[/]", f"{event.dispatch}/{event.attempt}", details
+        case job_events.JobAttemptFailed():
+            outcome = "abandoned" if event.abandoned else "failed"
+            then = "will retry" if event.will_retry else "no retry"
+            seconds = event.duration_seconds
+            took = f", after {database.duration(seconds)}" if seconds is not None else ""
+            error = short(f"{event.error_type}: {event.error_message}", 300)
+            details = f"{error} ({then}{took})"
+            return f"[yellow]attempt {outcome}[/]", f"{event.dispatch}/{event.attempt}", details
+        case job_events.JobFailed():
+            attempt = f"{event.dispatch}/{event.attempt}" if event.attempt else f"{event.dispatch}"
+            text = event.reason
+            if event.error_message and event.error_message != event.reason:
+                text += f"; {event.error_type or 'Error'}: {event.error_message}"
+            return "[red]failed[/]", attempt, short(text, 300)
+        case job_events.JobCancelled():
+            return "[magenta]cancelled[/]", f"{event.dispatch}", short(event.reason or "", 200)
+        case _:
+            return event.type_name, "", short(event.to_json_data(), 80)
+
+
+def _attempts_table(attempts: list[Any]) -> Table:
+    table = Table(title="attempts")
+    table.add_column("dispatch/attempt", justify="center")
+    table.add_column("outcome")
+    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("duration", justify="right")
+    table.add_column("error")
+    for a in attempts:
+        error = f"{a.error_type}: {a.error_message}" if a.error_type else (a.error_message or "")
+        error = short(error, 300)
+        table.add_row(
+            f"{a.dispatch}/{a.attempt}",
+            str(a.outcome),
+            database.when(a.started_at, precise=True),
+            database.duration(a.duration_seconds),
+            error,
+        )
+    return table
+
+
+def short(value: object, width: int) -> str:
+    """``value`` as text (JSON unless a string), cut to ``width``, safe from rich markup."""
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return escape(text if len(text) <= width else text[: width - 1] + "…")

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any, Final
 
+import asyncpg
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -246,7 +247,7 @@ def _replay_many(
         out.print(table)
 
 
-async def _count(pool: Any, job_filter: projections.JobFilter) -> int:
+async def _count(pool: asyncpg.Pool, job_filter: projections.JobFilter) -> int:
     """How many jobs the filter selects among the failed and cancelled ones."""
     statuses = [job_filter.status] if job_filter.status is not None else list(_REPLAYABLE)
     count = 0

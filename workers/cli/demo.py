@@ -9,7 +9,6 @@ from rich.console import Console
 
 from workers import logs
 from workers.cli import runtime
-from workers.demo import run_demo
 
 
 def register(app: typer.Typer) -> None:
@@ -19,6 +18,8 @@ def register(app: typer.Typer) -> None:
 
 def demo() -> None:
     """Start everything, run a few hundred jobs, show the results, replay the failures."""
+    from workers.demo import run_demo  # the host and its stand-ins load only when needed
+
     settings = runtime.load_settings()
     logs.configure(level=logging.ERROR)  # the expected failures of the story are not news
     console = Console()

@@ -8,7 +8,7 @@ import orjson
 import typer
 
 import jobstore
-from workers.cli import database, runtime, serve
+from workers.cli import database, runtime
 
 
 def register(app: typer.Typer) -> None:
@@ -80,7 +80,7 @@ def parse_payload(text: str) -> dict[str, Any]:
 
 def application_registry(settings: jobstore.Settings) -> jobstore.JobRegistry:
     """The job types the host serves: JOBTRAIL_APP's registry, else the built-in one."""
-    return serve._application_registry(settings)
+    return runtime.application_registry(settings)
 
 
 def _given(**values: object) -> dict[str, object]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -12,7 +13,8 @@ import orjson
 import typer
 from pydantic import ValidationError
 
-from jobstore import JobstoreError, Settings
+import jobstore
+from jobstore import JobRegistry, JobstoreError, Settings
 
 T = TypeVar("T")
 
@@ -57,3 +59,24 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def print_json(value: Any) -> None:
     """Write ``value`` as one JSON document to stdout."""
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def application_registry(settings: Settings) -> JobRegistry:
+    """The application's own registry (``JOBTRAIL_APP=module:function``), or the built-in one."""
+    if not settings.app_registry:
+        return jobstore.registry
+    module_name, _, attribute = settings.app_registry.partition(":")
+    try:
+        factory: Any = getattr(importlib.import_module(module_name), attribute or "registry")
+    except (ImportError, AttributeError) as exc:
+        fail(
+            f"JOBTRAIL_APP={settings.app_registry!r} cannot be loaded: {exc}; "
+            "expected module:function returning a JobRegistry"
+        )
+    registry = factory(settings) if callable(factory) else factory
+    if not isinstance(registry, JobRegistry):
+        fail(
+            f"JOBTRAIL_APP={settings.app_registry!r} gave {type(registry).__name__}, "
+            "not a JobRegistry"
+        )
+    return registry

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import secrets
 import signal
 from collections.abc import AsyncIterator
@@ -26,10 +25,7 @@ from qstash.errors import QStashError
 import jobstore
 import qstash_local
 from jobstore import JobRegistry, Settings
-from workers import builtin
-from workers.app import HostOptions, make_app
 from workers.cli import runtime
-from workers.sweeper import SweeperConfig
 
 log = structlog.get_logger("jobtrail.serve")
 
@@ -55,7 +51,7 @@ def serve(
 ) -> None:
     """Run the jobtrail host until SIGTERM or Ctrl-C."""
     settings = runtime.load_settings()
-    registry = _application_registry(settings)
+    registry = runtime.application_registry(settings)
     runtime.run(
         lambda: _serve(
             settings, registry, host, port, qstash_port, no_qstash, retry_delay_scale, grace
@@ -73,6 +69,9 @@ async def _serve(
     scale: float,
     grace: float,
 ) -> None:
+    from workers import builtin  # the host loads only when it is started
+    from workers.app import make_app
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -171,7 +170,10 @@ async def _local_qstash(settings: Settings, port: int, scale: float) -> AsyncIte
         runtime.fail(f"cannot start qstash_local on port {port}: {exc.strerror or exc}")
 
 
-def _options(settings: Settings) -> HostOptions:
+def _options(settings: Settings) -> Any:
+    from workers.app import HostOptions
+    from workers.sweeper import SweeperConfig
+
     return HostOptions(
         relay_config=jobstore.RelayConfig(
             public_url=settings.public_url,
@@ -181,24 +183,3 @@ def _options(settings: Settings) -> HostOptions:
             interval=settings.sweep_interval_seconds, min_age=settings.sweep_min_age_seconds
         ),
     )
-
-
-def _application_registry(settings: Settings) -> JobRegistry:
-    """The application's own registry (``JOBTRAIL_APP=module:function``), or the built-in one."""
-    if not settings.app_registry:
-        return jobstore.registry
-    module_name, _, attribute = settings.app_registry.partition(":")
-    try:
-        factory: Any = getattr(importlib.import_module(module_name), attribute or "registry")
-    except (ImportError, AttributeError) as exc:
-        runtime.fail(
-            f"JOBTRAIL_APP={settings.app_registry!r} cannot be loaded: {exc}; "
-            "expected module:function returning a JobRegistry"
-        )
-    registry = factory(settings) if callable(factory) else factory
-    if not isinstance(registry, JobRegistry):
-        runtime.fail(
-            f"JOBTRAIL_APP={settings.app_registry!r} gave {type(registry).__name__}, "
-            "not a JobRegistry"
-        )
-    return registry

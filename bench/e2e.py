@@ -225,6 +225,24 @@ def proc_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK  # utime, stime
 
 
+def run_queue_wait(pid: int) -> float:
+    """Seconds the main thread of ``pid`` spent runnable but waiting for a CPU (0 if unknown)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far (/proc/stat)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values) - idle, sum(values)
+
+
 @dataclass
 class CpuSample:
     """CPU seconds per process (and per database backend) at one moment."""
@@ -233,6 +251,8 @@ class CpuSample:
     processes: dict[str, float]
     backends: dict[int, tuple[str, float]] = field(default_factory=dict)
     wal_writer: float = 0.0
+    waits: dict[str, float] = field(default_factory=dict)
+    machine: tuple[int, int] = (0, 0)
 
 
 class CpuMeter:
@@ -244,8 +264,10 @@ class CpuMeter:
     async def sample(self) -> CpuSample:
         """CPU seconds now, per process; database backends by who they serve."""
         processes = {"bench (producer)": time.process_time()}
+        waits = {"bench (producer)": run_queue_wait(os.getpid())}
         for name, pid in self.named.items():
             processes[name] = proc_cpu(pid) or 0.0
+            waits[name] = run_queue_wait(pid)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT pid, datname = current_database() AS ours,"
@@ -265,7 +287,24 @@ class CpuMeter:
                 backends[row["pid"]] = (who, used)
             else:
                 wal += used
-        return CpuSample(time.perf_counter(), processes, backends, wal)
+        return CpuSample(time.perf_counter(), processes, backends, wal, waits, machine_ticks())
+
+    @staticmethod
+    def contention(before: CpuSample, after: CpuSample, ours: float) -> str:
+        """How busy the whole machine was, and how long our processes waited for a CPU."""
+        wall = after.at - before.at
+        busy = after.machine[0] - before.machine[0]
+        total = after.machine[1] - before.machine[1]
+        cores = os.cpu_count() or 1
+        waited = ", ".join(
+            f"{name} {(after.waits[name] - before.waits.get(name, 0.0)) / wall:.0%}"
+            for name in after.waits
+        )
+        machine = busy / total * cores if total else 0.0
+        return (
+            f"machine busy {machine:.2f} of {cores} cores, of which these processes "
+            f"{ours:.2f}; main threads waited for a CPU: {waited} of the time"
+        )
 
     @staticmethod
     def per_job(before: CpuSample, after: CpuSample, jobs: int) -> list[tuple[str, float, float]]:
@@ -309,6 +348,7 @@ class Result:
     started_to_completed_ms: list[float]
     enqueue_s: float
     cpu: list[tuple[str, float, float]]
+    context: str
 
 
 async def completed_after(pool: asyncpg.Pool, position: int) -> int:
@@ -403,6 +443,7 @@ async def run_phase(
     def ms(a: str, b: str) -> list[float]:
         return [(r[b] - r[a]).total_seconds() * 1000 for r in rows if r[a] and r[b]]
 
+    cpu = CpuMeter.per_job(before, after, len(rows))
     result = Result(
         jobs=len(rows),
         jobs_per_s=len(rows) / (last - first).total_seconds(),
@@ -411,7 +452,8 @@ async def run_phase(
         to_started_ms=ms("d", "s"),
         started_to_completed_ms=ms("s", "c"),
         enqueue_s=enqueue_s,
-        cpu=CpuMeter.per_job(before, after, len(rows)),
+        cpu=cpu,
+        context=CpuMeter.contention(before, after, sum(busy for _, _, busy in cpu)),
     )
     report(name, result)
     return result
@@ -436,6 +478,7 @@ def report(name: str, result: Result) -> None:
     print(f"  enqueue → started: {p(result.to_started_ms)}", flush=True)
     print(f"  started → completed: {p(result.started_to_completed_ms)}", flush=True)
     print_cpu(name, result.cpu)
+    print(f"  {result.context}", flush=True)
 
 
 def flood(dispatcher: Dispatcher, count: int, batch: int) -> Producer:

@@ -6,10 +6,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Final
 
-import orjson
-
 from jobstore import RecordedEvent, job_events, query
-from projections import attempt, execution
+from projections import attempt, execution, writer
 from projections.attempt import AttemptKey, AttemptRow
 from projections.projection import Connection
 
@@ -28,9 +26,12 @@ class AttemptView:
         if not steps:
             return
         attempts: defaultdict[str, dict[AttemptKey, AttemptRow]] = defaultdict(dict)
-        touched = list({job_id for job_id, _, _ in steps})
-        for r in await conn.fetch(_Q["load_attempts"], touched):
-            attempts[r["job_id"]][(r["dispatch"], r["attempt"])] = AttemptRow(*r)
+        maybe_known = list(writer.jobs_with_rows(batch))
+        loaded: set[tuple[str, AttemptKey]] = set()
+        for r in await conn.fetch(_Q["load_attempts"], maybe_known) if maybe_known else []:
+            key = (r["dispatch"], r["attempt"])
+            attempts[r["job_id"]][key] = AttemptRow(*r)
+            loaded.add((r["job_id"], key))
         dirty: defaultdict[str, set[AttemptKey]] = defaultdict(set)
         wiped: set[str] = set()
         for job_id, recorded, key in steps:
@@ -42,9 +43,10 @@ class AttemptView:
                 dirty[job_id].add(key)
         if wiped:
             await conn.execute(_Q["delete_attempts"], list(wiped))
-        changed = [attempts[j][k] for j, keys in dirty.items() for k in keys if k in attempts[j]]
-        if changed:
-            await conn.execute(_Q["upsert_attempts"], orjson.dumps(changed))
+        changed = [(j, k) for j, keys in dirty.items() for k in keys if k in attempts[j]]
+        new = [attempts[j][k] for j, k in changed if (j, k) not in loaded or j in wiped]
+        known = [attempts[j][k] for j, k in changed if (j, k) in loaded and j not in wiped]
+        await writer.write(conn, "job_attempts", attempt.COLUMNS, _Q["upsert_attempts"], new, known)
 
 
 Step = tuple[str, RecordedEvent | None, AttemptKey]

@@ -13,10 +13,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-import orjson
-
 from jobstore import RecordedEvent, job_events, query
-from projections import execution, histogram
+from projections import execution, histogram, writer
 from projections.execution import ExecutionRow
 from projections.projection import Connection
 
@@ -36,8 +34,8 @@ class ExecutionView:
         steps = _steps(batch)
         if not steps:
             return
-        touched = list({job_id for job_id, _ in steps})
-        rows = await conn.fetch(_Q["load_executions"], touched)
+        maybe_known = list(writer.jobs_with_rows(batch))
+        rows = await conn.fetch(_Q["load_executions"], maybe_known) if maybe_known else []
         before = {r["job_id"]: ExecutionRow(*r) for r in rows}
         stats, durations = Counter[StatKey](), Counter[DurationKey]()
         _count(before.values(), stats, durations, -1)
@@ -46,9 +44,11 @@ class ExecutionView:
         gone = [job_id for job_id, row in after.items() if row is None and job_id in before]
         if gone:
             await conn.execute(_Q["delete_executions"], gone)
-        changed = [row for row in after.values() if row is not None]
-        if changed:
-            await conn.execute(_Q["upsert_executions"], orjson.dumps(changed))
+        new = [row for job_id, row in after.items() if row is not None and job_id not in before]
+        known = [row for job_id, row in after.items() if row is not None and job_id in before]
+        await writer.write(
+            conn, "job_executions", execution.COLUMNS, _Q["upsert_executions"], new, known
+        )
         await _add(conn, stats, "add_stats", "prune_stats")
         await _add(conn, durations, "add_durations", "prune_durations")
 

@@ -54,7 +54,7 @@ async def rebuild(
     *,
     projections: Sequence[Projection] | None = None,
     progress: Progress | None = None,
-    batch_size: int = 5000,
+    batch_size: int = 10_000,
     lock_timeout: float = 60.0,
 ) -> RebuildResult:
     """Rebuild the projections called ``names`` (all for None) from the whole log."""

@@ -147,3 +147,19 @@ async def test_rebuilding_one_projection_leaves_the_others_checkpoint(
     assert status == {"job_attempts": result.position, "job_executions": 0}
     with pytest.raises(projections.UnknownProjectionError, match="known: job_attempts"):
         await projections.rebuild(pool, db_dsn, ["jobs"])
+
+
+async def test_rows_written_by_copy_equal_rows_written_by_upsert(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    """Big batches insert new rows with COPY, small ones upsert JSON: same views."""
+    store = jobstore.EventStore(pool)
+    jobs = await some_jobs(store, 60)
+    await archive(store, *jobs[:3])
+    await projections.ProjectionRunner(pool, db_dsn, batch_size=3).run_until_caught_up()
+    small_batches = await snapshot(pool)
+
+    await projections.rebuild(pool, db_dsn, batch_size=5000)
+
+    assert await snapshot(pool) == small_batches
+    assert len(small_batches["job_executions"]) == 57

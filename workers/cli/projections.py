@@ -48,7 +48,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
 @projections_app.command("rebuild")
 def rebuild(
     name: str | None = typer.Argument(None, help="One projection; all of them if left out."),
-    batch_size: int = typer.Option(5000, min=1, max=100_000, help="Events per batch."),
+    batch_size: int = typer.Option(10_000, min=1, max=100_000, help="Events per batch."),
     wait: float = typer.Option(60.0, min=0, help="Seconds to wait for the leader to step down."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (no progress bar)."),
 ) -> None:

@@ -8,6 +8,7 @@ decision taken again (DESIGN.md rule 2).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import time
 import traceback
@@ -75,7 +76,8 @@ async def deliver(
                 return Outcome(489, str(prepared[-1].reason), non_retryable=True)  # type: ignore[attr-defined]
             continue
         if await _append(ctx, state, choice.events):
-            return await _run(ctx, state, choice.attempt, prepared)
+            started = dataclasses.replace(state, version=state.version + len(choice.events))
+            return await _run(ctx, started, choice.attempt, prepared)
     return Outcome(503, "the job's stream is too contended; try again", retry_after=1)
 
 
@@ -147,12 +149,12 @@ async def _run(
         except Exception as exc:
             duration = time.perf_counter() - started
             ctx.metrics.handler_seconds.labels(job.type).observe(duration)
-            return await _record_failure(ctx, job, attempt, exc, duration)
+            return await _record_failure(ctx, job, attempt, exc, duration, state)
         finally:
             current_host.reset(token)
         duration = time.perf_counter() - started
         ctx.metrics.handler_seconds.labels(job.type).observe(duration)
-        return await _record_success(ctx, job, attempt, duration, _storable(result))
+        return await _record_success(ctx, job, attempt, duration, _storable(result), state)
 
 
 async def _call(handler: Any, payload: BaseModel, job: BaseJob, limit: float) -> Any:
@@ -166,10 +168,10 @@ async def _call(handler: Any, payload: BaseModel, job: BaseJob, limit: float) ->
 
 
 async def _record_success(
-    ctx: HostContext, job: BaseJob, attempt: int, duration: float, result: Any
+    ctx: HostContext, job: BaseJob, attempt: int, duration: float, result: Any, known: JobState
 ) -> Outcome:
     outcome = await _record(
-        ctx, job, attempt, lambda s: decision.decide_success(s, attempt, duration, result)
+        ctx, job, attempt, lambda s: decision.decide_success(s, attempt, duration, result), known
     )
     log.info("attempt completed", duration_seconds=round(duration, 4))
     if outcome is not None:
@@ -178,7 +180,12 @@ async def _record_success(
 
 
 async def _record_failure(
-    ctx: HostContext, job: BaseJob, attempt: int, exc: BaseException, duration: float
+    ctx: HostContext,
+    job: BaseJob,
+    attempt: int,
+    exc: BaseException,
+    duration: float,
+    known: JobState,
 ) -> Outcome:
     retryable = not isinstance(exc, JobValidationError | NonRetryableJobError)
     if isinstance(exc, TimeoutError):
@@ -194,7 +201,7 @@ async def _record_failure(
         )
         return recorded
 
-    outcome = await _record(ctx, job, attempt, decide)
+    outcome = await _record(ctx, job, attempt, decide, known)
     log.warning(
         "attempt failed",
         error_type=type(exc).__name__,
@@ -219,14 +226,26 @@ def job_timeout(ctx: HostContext, job: BaseJob) -> float:
 
 
 async def _record(
-    ctx: HostContext, job: BaseJob, attempt: int, decide: Callable[[JobState], list[Event]]
+    ctx: HostContext,
+    job: BaseJob,
+    attempt: int,
+    decide: Callable[[JobState], list[Event]],
+    known: JobState,
 ) -> Outcome | None:
-    """Append an attempt's outcome; None when recorded, an Outcome when it cannot be."""
-    for _ in range(_RACE_RETRIES):
-        state = await ctx.dispatcher.load(job.job_id)
-        if state is None or state.dispatch != job.dispatch or state.attempt != attempt:
-            log.warning("outcome of a superseded attempt not recorded")
-            return Outcome(200, "attempt was superseded; outcome not recorded")
+    """Append an attempt's outcome; None when recorded, an Outcome when it cannot be.
+
+    The first try appends against ``known``, the state this attempt started from (its
+    version counting the start events): nobody else wrote meanwhile in the common case, so
+    the stream is not read again.  A version conflict (a cancel, a takeover) folds anew.
+    """
+    for round_ in range(_RACE_RETRIES):
+        state: JobState | None = known
+        if round_ > 0:
+            state = await ctx.dispatcher.load(job.job_id)
+            if state is None or state.dispatch != job.dispatch or state.attempt != attempt:
+                log.warning("outcome of a superseded attempt not recorded")
+                return Outcome(200, "attempt was superseded; outcome not recorded")
+        assert state is not None
         if await _append(ctx, state, decide(state)):
             if state.status.value == "cancelled":
                 return Outcome(489, "job was cancelled while it ran", non_retryable=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from qstash import Receiver
@@ -12,7 +13,7 @@ class VerificationError(Exception):
     """The request is not a genuine QStash delivery for this URL and body."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Verifier:
     """Checks signatures with the current and next signing keys against the public URL."""
 
@@ -20,6 +21,11 @@ class Verifier:
     next_key: str
     public_url: str
     clock_tolerance: int = 5
+
+    @functools.cached_property
+    def receiver(self) -> Receiver:
+        """One ``qstash.Receiver`` for every request."""
+        return Receiver(self.current_key, self.next_key)
 
     def url_for(self, raw_path: str) -> str:
         """The exact URL QStash signed: the public base URL plus the request's path/query."""
@@ -34,7 +40,7 @@ class Verifier:
         except UnicodeDecodeError:
             raise VerificationError("body is not UTF-8, so it cannot be verified") from None
         try:
-            Receiver(self.current_key, self.next_key).verify(
+            self.receiver.verify(
                 signature=signature,
                 body=text,
                 url=self.url_for(raw_path),

@@ -66,15 +66,22 @@ class ProjectionRunner:
             self.applier.log.close()
 
     async def run_until_caught_up(self) -> int:
-        """Lead each projection in turn and apply the log up to its head at the call.
+        """Lead every projection and apply the log up to its head at the call, then return.
 
-        Returns the number of events applied.  Raises ProjectionFailed if a projection
-        stops on an event.  Meant for tests and tools; hosts call :meth:`run`.
+        Returns the number of events applied (counted per projection).  Raises
+        ProjectionFailed if a projection stops on an event.  For tests and tools; hosts
+        call :meth:`run`.
         """
         target = await self.store.last_position()
+        # Side by side, so they share each batch the log reader reads.
+        tasks = [asyncio.create_task(self._drain(p, target)) for p in self.projections]
         try:
-            # Side by side, so they share each batch the log reader reads.
-            counts = await asyncio.gather(*(self._drain(p, target) for p in self.projections))
+            counts = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         finally:
             self.applier.log.close()
         return sum(counts)

@@ -71,7 +71,7 @@ async def rebuild(
         try:
             filler = _Filler(EventStore(pool), chosen, batch_size, progress)
             position, events = await filler.fill()
-            await pool.execute(_Q["finish_shadow_tables"], tables, timeout=None)
+            await _finish(pool, tables)
             await _swap(pool, chosen, tables, position)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -81,6 +81,13 @@ async def rebuild(
     result = RebuildResult([p.name for p in chosen], events, position, seconds)
     log.info("rebuild finished", projections=result.names, events=events, position=position)
     return result
+
+
+async def _finish(pool: asyncpg.Pool, tables: list[str]) -> None:
+    """Build the shadows' secondary indexes and statistics (readers are not held up)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(_Q["index_build_memory"])
+        await conn.execute(_Q["finish_shadow_tables"], tables)
 
 
 async def _swap(

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
 
 @projections_app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Show each projection's position, its lag behind the log, and its error if stopped."""
+    """Show each projection's position, lag behind the log, and error (exit 3 if stopped)."""
     settings = runtime.load_settings()
 
     async def main() -> list[projections.ProjectionStatus]:

@@ -71,7 +71,8 @@ async def test_a_rebuild_equals_the_live_views_and_keeps_the_schema(
     head = await store.last_position()
     assert (result.events, result.position) == (head, head)
     assert sorted(result.names) == ["job_attempts", "job_executions"]
-    assert progress[-1] == (head, head) and len(progress) == -(-head // 4)
+    assert progress[-1] == (head, head)
+    assert [p for p, _ in progress] == sorted(p for p, _ in progress)
     assert await snapshot(pool) == live
     assert len(live["job_executions"]) == 4
     assert await pool.fetch(INDEXES) == indexes

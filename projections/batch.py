@@ -47,6 +47,12 @@ class BatchApplier:
         self.store = store
         self.batch_size = batch_size
         self.log = LogReader(store, batch_size)
+        self._no_failure: set[str] = set()  # projections whose failure record is cleared
+
+    def forget(self, name: str) -> None:
+        """Clear ``name``'s failure record on its next commit (another process may have
+        written one while it led)."""
+        self._no_failure.discard(name)
 
     async def step(self, projection: Projection, position: int) -> tuple[int, int]:
         """Apply the batch after ``position``; return (new position, events applied).
@@ -96,7 +102,9 @@ class BatchApplier:
                     "another process applied this batch"
                 )
             await projection.apply(conn, batch)
-            await checkpoint.clear_failure(conn, projection.name)
+            if projection.name not in self._no_failure:
+                await checkpoint.clear_failure(conn, projection.name)
+        self._no_failure.add(projection.name)
 
     async def _apply_singly(
         self, projection: Projection, position: int, batch: Sequence[RecordedEvent]
@@ -160,6 +168,7 @@ class BatchApplier:
     async def _record(
         self, name: str, position: int, error: str, stream_id: str | None, event_type: str | None
     ) -> None:
+        self._no_failure.discard(name)
         log.error(
             "projection stopped on an event",
             projection=name,

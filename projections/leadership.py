@@ -90,9 +90,18 @@ async def _open(dsn: str) -> asyncpg.Connection:
     except (asyncpg.PostgresError, OSError) as exc:
         await _close(conn)
         raise DatabaseUnavailableError(f"cannot prepare the leadership connection: {exc}") from None
+    except BaseException:  # cancelled while preparing: do not leak the connection
+        conn.terminate()
+        raise
     return conn
 
 
 async def _close(conn: asyncpg.Connection) -> None:
-    with contextlib.suppress(Exception):
-        await conn.close()
+    """Close the session (releasing its advisory locks), even when cancelled meanwhile."""
+    try:
+        await conn.close(timeout=2)
+    except Exception:
+        conn.terminate()
+    except BaseException:
+        conn.terminate()
+        raise

@@ -139,6 +139,8 @@ class ProjectionRunner:
                     await asyncio.wait_for(wake.wait(), self.idle_poll)
 
     async def _checkpoint(self, p: Projection) -> int:
+        """The projection's checkpoint, read as it takes the lead."""
+        self.applier.forget(p.name)
         async with self.store.pool.acquire() as conn:
             return await checkpoint.ensure(conn, p.name)
 

@@ -274,3 +274,34 @@ async def test_the_log_reader_shares_full_batches_and_rereads_the_head(
         assert [r.position for r in await reader.after(2)] == [3, 4]  # not the short batch kept
     finally:
         reader.close()
+
+
+class FlakyView:
+    """Wraps a projection and fails on its first call (a bug, later fixed)."""
+
+    def __init__(self, inner: Projection) -> None:
+        self.inner, self.name, self.tables, self.calls = inner, inner.name, inner.tables, 0
+
+    async def apply(self, conn: Any, batch: Sequence[jobstore.RecordedEvent]) -> None:
+        self.calls += 1
+        if self.calls <= 2:  # the batch, then its first event alone
+            raise RuntimeError("a bug in the projection")
+        await self.inner.apply(conn, batch)
+
+
+async def test_a_projection_that_gets_past_its_failure_clears_it(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    store = jobstore.EventStore(pool)
+    job = new_job_id()
+    position = await append(store, job, dispatched(job), started())
+    runner = projections.ProjectionRunner(pool, db_dsn, [FlakyView(projections.ExecutionView())])
+
+    with pytest.raises(projections.ProjectionFailed, match="a bug in the projection"):
+        await runner.run_until_caught_up()
+    (stopped,) = await projections.projection_status(pool, ["job_executions"])
+    assert stopped.failure is not None and stopped.failure.position == 1
+
+    await runner.run_until_caught_up()  # the bug is gone
+    (running,) = await projections.projection_status(pool, ["job_executions"])
+    assert (running.position, running.failure) == (position, None)

@@ -120,7 +120,8 @@ async def rebuild_rate(pool: asyncpg.Pool, dsn: str, events: int) -> float:
             last[0] = time.perf_counter()
             print(f"  rebuild at position {position:,}/{head:,}", flush=True)
 
-    result = await projections.rebuild(pool, dsn, progress=progress)
+    with projections.relaxed_gc():  # as `jobtrail projections rebuild` does
+        result = await projections.rebuild(pool, dsn, progress=progress)
     print(f"rebuild: {result.events:,} events in {result.seconds:.1f} s", flush=True)
     return result.events_per_second
 

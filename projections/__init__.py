@@ -4,6 +4,7 @@ from projections.api import api_app
 from projections.api_context import API_CONTEXT, ApiContext
 from projections.attempt_view import AttemptView
 from projections.catalog import builtin_projections
+from projections.collector import relaxed_gc
 from projections.errors import (
     InvalidCursorError,
     InvalidFilterError,
@@ -60,6 +61,7 @@ __all__ = [
     "list_job_executions",
     "projection_status",
     "rebuild",
+    "relaxed_gc",
     "replay_jobs",
     "wait_for_position",
 ]

@@ -68,10 +68,11 @@ def rebuild(
             )
 
     if as_json:
-        result = _run(lambda: main(None))
+        with projections.relaxed_gc():
+            result = _run(lambda: main(None))
         runtime.print_json(_result_json(result))
         return
-    with _bar() as bar:
+    with _bar() as bar, projections.relaxed_gc():
         task = bar.add_task("rebuilding", total=None)
 
         def advance(position: int, head: int) -> None:

@@ -108,14 +108,3 @@ def test_durations_fall_in_fixed_buckets_and_percentiles_interpolate() -> None:
     assert histogram.percentile(counts, 50) == pytest.approx(1.0)
     assert 1.0 < (histogram.percentile(counts, 99) or 0) <= 2.5
     assert histogram.percentile({}, 50) is None
-
-
-def test_relaxed_gc_collects_less_often_inside_and_restores_after() -> None:
-    import gc
-
-    import projections
-
-    before = gc.get_threshold()
-    with projections.relaxed_gc():
-        assert gc.get_threshold()[0] == 200_000
-    assert gc.get_threshold() == before

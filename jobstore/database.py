@@ -104,6 +104,17 @@ def redact(dsn: str) -> str:
     return f"{scheme}://{user}:***{at}{host}" if ":" in creds else dsn
 
 
+async def close_quietly(conn: asyncpg.Connection) -> None:
+    """Close a dedicated connection; if that fails or is cancelled, drop it at once."""
+    try:
+        await conn.close(timeout=2)
+    except Exception:
+        conn.terminate()
+    except BaseException:
+        conn.terminate()
+        raise
+
+
 @dataclass(frozen=True, slots=True)
 class Database:
     """An open database: its URL, its pool, and whether it is the embedded server."""

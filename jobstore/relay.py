@@ -135,8 +135,7 @@ class Relay:
             log.info("relay is the leader", name=self.config.name)
             yield conn
         finally:
-            with contextlib.suppress(Exception):
-                await conn.close()  # closing the session releases the advisory lock
+            await database.close_quietly(conn)  # ending the session releases the lock
 
     async def _follow(self, lock_conn: asyncpg.Connection) -> None:
         await lock_conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())

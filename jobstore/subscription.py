@@ -55,9 +55,8 @@ class Subscription:
         tb: TracebackType | None,
     ) -> None:
         if self._conn is not None:
-            with contextlib.suppress(Exception):
-                await self._conn.close()
-            self._conn = None
+            conn, self._conn = self._conn, None
+            await database.close_quietly(conn)
 
     def __aiter__(self) -> AsyncIterator[RecordedEvent]:
         return self._events()

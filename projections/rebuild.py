@@ -28,6 +28,9 @@ from projections.projection import Projection, Tables, select, use_tables
 log = structlog.get_logger("jobtrail.projections")
 _Q = query.load("projections", "rebuild.sql")
 
+INDEX_BUILDERS = 2
+"""Secondary indexes built at once at the end of a rebuild (one connection each)."""
+
 Progress = Callable[[int, int], None]
 """Called after each batch with (position reached, head of the log)."""
 
@@ -84,10 +87,20 @@ async def rebuild(
 
 
 async def _finish(pool: asyncpg.Pool, tables: list[str]) -> None:
-    """Build the shadows' secondary indexes and statistics (readers are not held up)."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(_Q["index_build_memory"])
-        await conn.execute(_Q["finish_shadow_tables"], tables)
+    """Build the shadows' secondary indexes, two at a time, then their statistics.
+
+    Readers are not held up: they read the live tables until the swap.
+    """
+    indexes = await pool.fetch(_Q["shadow_indexes"], tables)
+    gate = asyncio.Semaphore(INDEX_BUILDERS)
+
+    async def build(table: str, index: str) -> None:
+        async with gate, pool.acquire() as conn, conn.transaction():
+            await conn.execute(_Q["index_build_memory"])
+            await conn.execute(_Q["build_shadow_index"], table, index)
+
+    await asyncio.gather(*(build(row["table_name"], row["index_name"]) for row in indexes))
+    await asyncio.gather(*(pool.execute(_Q["analyze_shadow_table"], t) for t in tables))
 
 
 async def _swap(

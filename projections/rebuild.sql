@@ -10,9 +10,17 @@ SELECT jobtrail.swap_shadow_tables($1::text[]);
 -- params: tables
 SELECT jobtrail.drop_shadow_tables($1::text[]);
 
--- name: finish_shadow_tables
+-- name: shadow_indexes
 -- params: tables
-SELECT jobtrail.finish_shadow_tables($1::text[]);
+SELECT table_name, index_name FROM jobtrail.shadow_indexes($1::text[]);
+
+-- name: build_shadow_index
+-- params: table_name, index_name
+SELECT jobtrail.build_shadow_index($1, $2);
+
+-- name: analyze_shadow_table
+-- params: table_name
+SELECT jobtrail.analyze_shadow_table($1);
 
 -- name: index_build_memory
 -- params:

@@ -3,9 +3,9 @@
 The rebuild queues for each projection's leadership lock (the live leader steps down for
 it) and holds the locks throughout, so no runner writes into tables about to be dropped.
 It clones the migrated tables into schema ``jobtrail_rebuild`` (the one runtime DDL,
-through the functions of ``sql/0011`` and ``sql/0012``), reads the log once for all the
-projections being rebuilt, builds the copies' secondary indexes at the end (faster than
-row by row), and in one transaction swaps the copies in and sets the checkpoints, so
+through the functions of ``sql/0011`` to ``sql/0013``), reads the log once for all the
+projections being rebuilt, builds the copies' secondary indexes at the end, two at a
+time (faster than row by row), and in one transaction swaps the copies in and sets the checkpoints, so
 readers see the old views until the new ones are complete.
 """
 

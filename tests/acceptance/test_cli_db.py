@@ -63,7 +63,7 @@ def test_unreachable_database_is_one_clear_line() -> None:
 
 @pytest.mark.embedded
 @pytest.mark.slow
-def test_db_migrate_without_database_url_uses_the_embedded_server(tmp_path: Path) -> None:
-    result = run(["db", "migrate", "--json"], None, JOBTRAIL_DATA_DIR=str(tmp_path / "jt"))
+def test_db_migrate_without_database_url_uses_the_embedded_server(embedded_dir: Path) -> None:
+    result = run(["db", "migrate", "--json"], None, JOBTRAIL_DATA_DIR=str(embedded_dir / "jt"))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["database"].startswith("embedded PostgreSQL in ")

@@ -30,8 +30,8 @@ def _postmaster_pid(pgdata: Path) -> int | None:
     return pid if psutil.pid_exists(pid) else None
 
 
-async def test_embedded_server_runs_migrations_and_the_event_store(tmp_path: Path) -> None:
-    settings = jobstore.Settings(database_url=None, data_dir=tmp_path / "state")
+async def test_embedded_server_runs_migrations_and_the_event_store(embedded_dir: Path) -> None:
+    settings = jobstore.Settings(database_url=None, data_dir=embedded_dir / "state")
     async with jobstore.open_database(settings) as db:
         assert db.embedded
         await jobstore.migrate(db.dsn)
@@ -48,9 +48,9 @@ async def test_embedded_server_runs_migrations_and_the_event_store(tmp_path: Pat
 
 
 def test_server_left_by_an_owner_killed_with_sigkill_does_not_block_the_next_start(
-    tmp_path: Path,
+    embedded_dir: Path,
 ) -> None:
-    pgdata = tmp_path / "state" / "pgdata"
+    pgdata = embedded_dir / "state" / "pgdata"
     owner = subprocess.Popen(
         [
             sys.executable,
@@ -84,10 +84,10 @@ def test_server_left_by_an_owner_killed_with_sigkill_does_not_block_the_next_sta
     assert _postmaster_pid(pgdata) is None, "the killed owner's handle must not keep it alive"
 
 
-def test_embedded_server_works_for_a_normal_user(tmp_path: Path) -> None:
+def test_embedded_server_works_for_a_normal_user(embedded_dir: Path) -> None:
     """Started by an unprivileged user, it changes no permissions and runs as that user."""
     if os.geteuid() != 0:
-        user_dir = tmp_path
+        user_dir = embedded_dir
     else:
         user_dir = Path("/tmp") / f"jobtrail-nobody-{os.getpid()}"
         user_dir.mkdir(exist_ok=True)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+import asyncpg
 import structlog
 from aiohttp import web
 from qstash import AsyncQStash
@@ -28,6 +29,7 @@ from workers.worker import answer, create_job_worker
 
 log = structlog.get_logger("jobtrail.host")
 API_PREFIX = "/api/v1"
+SHUTDOWN_WAIT_SECONDS = 10.0
 MAX_BODY_BYTES = 1024 * 1024 + 64 * 1024  # QStash's 1 MiB message limit, plus headroom
 Background = Callable[[HostContext], Awaitable[None]]
 
@@ -75,7 +77,7 @@ def _lifecycle(
             pool = await jobstore.create_pool(
                 resolved, min_size=settings.pool_min_size, max_size=settings.pool_max_size
             )
-            stack.push_async_callback(pool.close)
+            stack.push_async_callback(_close_pool, pool)
             http = aiohttp.ClientSession()
             stack.push_async_callback(http.close)
             store = jobstore.EventStore(pool)
@@ -105,9 +107,24 @@ def _lifecycle(
                 ctx.accepting = False
                 for task in tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                if tasks:
+                    _done, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_SECONDS)
+                    if stuck:
+                        log.warning(
+                            "background tasks did not stop in time",
+                            tasks=[t.get_name() for t in stuck],
+                        )
 
     return lifecycle
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    """Close the pool; connections still held after the wait are terminated, not waited for."""
+    try:
+        await asyncio.wait_for(pool.close(), SHUTDOWN_WAIT_SECONDS)
+    except TimeoutError:
+        log.warning("database connections still in use at shutdown; terminating them")
+        pool.terminate()
 
 
 def _qstash_client(settings: Settings) -> AsyncQStash | None:

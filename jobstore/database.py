@@ -66,18 +66,14 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
-async def _keep_session(_conn: asyncpg.Connection) -> None:
-    """Skip asyncpg's reset query on release (see ``create_pool``)."""
-
-
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """Create the process's pool; a server that cannot be reached is a clear error.
 
-    Pooled connections never hold session state (advisory locks and LISTEN live on
-    dedicated connections, settings are SET LOCAL), so the default reset on every release
-    (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``), a round trip that cost
-    ~15 % of the host's time per job, is skipped.  asyncpg still rolls back a transaction
-    left open.
+    asyncpg's reset on release (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL``) costs ~15 % of the host's time per job; skipping it was tried and reverted
+    after one CI run failed with a transaction-state error in a pooled connection
+    (``SET TRANSACTION ISOLATION LEVEL must be called before any query``) — some session
+    state does leak through the pool; find it before skipping the reset again.
     """
     try:
         pool = await asyncpg.create_pool(
@@ -85,7 +81,6 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
             min_size=min_size,
             max_size=max_size,
             init=init_connection,
-            reset=_keep_session,
         )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise errors.DatabaseUnavailableError(

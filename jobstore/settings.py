@@ -53,15 +53,15 @@ class Settings(BaseSettings):
     qstash_url: str | None = Field(
         default=None, validation_alias=AliasChoices("QSTASH_URL", "qstash_url")
     )
-    qstash_token: str | None = Field(
+    qstash_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("QSTASH_TOKEN", "qstash_token")
     )
-    qstash_current_signing_key: str = Field(
-        default=DEV_CURRENT_SIGNING_KEY,
+    qstash_current_signing_key: SecretStr = Field(
+        default=SecretStr(DEV_CURRENT_SIGNING_KEY),
         validation_alias=AliasChoices("QSTASH_CURRENT_SIGNING_KEY", "qstash_current_signing_key"),
     )
-    qstash_next_signing_key: str = Field(
-        default=DEV_NEXT_SIGNING_KEY,
+    qstash_next_signing_key: SecretStr = Field(
+        default=SecretStr(DEV_NEXT_SIGNING_KEY),
         validation_alias=AliasChoices("QSTASH_NEXT_SIGNING_KEY", "qstash_next_signing_key"),
     )
     public_url: str = Field(
@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         default=SecretStr("jobtrail-dev-webhook-secret"),
         validation_alias=AliasChoices("JOBTRAIL_WEBHOOK_SECRET", "webhook_signing_secret"),
         description="HMAC-SHA256 key for outgoing webhook signatures.",
+    )
+    webhook_allowed_ports: str = Field(
+        default="80,443",
+        validation_alias=AliasChoices("JOBTRAIL_WEBHOOK_PORTS", "webhook_allowed_ports"),
+        description="Comma-separated ports webhooks and callbacks may go to ('*': any port).",
     )
     webhook_allow_private_targets: bool = Field(
         default=False,
@@ -150,7 +155,33 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("JOBTRAIL_API_TOKEN", "api_token"),
-        description="Bearer token of the /api/v1 read and ops API.",
+        description="Bearer token of the /api/v1 read and ops API (all scopes, named 'default').",
+    )
+    api_tokens: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JOBTRAIL_API_TOKENS", "api_tokens"),
+        description="Named, scoped API tokens: 'name:scope+scope:token' entries, comma-separated.",
+    )
+    api_token_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JOBTRAIL_API_TOKEN_FILE", "api_token_file"),
+        description="Where a generated API token is written (owner-only); default "
+        "<data_dir>/api-token.",
+    )
+    public_metrics: bool | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JOBTRAIL_PUBLIC_METRICS", "public_metrics"),
+        description="Serve /metrics and /api/v1/openapi.json without a token; unset means "
+        "only when the host listens on loopback.",
+    )
+    api_statement_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        validation_alias=AliasChoices(
+            "JOBTRAIL_API_STATEMENT_TIMEOUT", "api_statement_timeout_seconds"
+        ),
+        description="statement_timeout for the API's queries.",
     )
 
     @property

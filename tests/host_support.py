@@ -147,7 +147,7 @@ class Host:
     ) -> str:
         """An ``Upstash-Signature`` for ``body`` at ``path`` (or ``url``)."""
         return signature.sign(
-            key=key or self.settings.qstash_current_signing_key,
+            key=key or self.settings.qstash_current_signing_key.get_secret_value(),
             url=url or self.url + path,
             body_sha=signature.body_hash(body),
             now=int(time.time()) if now is None else now,
@@ -232,6 +232,7 @@ async def _host(
         qstash_url=qstash_url,
         qstash_token=token,
         webhook_allow_private_targets=True,
+        webhook_allowed_ports="*",
         lease_grace_seconds=0.5,
         **overrides,
     )

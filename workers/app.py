@@ -88,8 +88,8 @@ def _lifecycle(
                 dispatcher=jobstore.Dispatcher(store, registry),
                 registry=registry,
                 verifier=Verifier(
-                    settings.qstash_current_signing_key,
-                    settings.qstash_next_signing_key,
+                    settings.qstash_current_signing_key.get_secret_value(),
+                    settings.qstash_next_signing_key.get_secret_value(),
                     settings.public_url,
                 ),
                 metrics=Metrics(),
@@ -130,7 +130,11 @@ async def _close_pool(pool: asyncpg.Pool) -> None:
 def _qstash_client(settings: Settings) -> AsyncQStash | None:
     if not settings.qstash_url and not settings.qstash_token:
         return None
-    token = settings.qstash_token or jobstore.settings.DEV_QSTASH_TOKEN
+    token = (
+        settings.qstash_token.get_secret_value()
+        if settings.qstash_token is not None
+        else jobstore.settings.DEV_QSTASH_TOKEN
+    )
     return AsyncQStash(token, base_url=settings.qstash_url, retry=False)
 
 

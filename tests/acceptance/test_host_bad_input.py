@@ -71,7 +71,7 @@ async def test_tampered_body_is_401(host: Host) -> None:
 async def test_signature_with_the_next_key_is_accepted(host: Host) -> None:
     job_id = await _pending_job(host)
     status, _, _ = await host.post(
-        TEST_PATH, _body(job_id), key=host.settings.qstash_next_signing_key
+        TEST_PATH, _body(job_id), key=host.settings.qstash_next_signing_key.get_secret_value()
     )
     assert status == 200
 

@@ -43,7 +43,9 @@ def test_settings_read_upstash_and_database_variables(monkeypatch: pytest.Monkey
     monkeypatch.setenv("JOBTRAIL_DATA_DIR", "/srv/jt")
     s = jobstore.Settings()
     assert s.database_url == "postgresql://u@h/db"
-    assert s.qstash_token == "tok"
+    assert s.qstash_token is not None
+    assert s.qstash_token.get_secret_value() == "tok"
+    assert "tok" not in repr(s)
     assert s.pgdata_dir == Path("/srv/jt/pgdata")
 
 

@@ -112,7 +112,7 @@ async def _serve(
 
 async def _check_qstash(settings: Settings) -> None:
     """Refuse to start with a token QStash rejects; only warn when QStash is unreachable."""
-    token = settings.qstash_token or qstash_local.DEV_TOKEN
+    token = _secret(settings.qstash_token) or qstash_local.DEV_TOKEN
     client = AsyncQStash(token, base_url=settings.qstash_url, retry=False)
     where = settings.qstash_url or "Upstash QStash"
     try:
@@ -157,14 +157,14 @@ def _public(settings: Settings, host: str, port: int) -> Settings:
 @contextlib.asynccontextmanager
 async def _local_qstash(settings: Settings, port: int, scale: float) -> AsyncIterator[Settings]:
     config = qstash_local.Config(
-        current_signing_key=settings.qstash_current_signing_key,
-        next_signing_key=settings.qstash_next_signing_key,
+        current_signing_key=settings.qstash_current_signing_key.get_secret_value(),
+        next_signing_key=settings.qstash_next_signing_key.get_secret_value(),
         retry_delay_scale=scale,
     )
     try:
         async with qstash_local.serve(config, host="127.0.0.1", port=port) as server:
             yield settings.model_copy(
-                update={"qstash_url": server.url, "qstash_token": config.token}
+                update={"qstash_url": server.url, "qstash_token": SecretStr(config.token)}
             )
     except OSError as exc:
         runtime.fail(f"cannot start qstash_local on port {port}: {exc.strerror or exc}")
@@ -183,3 +183,7 @@ def _options(settings: Settings) -> Any:
             interval=settings.sweep_interval_seconds, min_age=settings.sweep_min_age_seconds
         ),
     )
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

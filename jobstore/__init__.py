@@ -1,6 +1,7 @@
 """jobstore: the event log, its database, settings and errors (jobtrail's foundation)."""
 
-from jobstore import job_events, job_state, payloads, redaction, schedule_events
+from jobstore import address, job_events, job_state, payloads, redaction, schedule_events
+from jobstore.address import AddressPolicy
 from jobstore.database import Database, connect, create_pool, open_database, resolve_dsn
 from jobstore.dispatcher import Dispatcher, Enqueued, JobRequest
 from jobstore.embedded import EmbeddedPostgres
@@ -16,6 +17,7 @@ from jobstore.errors import (
     JobValidationError,
     MigrationError,
     NonRetryableJobError,
+    TokenUsedError,
     UnknownEventTypeError,
 )
 from jobstore.event import Event, RecordedEvent, upcaster
@@ -35,7 +37,14 @@ from jobstore.registry import (
 from jobstore.relay import Relay, RelayConfig, RelayCrash
 from jobstore.schedule import validate_cron
 from jobstore.settings import Settings
-from jobstore.store import ANY, NO_STREAM, EventStore, ExpectedVersion, StreamAppend
+from jobstore.store import (
+    ANY,
+    NO_STREAM,
+    DeliveryToken,
+    EventStore,
+    ExpectedVersion,
+    StreamAppend,
+)
 from jobstore.subscription import Subscription
 
 __all__ = [
@@ -43,12 +52,14 @@ __all__ = [
     "JOB_STATUSES",
     "JOB_TYPES",
     "NO_STREAM",
+    "AddressPolicy",
     "AppendOnlyError",
     "BaseJob",
     "BaseJobMetadata",
     "ConcurrencyError",
     "Database",
     "DatabaseUnavailableError",
+    "DeliveryToken",
     "Dispatcher",
     "EmbeddedDatabaseError",
     "EmbeddedPostgres",
@@ -78,7 +89,9 @@ __all__ = [
     "Settings",
     "StreamAppend",
     "Subscription",
+    "TokenUsedError",
     "UnknownEventTypeError",
+    "address",
     "connect",
     "create_pool",
     "default_registry",

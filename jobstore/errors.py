@@ -43,6 +43,17 @@ class ConcurrencyError(EventStoreError):
         self.actual = actual
 
 
+class TokenUsedError(EventStoreError):
+    """A one-time delivery token was used before; nothing was written."""
+
+    def __init__(self, stream_id: str, token_id: str) -> None:
+        super().__init__(
+            f"delivery token {token_id!r} already started an attempt of stream {stream_id!r}"
+        )
+        self.stream_id = stream_id
+        self.token_id = token_id
+
+
 class AppendOnlyError(EventStoreError):
     """Recorded events cannot be changed or deleted; append a new event instead."""
 

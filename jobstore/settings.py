@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_QSTASH_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="
 DEV_CURRENT_SIGNING_KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
 DEV_NEXT_SIGNING_KEY = "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"
+# The default webhook signing secret: public, so safe only on loopback (workers/safety.py).
+DEV_WEBHOOK_SECRET = "jobtrail-dev-webhook-secret"
 
 
 def default_data_dir() -> Path:
@@ -93,7 +95,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("JOBTRAIL_EMAIL_FROM", "email_from"),
     )
     webhook_signing_secret: SecretStr = Field(
-        default=SecretStr("jobtrail-dev-webhook-secret"),
+        default=SecretStr(DEV_WEBHOOK_SECRET),
         validation_alias=AliasChoices("JOBTRAIL_WEBHOOK_SECRET", "webhook_signing_secret"),
         description="HMAC-SHA256 key for outgoing webhook signatures.",
     )

@@ -40,6 +40,14 @@ _CONNECTION_ERRORS = (
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryToken:
+    """A one-time token (a signed delivery's JWT id) consumed by the append it leads to."""
+
+    token_id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class StreamAppend:
     """Events to append to one stream, with the version the stream must be at."""
 
@@ -47,6 +55,7 @@ class StreamAppend:
     events: Sequence[Event]
     expected_version: ExpectedVersion = ANY
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    token: DeliveryToken | None = None
 
 
 class EventStore:
@@ -69,10 +78,17 @@ class EventStore:
         *,
         metadata: Mapping[str, Any] | None = None,
         connection: asyncpg.Connection | None = None,
+        token: DeliveryToken | None = None,
     ) -> list[int]:
-        """Append ``events`` to one stream in one transaction; return their positions."""
-        request = StreamAppend(stream_id, events, expected_version, metadata or {})
+        """Append ``events`` to one stream in one transaction; return their positions.
+
+        With ``token``, the token is recorded in the same transaction, and the append is
+        refused with TokenUsedError (nothing written) when the token was recorded before.
+        """
+        request = StreamAppend(stream_id, events, expected_version, metadata or {}, token)
         if connection is not None:
+            if token is not None:
+                raise errors.InvalidEventError("a delivery token cannot go with a connection")
             (positions,) = await self.append_streams([request], connection=connection)
             return positions
         encoded = _encode(request)
@@ -138,6 +154,11 @@ class EventStore:
         rows = await self._fetch(_Q["read_archived_stream"], stream_id)
         return [_record(row) for row in rows]
 
+    async def prune_delivery_tokens(self) -> int:
+        """Forget delivery tokens past their expiry (their signatures no longer verify)."""
+        rows = await self._fetch(_Q["prune_delivery_tokens"])
+        return int(rows[0][0])
+
     async def checkpoint(self, name: str) -> int:
         """How far the log follower ``name`` (e.g. ``relay``) has got (0 if it never ran)."""
         rows = await self._fetch(_Q["checkpoint"], name)
@@ -183,20 +204,18 @@ class EventStore:
         async def run(conn: asyncpg.Connection, a: tuple[Any, ...]) -> list[asyncpg.Record]:
             return list(await conn.fetch(_Q["append_events_each"], *a))
 
-        rows: list[asyncpg.Record] = await self._run(run, _arguments(encoded), None)
+        rows: list[asyncpg.Record] = await self._run(run, _arguments_each(encoded), None)
         positions: dict[str, list[int]] = {}
         conflicts: dict[str, int] = {}
+        used: set[str] = set()
         for row in rows:
-            if row["out_position"] is None:
-                conflicts[row["out_stream_id"]] = row["out_version"]
-            else:
+            if row["out_position"] is not None:
                 positions.setdefault(row["out_stream_id"], []).append(row["out_position"])
-        return [
-            errors.ConcurrencyError(e.stream_id, _describe(e.expected), conflicts[e.stream_id])
-            if e.stream_id in conflicts
-            else positions.get(e.stream_id, [])
-            for e in encoded
-        ]
+            elif row["out_token_used"]:
+                used.add(row["out_stream_id"])
+            else:
+                conflicts[row["out_stream_id"]] = row["out_version"]
+        return [_each_outcome(e, positions, conflicts, used) for e in encoded]
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async def run(conn: asyncpg.Connection, a: tuple[Any, ...]) -> list[asyncpg.Record]:
@@ -238,6 +257,7 @@ class _Encoded:
     versions: list[int]
     datas: list[bytes]
     meta: bytes
+    token: DeliveryToken | None = None
 
 
 def _encode(request: StreamAppend) -> _Encoded:
@@ -256,7 +276,7 @@ def _encode(request: StreamAppend) -> _Encoded:
         types.append(event.type_name)
         versions.append(event.schema_version)
         datas.append(codec.dumps(event.to_json_data(), what=event.type_name))
-    return _Encoded(request.stream_id, expected, types, versions, datas, meta)
+    return _Encoded(request.stream_id, expected, types, versions, datas, meta, request.token)
 
 
 def _arguments(encoded: Sequence[_Encoded]) -> tuple[list[Any], ...]:
@@ -274,6 +294,24 @@ def _arguments(encoded: Sequence[_Encoded]) -> tuple[list[Any], ...]:
     check_streams = [item.stream_id for item in encoded]
     check_versions = [item.expected for item in encoded]
     return check_streams, check_versions, stream_ids, types, versions, datas, metas
+
+
+def _arguments_each(encoded: Sequence[_Encoded]) -> tuple[list[Any], ...]:
+    check_streams, check_versions, *events = _arguments(encoded)
+    token_ids = [e.token.token_id if e.token else None for e in encoded]
+    token_expiries = [e.token.expires_at if e.token else None for e in encoded]
+    return check_streams, check_versions, token_ids, token_expiries, *events
+
+
+def _each_outcome(
+    e: _Encoded, positions: dict[str, list[int]], conflicts: dict[str, int], used: set[str]
+) -> list[int] | errors.EventStoreError:
+    if e.stream_id in used:
+        assert e.token is not None
+        return errors.TokenUsedError(e.stream_id, e.token.token_id)
+    if e.stream_id in conflicts:
+        return errors.ConcurrencyError(e.stream_id, _describe(e.expected), conflicts[e.stream_id])
+    return positions.get(e.stream_id, [])
 
 
 def _expected(expected: ExpectedVersion) -> int | None:

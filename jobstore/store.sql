@@ -28,10 +28,18 @@ SELECT coalesce(max(position), 0) FROM jobtrail.events;
 SELECT coalesce(max(version), 0) FROM jobtrail.events WHERE stream_id = $1;
 
 -- name: append_events_each
--- params: check_streams, check_versions, stream_ids, event_types, schema_versions, datas, metadatas
-SELECT out_position, out_stream_id, out_version
-  FROM jobtrail.append_events_each($1::text[], $2::integer[], $3::text[], $4::text[],
-                                   $5::smallint[], $6::json[], $7::json[]);
+-- params: check_streams, check_versions, token_ids, token_expiries, stream_ids, event_types, schema_versions, datas, metadatas
+SELECT out_position, out_stream_id, out_version, out_token_used
+  FROM jobtrail.append_events_each($1::text[], $2::integer[], $3::text[], $4::timestamptz[],
+                                   $5::text[], $6::text[], $7::smallint[], $8::json[],
+                                   $9::json[]);
+
+-- name: prune_delivery_tokens
+-- params:
+WITH gone AS (
+    DELETE FROM jobtrail.delivery_tokens WHERE expires_at < now() RETURNING 1
+)
+SELECT count(*) FROM gone;
 
 -- name: schedule_streams
 -- params:

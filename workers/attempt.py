@@ -24,12 +24,14 @@ from jobstore import (
     BaseJob,
     BaseJobMetadata,
     ConcurrencyError,
+    DeliveryToken,
     Event,
     JobError,
     JobState,
     JobTypeSpec,
     JobValidationError,
     NonRetryableJobError,
+    TokenUsedError,
     job_events,
 )
 from workers import decision
@@ -56,26 +58,39 @@ async def deliver(
     ctx: HostContext,
     job_id: str,
     dispatch: int,
-    retried: int,
+    token: DeliveryToken,
     message_id: str | None,
     handler: Callable[..., Any] | None = None,
 ) -> Outcome:
-    """Carry out one delivery of ``dispatch`` of ``job_id``."""
+    """Carry out one delivery of ``dispatch`` of ``job_id``, signed by ``token``.
+
+    The token is consumed by the ``JobStarted`` it leads to, in the same transaction: a
+    captured delivery sent again gets the answer a duplicate would get, and runs nothing.
+    """
+    replayed = False
     for _ in range(_RACE_RETRIES):
         state = await ctx.dispatcher.load(job_id)
         if state is None:
             return Outcome(489, f"no job {job_id} in the log", non_retryable=True)
         choice = decision.decide_delivery(
-            state, dispatch, retried, message_id, time.time(), ctx.settings.lease_grace_seconds
+            state, dispatch, message_id, time.time(), ctx.settings.lease_grace_seconds
         )
         if isinstance(choice, decision.Respond):
             return Outcome(choice.status, choice.reason, choice.non_retryable, choice.retry_after)
+        if replayed:
+            log.warning("replayed delivery token refused", job_id=job_id, token=token.token_id)
+            return Outcome(503, "this signed delivery was used before; nothing run", retry_after=1)
         prepared = _prepare(ctx, state, choice.attempt, message_id, handler)
         if isinstance(prepared, list):  # unknown type or invalid payload: the job fails
             if await _append(ctx, state, prepared):
                 return Outcome(489, str(prepared[-1].reason), non_retryable=True)  # type: ignore[attr-defined]
             continue
-        if await _append(ctx, state, choice.events):
+        try:
+            appended = await _append(ctx, state, choice.events, token)
+        except TokenUsedError:
+            replayed = True  # answer as the duplicate of its first use would be answered
+            continue
+        if appended:
             started = dataclasses.replace(state, version=state.version + len(choice.events))
             return await _run(ctx, started, choice.attempt, prepared)
     return Outcome(503, "the job's stream is too contended; try again", retry_after=1)
@@ -121,10 +136,12 @@ def _failed(state: JobState, error_type: str, message: str) -> job_events.JobFai
     )
 
 
-async def _append(ctx: HostContext, state: JobState, events: list[Event]) -> bool:
+async def _append(
+    ctx: HostContext, state: JobState, events: list[Event], token: DeliveryToken | None = None
+) -> bool:
     """Append at the state's version; False if another writer got there first."""
     try:
-        await ctx.store.append(f"job-{state.job_id}", events, state.version)
+        await ctx.store.append(f"job-{state.job_id}", events, state.version, token=token)
     except ConcurrencyError:
         return False
     return True

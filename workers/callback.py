@@ -14,12 +14,18 @@ from typing import Any
 
 import orjson
 import structlog
-from aiohttp import ClientError, ClientTimeout, web
+from aiohttp import web
 
-from jobstore import ConcurrencyError, DatabaseUnavailableError, JobState
-from workers import decision, envelope
+from jobstore import (
+    ConcurrencyError,
+    DatabaseUnavailableError,
+    DeliveryToken,
+    JobState,
+    TokenUsedError,
+)
+from workers import decision, envelope, notification
 from workers.context import HOST, HostContext
-from workers.verification import VerificationError
+from workers.verification import REFUSED, VerificationError
 from workers.worker import answer
 
 log = structlog.get_logger("jobtrail.callback")
@@ -31,10 +37,12 @@ async def failure_callback(request: web.Request) -> web.Response:
     ctx = request.app[HOST]
     body = await request.read()
     try:
-        ctx.verifier.verify(request.headers.get("Upstash-Signature"), body, request.raw_path)
+        token = ctx.verifier.verify(
+            request.headers.get("Upstash-Signature"), body, request.raw_path
+        )
     except VerificationError as exc:
         log.warning("failure callback refused: bad signature", reason=str(exc))
-        return answer(401, f"signature verification failed: {exc}")
+        return answer(401, REFUSED)
     try:
         report = orjson.loads(body)
         source = envelope.parse(base64.b64decode(report.get("sourceBody") or ""))
@@ -47,13 +55,13 @@ async def failure_callback(request: web.Request) -> web.Response:
     else:
         job_id, dispatch = source.job_id, source.dispatch
     try:
-        return await _settle(ctx, job_id, dispatch, report)
+        return await _settle(ctx, job_id, dispatch, report, token)
     except DatabaseUnavailableError:
         return answer(503, "database unavailable; retry later", retry_after=5)
 
 
 async def _settle(
-    ctx: HostContext, job_id: str, dispatch: int, report: dict[str, Any]
+    ctx: HostContext, job_id: str, dispatch: int, report: dict[str, Any], token: DeliveryToken
 ) -> web.Response:
     for _ in range(8):
         state = await ctx.dispatcher.load(job_id)
@@ -64,9 +72,11 @@ async def _settle(
         if not choice.events:
             return answer(choice.status, choice.reason, retry_after=choice.retry_after)
         try:
-            await ctx.store.append(f"job-{job_id}", choice.events, state.version)
+            await ctx.store.append(f"job-{job_id}", choice.events, state.version, token=token)
         except ConcurrencyError:
             continue
+        except TokenUsedError:
+            return answer(200, "this failure callback was handled before")
         log.warning(
             "job failed: QStash gave up",
             job_id=job_id,
@@ -79,9 +89,9 @@ async def _settle(
 
 
 async def _notify_user(ctx: HostContext, state: JobState, report: dict[str, Any]) -> None:
-    """POST the job's own failure callback, if it has one; its failure is only logged."""
+    """Call the job's own failure callback, if it has one, under the address policy."""
     url = state.options.get("failure_callback")
-    if not url or ctx.http is None:
+    if not url:
         return
     body = {
         "job_id": state.job_id,
@@ -95,10 +105,5 @@ async def _notify_user(ctx: HostContext, state: JobState, report: dict[str, Any]
             "message_id": report.get("sourceMessageId"),
         },
     }
-    try:
-        async with ctx.http.post(
-            url, json=body, timeout=ClientTimeout(total=10), allow_redirects=False
-        ) as response:
-            log.info("user failure callback called", url=url, status=response.status)
-    except (ClientError, TimeoutError, OSError) as exc:
-        log.warning("user failure callback failed", url=url, error=str(exc))
+    notification_id = notification.notification_id(state.job_id, state.dispatch, "failed")
+    await notification.call_callback(ctx, str(url), body, "failed", notification=notification_id)

@@ -41,12 +41,15 @@ Decision = Respond | Start
 def decide_delivery(
     state: JobState,
     dispatch: int,
-    retried: int,
     message_id: str | None,
     now: float,
     grace: float = LEASE_GRACE_SECONDS,
 ) -> Decision:
-    """What to do with a delivery of ``dispatch`` for a job in ``state``."""
+    """What to do with a delivery of ``dispatch`` for a job in ``state``.
+
+    The attempt number comes from the job's own history only: ``Upstash-Retried`` is an
+    unsigned header, so it can never skip attempts or spend the job's retry budget.
+    """
     if dispatch != state.dispatch:
         return Respond(489, f"dispatch {dispatch} is superseded by {state.dispatch}", True)
     if state.status is JOB_STATUSES.CANCELLED:
@@ -59,7 +62,7 @@ def decide_delivery(
     events: list[Event] = []
     if state.lease_until is not None:  # an attempt started, never finished, lease expired
         events.append(abandoned(state))
-    attempt = max(retried + 1, state.attempt + 1)
+    attempt = state.attempt + 1
     lease_until = now + float(state.options.get("timeout", 30)) + grace
     events.append(
         job_events.JobStarted(

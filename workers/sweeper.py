@@ -75,6 +75,9 @@ class Sweeper:
             )
         if settled:
             log.info("sweep settled dispatches", count=settled)
+        pruned = await self.ctx.store.prune_delivery_tokens()
+        if pruned:
+            log.debug("expired delivery tokens forgotten", count=pruned)
         return settled
 
     async def _settle(

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+import orjson
 from qstash import Receiver
 from qstash.errors import SignatureError
+
+from jobstore import DeliveryToken
 
 
 class VerificationError(Exception):
     """The request is not a genuine QStash delivery for this URL and body."""
+
+
+REFUSED = "signature verification failed"
+"""The one text a refused request gets back: the detail goes to the log only."""
 
 
 @dataclass(frozen=True)
@@ -31,8 +41,8 @@ class Verifier:
         """The exact URL QStash signed: the public base URL plus the request's path/query."""
         return self.public_url.rstrip("/") + raw_path
 
-    def verify(self, signature: str | None, body: bytes, raw_path: str) -> None:
-        """Raise VerificationError unless ``signature`` signs ``body`` for this URL."""
+    def verify(self, signature: str | None, body: bytes, raw_path: str) -> DeliveryToken:
+        """The token's identity; VerificationError unless it signs ``body`` for this URL."""
         if not signature:
             raise VerificationError("missing Upstash-Signature header")
         try:
@@ -50,3 +60,19 @@ class Verifier:
             raise VerificationError(str(exc)) from None
         except Exception as exc:  # a malformed token can fail inside the JWT library
             raise VerificationError(f"unreadable signature: {type(exc).__name__}") from None
+        return _identity(signature)
+
+
+def _identity(signature: str) -> DeliveryToken:
+    """The ``jti`` and ``exp`` claims of a token whose signature was just verified."""
+    try:
+        segment = signature.split(".")[1]
+        claims = orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        token_id, expires = claims["jti"], claims["exp"]
+    except (IndexError, KeyError, TypeError, ValueError, binascii.Error):
+        raise VerificationError("the token has no jti or exp claim") from None
+    if not isinstance(token_id, str) or not 0 < len(token_id) <= 200:
+        raise VerificationError("the token's jti must be a string of 1 to 200 characters")
+    if not isinstance(expires, int | float) or isinstance(expires, bool):
+        raise VerificationError("the token's exp claim must be a number")
+    return DeliveryToken(token_id, datetime.fromtimestamp(expires, UTC))

@@ -20,9 +20,9 @@ from jobstore import (
     JobError,
     job_events,
 )
-from workers import attempt, envelope
+from workers import attempt, envelope, run
 from workers.context import HOST, HostContext
-from workers.verification import VerificationError
+from workers.verification import REFUSED, VerificationError
 
 log = structlog.get_logger("jobtrail.worker")
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -57,26 +57,30 @@ async def _receive(
         return answer(503, "host is shutting down", retry_after=5), None
     body = await request.read()
     try:
-        ctx.verifier.verify(request.headers.get("Upstash-Signature"), body, request.raw_path)
+        token = ctx.verifier.verify(
+            request.headers.get("Upstash-Signature"), body, request.raw_path
+        )
     except VerificationError as exc:
         log.warning("delivery refused: bad signature", path=request.path, reason=str(exc))
-        return answer(401, f"signature verification failed: {exc}"), None
+        return answer(401, REFUSED), None
     try:
         parsed = envelope.parse(body)
     except envelope.EnvelopeError as exc:
         log.warning("signed delivery cannot be tied to a job", reason=str(exc))
         return answer(489, str(exc), non_retryable=True), None
     message_id = request.headers.get("Upstash-Message-Id")
-    retried = _retried(request.headers.get("Upstash-Retried"))
     if isinstance(parsed, envelope.ScheduledRun) and not message_id:
         reason = "a scheduled run without Upstash-Message-Id cannot be tied to a job"
         return answer(489, reason, non_retryable=True), parsed.type
     try:
-        job_id, dispatch = await _resolve(ctx, parsed, message_id)
-        outcome = await attempt.deliver(ctx, job_id, dispatch, retried, message_id, handler)
-    except DatabaseUnavailableError as exc:
-        log.warning("database unavailable; asking QStash to retry", error=str(exc))
-        return answer(503, "database unavailable; retry later", retry_after=5), parsed.type
+        job_id, dispatch = await _resolve(ctx, parsed, message_id, request.raw_path)
+        outcome = await attempt.deliver(ctx, job_id, dispatch, token, message_id, handler)
+    except envelope.EnvelopeError as exc:
+        log.warning("scheduled run refused", reason=str(exc), message_id=message_id)
+        return answer(489, str(exc), non_retryable=True), parsed.type
+    except (DatabaseUnavailableError, run.QStashUnavailableError) as exc:
+        log.warning("a dependency is unavailable; asking QStash to retry", error=str(exc))
+        return answer(503, "temporarily unavailable; retry later", retry_after=5), parsed.type
     return answer(
         outcome.status,
         outcome.reason,
@@ -87,12 +91,23 @@ async def _receive(
 
 
 async def _resolve(
-    ctx: HostContext, parsed: envelope.JobDelivery | envelope.ScheduledRun, message_id: str | None
+    ctx: HostContext,
+    parsed: envelope.JobDelivery | envelope.ScheduledRun,
+    message_id: str | None,
+    raw_path: str,
 ) -> tuple[str, int]:
-    """The job and dispatch a delivery is for; a scheduled run's job is minted first."""
+    """The job and dispatch a delivery is for; a scheduled run's job is minted first.
+
+    A scheduled run's job id comes from its QStash message id, an unsigned header: before
+    a run mints a job, QStash must confirm that message exists and is this schedule's
+    delivery to this URL, so a forged message id cannot make a job.
+    """
     if isinstance(parsed, envelope.JobDelivery):
         return parsed.job_id, parsed.dispatch
     job_id = parsed.job_id(message_id or "")
+    if await ctx.store.stream_version(f"job-{job_id}") > 0:
+        return job_id, 1  # minted by an earlier delivery of the same run
+    await run.confirm(ctx, parsed, message_id or "", ctx.verifier.url_for(raw_path))
     try:
         config = ctx.registry.get(parsed.type).config
         options = {
@@ -118,13 +133,6 @@ async def _resolve(
     except ConcurrencyError:
         pass  # a duplicate delivery of the same run: the job exists already
     return job_id, 1
-
-
-def _retried(value: str | None) -> int:
-    try:
-        return max(0, int(value or 0))
-    except ValueError:
-        return 0
 
 
 def _outcome(status: int) -> str:

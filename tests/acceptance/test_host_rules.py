@@ -210,32 +210,61 @@ async def test_rule5_failure_callback_for_an_older_dispatch_is_ignored(host: Hos
     assert await host.types(job_id) == before
 
 
+async def _fired_run(host: Host) -> tuple[str, dict[str, object]]:
+    """Create a schedule, let the relay put it in QStash, fire it once; the run's job id."""
+    schedule_id = await host.dispatcher.schedule(
+        "test-job", "0 0 1 1 *", {"tag": "cron"}, {"organization_id": 4}
+    )
+    assert host.qstash is not None
+    schedules = host.qstash.state.schedules
+    deadline = time.monotonic() + 10
+    while schedule_id not in schedules:
+        assert time.monotonic() < deadline, "the relay did not create the schedule"
+        await asyncio.sleep(0.02)
+    body = orjson.loads(schedules[schedule_id].body)
+    schedules[schedule_id].next_s = 0  # due now: the scheduler fires it on its next tick
+    while not host.handler.calls:
+        assert time.monotonic() < deadline, "the scheduled run was not delivered"
+        await asyncio.sleep(0.02)
+    return host.handler.calls[0].job_id, body
+
+
 async def test_rule7_a_scheduled_run_becomes_a_job_and_its_duplicate_maps_to_it(
     host: Host,
 ) -> None:
-    body = {
-        "schedule_id": "jts_nightly",
-        "type": "test-job",
-        "payload": {"tag": "cron"},
-        "metadata": {"organization_id": 4},
-    }
-    headers = {
-        "Upstash-Message-Id": "msg_run_1",
-        "Upstash-Schedule-Id": "jts_nightly",
-        "Upstash-Retried": "0",
-    }
-    first = await host.post(TEST_PATH, body, headers=headers)
-    second = await host.post(TEST_PATH, body, headers=headers)
+    job_id, body = await _fired_run(host)
+    await host.wait_status(job_id, "completed")
+    events = await host.events(job_id)
+    started = events[1]
+    assert isinstance(started, job_events.JobStarted)
+    assert started.message_id is not None
 
-    assert first[0] == 200
-    assert second[0] == 200
-    (call,) = host.handler.calls
-    events = await host.events(call.job_id)
+    # A duplicate delivery of the same run (same message id) maps to the same job.
+    again = await host.post(TEST_PATH, body, headers={"Upstash-Message-Id": started.message_id})
+
+    assert again[0] == 200
+    assert len(host.handler.calls) == 1
     dispatched = events[0]
     assert isinstance(dispatched, job_events.JobDispatched)
     assert dispatched.source == "schedule"
-    assert dispatched.metadata["schedule_id"] == "jts_nightly"
-    assert [e.type_name for e in events] == ["job.dispatched", "job.started", "job.completed"]
-    execution = await host.dispatcher.get_job_execution_by_job_id(call.job_id)
+    assert dispatched.metadata["schedule_id"] == body["schedule_id"]
+    assert await host.types(job_id) == ["job.dispatched", "job.started", "job.completed"]
+    execution = await host.dispatcher.get_job_execution_by_job_id(job_id)
     assert execution is not None
-    assert execution.schedule_id == "jts_nightly"
+    assert execution.schedule_id == body["schedule_id"]
+
+
+async def test_rule7_a_replayed_run_with_made_up_message_ids_mints_no_job(host: Host) -> None:
+    job_id, body = await _fired_run(host)
+    await host.wait_status(job_id, "completed")
+    before = await host.ctx.store.last_position()
+
+    answers = [
+        await host.post(TEST_PATH, body, headers={"Upstash-Message-Id": f"msg_forged_{n}"})
+        for n in range(3)
+    ]
+
+    assert [status for status, _, _ in answers] == [489, 489, 489]
+    assert all(h.get("Upstash-NonRetryable-Error") == "true" for _, _, h in answers)
+    assert await host.ctx.store.last_position() == before
+    assert len(host.handler.calls) == 1

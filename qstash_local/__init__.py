@@ -17,6 +17,7 @@ from qstash_local.config import (
     Config,
 )
 from qstash_local.server import Server, serve
+from qstash_local.signature import new_signing_key
 
 __all__ = [
     "DEV_CURRENT_SIGNING_KEY",
@@ -26,5 +27,6 @@ __all__ = [
     "Config",
     "Server",
     "make_app",
+    "new_signing_key",
     "serve",
 ]

@@ -31,6 +31,7 @@ def _one_clear_line(result: subprocess.CompletedProcess[str], says: str) -> None
 
 def test_serve_with_postgres_unreachable(tmp_path: Path) -> None:
     env = env_for(DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    del env["QSTASH_TOKEN"]  # the in-process qstash_local
     result = run(["serve", "--port", str(free_port())], env)
     _one_clear_line(result, "cannot connect to PostgreSQL at postgresql://nobody@127.0.0.1:1/none")
 
@@ -40,7 +41,9 @@ def test_serve_on_a_port_in_use(db_dsn: str) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run(["serve", "--port", str(port)], env_for(DATABASE_URL=db_dsn))
+        env = env_for(DATABASE_URL=db_dsn)
+        del env["QSTASH_TOKEN"]  # the in-process qstash_local
+        result = run(["serve", "--port", str(port)], env)
     _one_clear_line(result, f"cannot listen on 127.0.0.1:{port}")
 
 

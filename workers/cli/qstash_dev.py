@@ -8,6 +8,7 @@ import signal
 import typer
 
 import qstash_local
+from workers import safety
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +26,22 @@ def register(app: typer.Typer) -> None:
         next_signing_key: str = typer.Option(qstash_local.DEV_NEXT_SIGNING_KEY),
     ) -> None:
         """Run a QStash-compatible server until Ctrl-C or SIGTERM (all state in memory)."""
+        published = {
+            qstash_local.DEV_TOKEN,
+            qstash_local.DEV_CURRENT_SIGNING_KEY,
+            qstash_local.DEV_NEXT_SIGNING_KEY,
+        }
+        if not safety.is_loopback(host) and {token, current_signing_key, next_signing_key} & (
+            published
+        ):
+            typer.echo(
+                f"qstash-dev: refusing to listen on {host} with QStash's published dev token "
+                "or signing keys (anyone could publish or sign deliveries); listen on "
+                "127.0.0.1, or pass --token, --current-signing-key and --next-signing-key "
+                "with fresh secrets",
+                err=True,
+            )
+            raise typer.Exit(code=2)
         try:
             config = qstash_local.Config(
                 token=token,

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import secrets
 import signal
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from qstash import AsyncQStash
 from qstash.errors import QStashError
 
 import jobstore
+import projections
 import qstash_local
 from jobstore import JobRegistry, Settings
 from workers.cli import runtime
@@ -76,11 +78,16 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    local_qstash = not no_qstash and settings.qstash_token is None
+    settings = _public(settings, host, port)
+    if local_qstash:
+        settings = _private_local_secrets(settings)
+    _refuse_unsafe(settings, host, registry, local_qstash)
     async with contextlib.AsyncExitStack() as stack:
         dsn, embedded = await stack.enter_async_context(jobstore.resolve_dsn(settings))
         await jobstore.migrate(dsn)
-        settings = _with_api_token(_public(settings, host, port))
-        if not no_qstash and not settings.qstash_token:
+        settings = _with_api_token(settings)
+        if local_qstash:
             settings = await stack.enter_async_context(_local_qstash(settings, qstash_port, scale))
         elif not settings.qstash_url and not settings.qstash_token:
             runtime.fail("--no-qstash needs QSTASH_URL (and QSTASH_TOKEN for Upstash)")
@@ -89,7 +96,7 @@ async def _serve(
         app = make_app(
             settings,
             registry=builtin.registry_with_handlers(settings, registry=registry),
-            options=_options(settings),
+            options=_options(settings, listen_host=host),
             dsn=dsn,
         )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace, handle_signals=False)
@@ -135,16 +142,55 @@ async def _check_qstash(settings: Settings) -> None:
 
 
 def _with_api_token(settings: Settings) -> Settings:
-    """Generate (and print) a token for /api/v1 when none is configured."""
-    if settings.api_token is not None:
-        return settings
-    token = secrets.token_urlsafe(24)
-    typer.echo(
-        f"API token for {settings.public_url}/api/v1 (set JOBTRAIL_API_TOKEN to choose "
-        f"one): {token}",
-        err=True,
-    )
+    """Settings with API tokens: the configured ones, else one generated and kept in a file.
+
+    The generated token (every scope, named 'default') lives in an owner-only file and is
+    reused on the next start; it is printed only when stderr is a terminal, never logged.
+    """
+    try:
+        if projections.tokens_from_settings(settings):
+            return settings
+        token, path, created = projections.kept_token(settings)
+    except (projections.TokenConfigError, OSError) as exc:
+        runtime.fail(str(exc))
+    made = "generated" if created else "kept"
+    where = f"API token for {settings.public_url}/api/v1 {made} in {path} (owner-only; set "
+    where += "JOBTRAIL_API_TOKENS to choose your own)"
+    typer.echo(f"{where}: {token}" if sys.stderr.isatty() else where, err=True)
     return settings.model_copy(update={"api_token": SecretStr(token)})
+
+
+def _private_local_secrets(settings: Settings) -> Settings:
+    """Fresh signing keys and token for the in-process qstash_local, unless configured.
+
+    Nothing outside this process knows them, so no one can forge a delivery, even when
+    the host listens on a public address.
+    """
+    fresh: dict[str, Any] = {
+        name: SecretStr(qstash_local.new_signing_key())
+        for name in ("qstash_current_signing_key", "qstash_next_signing_key")
+        if name not in settings.model_fields_set
+    }
+    fresh["qstash_token"] = SecretStr(secrets.token_urlsafe(32))
+    return settings.model_copy(update=fresh)
+
+
+def _refuse_unsafe(
+    settings: Settings, host: str, registry: JobRegistry, local_qstash: bool
+) -> None:
+    """Stop with one line when the configuration would trust published secrets."""
+    from workers import safety
+
+    checked = (
+        settings.model_copy(update={"qstash_url": "http://127.0.0.1"}) if local_qstash else settings
+    )
+    problem = safety.unsafe_configuration(
+        checked,
+        listen_host=host,
+        webhooks=jobstore.JOB_TYPES.PROCESS_WEBHOOK in registry.types(),
+    )
+    if problem:
+        runtime.fail(problem)
 
 
 def _public(settings: Settings, host: str, port: int) -> Settings:
@@ -157,6 +203,7 @@ def _public(settings: Settings, host: str, port: int) -> Settings:
 @contextlib.asynccontextmanager
 async def _local_qstash(settings: Settings, port: int, scale: float) -> AsyncIterator[Settings]:
     config = qstash_local.Config(
+        token=_secret(settings.qstash_token) or qstash_local.DEV_TOKEN,
         current_signing_key=settings.qstash_current_signing_key.get_secret_value(),
         next_signing_key=settings.qstash_next_signing_key.get_secret_value(),
         retry_delay_scale=scale,
@@ -170,11 +217,12 @@ async def _local_qstash(settings: Settings, port: int, scale: float) -> AsyncIte
         runtime.fail(f"cannot start qstash_local on port {port}: {exc.strerror or exc}")
 
 
-def _options(settings: Settings) -> Any:
+def _options(settings: Settings, *, listen_host: str) -> Any:
     from workers.app import HostOptions
     from workers.sweeper import SweeperConfig
 
     return HostOptions(
+        listen_host=listen_host,
         relay_config=jobstore.RelayConfig(
             public_url=settings.public_url,
             reconcile_interval=settings.reconcile_interval_seconds,

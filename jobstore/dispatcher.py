@@ -18,6 +18,7 @@ import orjson
 import structlog
 from pydantic import BaseModel
 
+from jobstore import actor as actor_of
 from jobstore import errors, job_state, redaction, transition
 from jobstore.event import Event
 from jobstore.job import BaseJobMetadata, EnqueueJobOptions
@@ -70,9 +71,11 @@ class Dispatcher:
         cron: str,
         payload: Mapping[str, Any] | BaseModel,
         metadata: Mapping[str, Any] | BaseJobMetadata | None = None,
+        *,
+        actor: str | None = None,
     ) -> str:
         """Record a recurring job (the relay creates it in QStash); return the schedule id."""
-        return await self.schedules.create(type, cron, payload, metadata)
+        return await self.schedules.create(type, cron, payload, metadata, actor=actor)
 
     async def send_welcome_email_async(
         self, payload: Mapping[str, Any], metadata: Mapping[str, Any] | None = None
@@ -131,9 +134,16 @@ class Dispatcher:
         payload: Mapping[str, Any] | BaseModel,
         metadata: Mapping[str, Any] | BaseJobMetadata | None = None,
         options: Mapping[str, Any] | EnqueueJobOptions | None = None,
+        *,
+        actor: str | None = None,
     ) -> str:
-        """Validate and record a job; return its id. Never waits on QStash."""
-        return (await self.enqueue_with_position(type, payload, metadata, options)).job_id
+        """Validate and record a job; return its id. Never waits on QStash.
+
+        ``actor`` (``api:<token>``, ``cli:<user>``) is recorded in the event's metadata.
+        """
+        return (
+            await self.enqueue_with_position(type, payload, metadata, options, actor=actor)
+        ).job_id
 
     async def enqueue_with_position(
         self,
@@ -141,13 +151,18 @@ class Dispatcher:
         payload: Mapping[str, Any] | BaseModel,
         metadata: Mapping[str, Any] | BaseJobMetadata | None = None,
         options: Mapping[str, Any] | EnqueueJobOptions | None = None,
+        *,
+        actor: str | None = None,
     ) -> Enqueued:
         """Like :meth:`enqueue`, also telling the log position (for read-your-writes)."""
         event = self._dispatched(JobRequest(type, payload, metadata, options))
         try:
             with _as_validation_error():
                 positions = await self.store.append(
-                    job_state.stream_id(event.job_id), [event], NO_STREAM
+                    job_state.stream_id(event.job_id),
+                    [event],
+                    NO_STREAM,
+                    metadata=actor_of.metadata(actor),
                 )
         except errors.ConcurrencyError:
             log.info("enqueue deduplicated by idempotency key", job_id=event.job_id, job_type=type)
@@ -181,14 +196,23 @@ class Dispatcher:
         log.info("jobs dispatched in bulk", count=len(events), created=created)
         return [e.job_id for e in events]
 
-    async def cancel(self, job_id: str, reason: str | None = None) -> int:
-        """Stop future attempts of a job; a finished job is a JobError. Returns the position."""
-        return await self._decide(job_id, lambda s: job_state.decide_cancel(s, reason))
+    async def cancel(
+        self, job_id: str, reason: str | None = None, *, actor: str | None = None
+    ) -> int:
+        """Stop future attempts of a job; a finished job is a JobError. Returns the position.
 
-    async def replay_job(self, job_id: str, reason: str | None = None) -> int:
+        ``actor`` (``api:<token>``, ``cli:<user>``) is recorded in the event's metadata.
+        """
+        return await self._decide(job_id, lambda s: job_state.decide_cancel(s, reason), actor=actor)
+
+    async def replay_job(
+        self, job_id: str, reason: str | None = None, *, actor: str | None = None
+    ) -> int:
         """Dispatch a failed (or never-completed cancelled) job again, keeping its history."""
-        position = await self._decide(job_id, lambda s: job_state.decide_replay(s, reason))
-        log.info("job replayed", job_id=job_id, reason=reason)
+        position = await self._decide(
+            job_id, lambda s: job_state.decide_replay(s, reason), actor=actor
+        )
+        log.info("job replayed", job_id=job_id, reason=reason, actor=actor)
         return position
 
     async def get_job_execution_by_job_id(self, job_id: str) -> job_state.JobExecution | None:
@@ -202,7 +226,7 @@ class Dispatcher:
             return None
         return job_state.fold(await self.store.read_stream(job_state.stream_id(job_id)))
 
-    async def _decide(self, job_id: str, decide: Any) -> int:
+    async def _decide(self, job_id: str, decide: Any, *, actor: str | None = None) -> int:
         for _ in range(10):
             state = await self.load(job_id)
             if state is None:
@@ -210,7 +234,10 @@ class Dispatcher:
             new_events: list[Event] = decide(state)
             try:
                 positions = await self.store.append(
-                    job_state.stream_id(job_id), new_events, state.version
+                    job_state.stream_id(job_id),
+                    new_events,
+                    state.version,
+                    metadata=actor_of.metadata(actor),
                 )
             except errors.ConcurrencyError:
                 continue  # someone wrote in between: decide again on the new state
@@ -294,5 +321,5 @@ def _log_dispatch(event: JobDispatched, position: int) -> None:
         dispatch=event.dispatch,
         source=event.source,
         position=position,
-        payload=redaction.redact(event.payload),
+        **redaction.shape(event.payload, "payload"),
     )

@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+import orjson
+
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(
     r"pass(word)?|token|secret|reset_?url|authorization|api_?key|signature|cookie|credential",
@@ -38,3 +40,13 @@ def structlog_processor(
     """A structlog processor redacting secret-looking keys in every log line."""
     redacted: MutableMapping[str, Any] = redact(event_dict)
     return redacted
+
+
+def shape(value: Any, name: str = "payload") -> dict[str, Any]:
+    """What a log line may say about ``value``: its top-level keys and its size, no values."""
+    keys = sorted(str(k) for k in value) if isinstance(value, Mapping) else []
+    try:
+        size = len(orjson.dumps(value))
+    except (TypeError, orjson.JSONEncodeError):
+        size = -1
+    return {f"{name}_keys": keys[:50], f"{name}_bytes": size}

@@ -14,6 +14,7 @@ from typing import Any
 from croniter import croniter
 from pydantic import BaseModel
 
+from jobstore import actor as actor_of
 from jobstore import errors
 from jobstore.event import Event
 from jobstore.job import BaseJobMetadata
@@ -83,8 +84,12 @@ class Schedules:
         metadata: Mapping[str, Any] | BaseJobMetadata | None = None,
         *,
         schedule_id: str | None = None,
+        actor: str | None = None,
     ) -> str:
-        """Validate and record a recurring job; return its schedule id."""
+        """Validate and record a recurring job; return its schedule id.
+
+        ``actor`` (``api:<token>``, ``cli:<user>``) is recorded in the event's metadata.
+        """
         spec = self.registry.get(job_type)
         text = validate_cron(cron)
         valid_payload = validate_model(spec.payload_model, payload, "payload")
@@ -101,7 +106,9 @@ class Schedules:
             timeout=spec.config.timeout,
         )
         try:
-            await self.store.append(schedule_stream(new_id), [event], NO_STREAM)
+            await self.store.append(
+                schedule_stream(new_id), [event], NO_STREAM, metadata=actor_of.metadata(actor)
+            )
         except errors.ConcurrencyError:
             raise errors.JobError(
                 f"schedule {new_id!r} already exists", "SCHEDULE_EXISTS"
@@ -121,22 +128,27 @@ class Schedules:
                 states.append(state)
         return sorted(states, key=lambda s: s.created_at or datetime.min.replace(tzinfo=UTC))
 
-    async def pause(self, schedule_id: str) -> None:
+    async def pause(self, schedule_id: str, *, actor: str | None = None) -> None:
         """Stop the schedule firing until resumed (pausing a paused one changes nothing)."""
-        await self._change(schedule_id, lambda s: [] if s.paused else [SchedulePaused()])
+        await self._change(schedule_id, lambda s: [] if s.paused else [SchedulePaused()], actor)
 
-    async def resume(self, schedule_id: str) -> None:
+    async def resume(self, schedule_id: str, *, actor: str | None = None) -> None:
         """Let a paused schedule fire again."""
-        await self._change(schedule_id, lambda s: [ScheduleResumed()] if s.paused else [])
+        await self._change(schedule_id, lambda s: [ScheduleResumed()] if s.paused else [], actor)
 
-    async def delete(self, schedule_id: str) -> None:
+    async def delete(self, schedule_id: str, *, actor: str | None = None) -> None:
         """Delete the schedule for good."""
-        await self._change(schedule_id, lambda s: [ScheduleDeleted()])
+        await self._change(schedule_id, lambda s: [ScheduleDeleted()], actor)
 
-    async def _change(self, schedule_id: str, decide: Any) -> None:
+    async def _change(self, schedule_id: str, decide: Any, actor: str | None) -> None:
         state = await self.get(schedule_id)
         if state is None or state.deleted:
             raise errors.JobError(f"no schedule with id {schedule_id!r}", "SCHEDULE_NOT_FOUND")
         new_events: list[Event] = decide(state)
         if new_events:
-            await self.store.append(schedule_stream(schedule_id), new_events, state.version)
+            await self.store.append(
+                schedule_stream(schedule_id),
+                new_events,
+                state.version,
+                metadata=actor_of.metadata(actor),
+            )

@@ -1,7 +1,7 @@
 """projections: the views folded from the event log, their runner, queries and HTTP API."""
 
 from projections.api import api_app
-from projections.api_context import API_CONTEXT, ApiContext
+from projections.api_context import API_ACCESS, API_CONTEXT, ApiContext
 from projections.attempt_view import AttemptView
 from projections.catalog import builtin_projections
 from projections.collector import relaxed_gc
@@ -30,10 +30,23 @@ from projections.replay import ReplayOutcome, replay_jobs
 from projections.runner import ProjectionRunner
 from projections.stats import JobStats, get_job_stats
 from projections.status import ProjectionStatus, projection_status, wait_for_position
+from projections.token import (
+    Access,
+    ApiToken,
+    Scope,
+    TokenConfigError,
+    authenticate,
+    kept_token,
+    parse_tokens,
+    tokens_from_settings,
+)
 
 __all__ = [
+    "API_ACCESS",
     "API_CONTEXT",
+    "Access",
     "ApiContext",
+    "ApiToken",
     "AttemptView",
     "ExecutionView",
     "InvalidCursorError",
@@ -51,17 +64,23 @@ __all__ = [
     "ProjectionTimeoutError",
     "RebuildResult",
     "ReplayOutcome",
+    "Scope",
+    "TokenConfigError",
     "UnknownProjectionError",
     "api_app",
+    "authenticate",
     "builtin_projections",
     "get_job_attempts",
     "get_job_execution",
     "get_job_history",
     "get_job_stats",
+    "kept_token",
     "list_job_executions",
+    "parse_tokens",
     "projection_status",
     "rebuild",
     "relaxed_gc",
     "replay_jobs",
+    "tokens_from_settings",
     "wait_for_position",
 ]

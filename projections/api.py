@@ -1,9 +1,11 @@
 """The read/ops HTTP API: a sub-application the host mounts at ``/api/v1``.
 
-    app.add_subapp("/api/v1", projections.api_app(token))
+    app.add_subapp("/api/v1", projections.api_app(tokens, public_docs=loopback))
     app[projections.API_CONTEXT] = projections.ApiContext(pool, dispatcher)  # at start-up
 
-Every route but ``/openapi.json`` needs ``Authorization: Bearer <token>`` (401 without).
+Every route needs ``Authorization: Bearer <token>`` (401 without) whose token grants the
+route's scope (403 naming the scope otherwise); ``/openapi.json`` is open only with
+``public_docs``.  Events an API call causes record ``{"actor": "api:<token name>"}``.
 Every error is JSON, ``{"error": ..., "code": ...}``, with the status its cause deserves:
 an invalid parameter is a 400 naming it, an unknown job a 404, a job in the wrong state
 a 409, a database that went away a 503; never a traceback.
@@ -11,16 +13,23 @@ a 409, a database that went away a 503; never a traceback.
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Final
 
 import structlog
 from aiohttp import web
 
 from jobstore import DatabaseUnavailableError, JobError, JobValidationError
-from projections import cursor, errors, route
-from projections.api_context import API_CONTEXT, CURSOR_KEY, ApiContext, error
+from projections import cursor, errors, openapi, route, token
+from projections.api_context import (
+    API_CONTEXT,
+    CURSOR_KEY,
+    TOKEN,
+    ApiContext,
+    ScopeError,
+    error,
+    forbidden,
+)
 
 log = structlog.get_logger("jobtrail.api")
 
@@ -40,12 +49,20 @@ _HTTP_CODES: Final = {
 }
 
 
-def api_app(token: str, context: ApiContext | None = None) -> web.Application:
-    """The API as a sub-application; ``token`` is the bearer token it requires."""
-    if not isinstance(token, str) or len(token) < 16:
-        raise ValueError("the API token must be a string of at least 16 characters")
-    app = web.Application(middlewares=[_errors, _bearer(token)])
-    app[CURSOR_KEY] = cursor.key_from_secret(token)
+def api_app(
+    tokens: Collection[token.ApiToken],
+    context: ApiContext | None = None,
+    *,
+    public_docs: bool = False,
+) -> web.Application:
+    """The API as a sub-application accepting ``tokens`` (at least one).
+
+    ``public_docs`` serves ``/openapi.json`` without a token (for a host on loopback).
+    """
+    if not tokens or not all(isinstance(t, token.ApiToken) for t in tokens):
+        raise ValueError("the API needs at least one projections.token.ApiToken")
+    app = web.Application(middlewares=[_errors, _bearer(tuple(tokens), public_docs)])
+    app[CURSOR_KEY] = cursor.key_from_secret("\n".join(sorted(t.secret for t in tokens)))
     if context is not None:
         app[API_CONTEXT] = context
     route.add_routes(app)
@@ -55,16 +72,19 @@ def api_app(token: str, context: ApiContext | None = None) -> web.Application:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _bearer(token: str) -> Any:
-    expected = f"Bearer {token}".encode()
-
+def _bearer(tokens: tuple[token.ApiToken, ...], public_docs: bool) -> Any:
     @web.middleware
     async def bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.match_info.route.name == route.OPENAPI:
+        name = request.match_info.route.name
+        if public_docs and name == route.OPENAPI:
             return await handler(request)
-        given = request.headers.get("Authorization", "").encode("utf-8", "replace")
-        if not hmac.compare_digest(given, expected):
+        found = token.authenticate(tokens, request.headers.get("Authorization", ""))
+        if found is None:
             return error(401, "missing or wrong bearer token", "UNAUTHORIZED", auth=True)
+        needed = openapi.SCOPES.get(name or "", token.Scope.READ)
+        if not found.allows(needed):
+            return forbidden(found, needed)
+        request[TOKEN] = found
         return await handler(request)
 
     return bearer
@@ -74,6 +94,8 @@ def _bearer(token: str) -> Any:
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except ScopeError as exc:
+        return forbidden(exc.found, exc.needed)
     except errors.InvalidFilterError as exc:
         return error(400, str(exc), exc.code, parameter=exc.parameter)
     except JobValidationError as exc:

@@ -9,7 +9,7 @@ import asyncpg
 from aiohttp import web
 
 from jobstore import DatabaseUnavailableError, Dispatcher
-from projections import serializer
+from projections import serializer, token
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,10 @@ class ApiContext:
 API_CONTEXT: Final = web.AppKey("jobtrail_api_context", ApiContext)
 """Where the host puts the ApiContext (on its own app, or on the sub-application)."""
 CURSOR_KEY: Final = web.AppKey("jobtrail_api_cursor_key", bytes)
+API_ACCESS: Final = web.AppKey("jobtrail_api_access", token.Access)
+"""Where the host keeps its tokens, for routes outside the API (``/metrics``)."""
+TOKEN: Final = web.RequestKey("jobtrail_api_token", token.ApiToken)
+"""The token that authenticated the request (set by the API's bearer middleware)."""
 
 
 def context_of(request: web.Request) -> ApiContext:
@@ -31,6 +35,42 @@ def context_of(request: web.Request) -> ApiContext:
         return request.config_dict[API_CONTEXT]
     except KeyError:
         raise DatabaseUnavailableError("the API is not started yet") from None
+
+
+def token_of(request: web.Request) -> token.ApiToken:
+    """The token that authenticated ``request``."""
+    return request[TOKEN]
+
+
+def actor(request: web.Request) -> str:
+    """Who the events this request causes are recorded as: ``api:<token name>``."""
+    return token_of(request).actor
+
+
+def require(request: web.Request, scope: token.Scope) -> None:
+    """Raise 403 (as JSON) unless the request's token grants ``scope``."""
+    found = token_of(request)
+    if not found.allows(scope):
+        raise ScopeError(found, scope)
+
+
+class ScopeError(Exception):
+    """A valid token lacking the scope a request needs (answered 403)."""
+
+    def __init__(self, found: token.ApiToken, needed: token.Scope) -> None:
+        super().__init__(needed.value)
+        self.found, self.needed = found, needed
+
+
+def forbidden(found: token.ApiToken, needed: token.Scope) -> web.Response:
+    """403: the token is valid but lacks ``needed``."""
+    return error(
+        403,
+        f"this needs a token with the {needed.value!r} scope; token {found.name!r} has "
+        f"{', '.join(sorted(found.scopes))}",
+        "FORBIDDEN",
+        scope=needed.value,
+    )
 
 
 def cursor_key(request: web.Request) -> bytes:

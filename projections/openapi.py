@@ -7,11 +7,26 @@ schemathesis against it, so a route and its description cannot drift apart unnot
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Final
 
 from jobstore import JOB_STATUSES
 from projections import filter as job_filter
 from projections import histogram, reader, stats
+from projections.token import Scope
+
+SCOPES: Final = {
+    "openapi": Scope.READ,
+    "listJobs": Scope.READ,
+    "getJob": Scope.READ,
+    "getJobEvents": Scope.READ,
+    "getStats": Scope.READ,
+    "listSchedules": Scope.READ,
+    "enqueueJob": Scope.OPERATE,
+    "replayJobs": Scope.OPERATE,
+    "replayJob": Scope.OPERATE,
+    "cancelJob": Scope.OPERATE,
+}
+"""The scope each operation needs, by operationId (= the route's name); unknown: read."""
 
 _NULLABLE_STR = {"type": "string", "nullable": True}
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
@@ -248,12 +263,13 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         400: "An invalid parameter or body (the error names it).",
         401: "Missing or wrong bearer token.",
+        403: "The token lacks the scope this needs (the answer names it in 'scope').",
         404: "No such job.",
         409: "The job is not in a state that allows this.",
         413: "The body is too large.",
         503: "The database is unavailable; retry later.",
     }
-    return {str(s): _answer(text[s], "Error") for s in (401, 503, *statuses)}
+    return {str(s): _answer(text[s], "Error") for s in (401, 403, 503, *statuses)}
 
 
 _JOB_PATH_ID = {"name": "id", "in": "path", "required": True, "schema": _JOB_ID}
@@ -271,7 +287,11 @@ def _operation(
     by_id: bool = False,
     body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "operationId": operation_id}
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "operationId": operation_id,
+        "description": f"Needs a token with the '{SCOPES[operation_id].value}' scope.",
+    }
     if by_id:
         operation["parameters"] = [_JOB_PATH_ID]
     if body is not None:
@@ -385,13 +405,23 @@ def document() -> dict[str, Any]:
             "title": "jobtrail read/ops API",
             "version": "1",
             "description": "Job executions, history, stats, replay and cancellation. "
-            f"Duration percentiles are estimated from {len(histogram.BOUNDS) + 1} fixed buckets.",
+            f"Duration percentiles are estimated from {len(histogram.BOUNDS) + 1} fixed buckets. "
+            "Bearer tokens carry scopes: 'read' (views, history, stats), 'operate' (enqueue, "
+            "cancel, replay, schedules; implies read) and 'admin' (raw, unredacted payloads "
+            "with ?raw=true; implies operate). A token lacking an operation's scope gets 403.",
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
         "paths": _paths(),
         "components": {
             "schemas": _schemas(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "JOBTRAIL_API_TOKENS entries name:scope+scope:token; "
+                    "JOBTRAIL_API_TOKEN is one token with every scope.",
+                }
+            },
         },
     }

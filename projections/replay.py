@@ -61,6 +61,7 @@ async def replay_jobs(
     reason: str | None = None,
     progress: Progress | None = None,
     concurrency: int = 8,
+    actor: str | None = None,
 ) -> ReplayOutcome:
     """Replay the failed and cancelled-never-completed jobs ``job_filter`` selects.
 
@@ -75,7 +76,9 @@ async def replay_jobs(
             "filter on failed or cancelled, or leave status out",
         )
     outcome = ReplayOutcome(selected=await _count(pool, job_filter))
-    replayer = _Replayer(dispatcher, reason, outcome, progress, asyncio.Semaphore(concurrency))
+    replayer = _Replayer(
+        dispatcher, reason, actor, outcome, progress, asyncio.Semaphore(concurrency)
+    )
     after: tuple[Any, Any] = (None, None)
     while True:
         rows = await pool.fetch(_Q["replayable_jobs"], *job_filter.arguments(), *after, PAGE)
@@ -95,6 +98,7 @@ async def _count(pool: asyncpg.Pool, job_filter: JobFilter) -> int:
 class _Replayer:
     dispatcher: Dispatcher
     reason: str | None
+    actor: str | None
     outcome: ReplayOutcome
     progress: Progress | None
     gate: asyncio.Semaphore
@@ -102,7 +106,7 @@ class _Replayer:
     async def replay(self, job_id: str) -> None:
         async with self.gate:
             try:
-                position = await self.dispatcher.replay_job(job_id, self.reason)
+                position = await self.dispatcher.replay_job(job_id, self.reason, actor=self.actor)
             except JobError as exc:
                 self.outcome.skipped[job_id] = f"{exc.code}: {exc.message}"
             else:

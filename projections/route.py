@@ -11,7 +11,7 @@ from aiohttp import web
 
 from jobstore import JobError
 from projections import errors, openapi, reader, replay, serializer, stats
-from projections.api_context import context_of, cursor_key
+from projections.api_context import actor, context_of, cursor_key
 from projections.filter import FILTER_PARAMETERS, JobFilter, check_job_id
 
 OPENAPI: Final = "openapi"
@@ -24,15 +24,15 @@ _ENQUEUE_FIELDS: Final = ("type", "payload", "metadata", "options")
 def add_routes(app: web.Application) -> None:
     """Register every route of the API on ``app`` (mounted at ``/api/v1``)."""
     app.router.add_get("/openapi.json", openapi_document, name=OPENAPI)
-    app.router.add_post("/jobs/replay", replay_many)
-    app.router.add_get("/jobs", list_jobs)
-    app.router.add_post("/jobs", enqueue)
-    app.router.add_get("/jobs/{id}", get_job)
-    app.router.add_get("/jobs/{id}/events", get_events)
-    app.router.add_post("/jobs/{id}/replay", replay_one)
-    app.router.add_post("/jobs/{id}/cancel", cancel)
-    app.router.add_get("/stats", get_stats)
-    app.router.add_get("/schedules", list_schedules)
+    app.router.add_post("/jobs/replay", replay_many, name="replayJobs")
+    app.router.add_get("/jobs", list_jobs, name="listJobs")
+    app.router.add_post("/jobs", enqueue, name="enqueueJob")
+    app.router.add_get("/jobs/{id}", get_job, name="getJob")
+    app.router.add_get("/jobs/{id}/events", get_events, name="getJobEvents")
+    app.router.add_post("/jobs/{id}/replay", replay_one, name="replayJob")
+    app.router.add_post("/jobs/{id}/cancel", cancel, name="cancelJob")
+    app.router.add_get("/stats", get_stats, name="getStats")
+    app.router.add_get("/schedules", list_schedules, name="listSchedules")
 
 
 def json(value: Any, status: int = 200) -> web.Response:
@@ -111,7 +111,11 @@ async def enqueue(request: web.Request) -> web.Response:
         if body.get(name) is not None and not isinstance(body[name], dict):
             raise errors.InvalidFilterError(name, "must be a JSON object")
     enqueued = await context_of(request).dispatcher.enqueue_with_position(
-        body["type"], body["payload"], body.get("metadata"), body.get("options")
+        body["type"],
+        body["payload"],
+        body.get("metadata"),
+        body.get("options"),
+        actor=actor(request),
     )
     result = {"job_id": enqueued.job_id, "position": enqueued.position, "created": enqueued.created}
     return json(result, status=201 if enqueued.created else 200)
@@ -121,7 +125,7 @@ async def replay_one(request: web.Request) -> web.Response:
     """POST /jobs/{id}/replay: dispatch a failed or cancelled job again (409 otherwise)."""
     job_id = check_job_id(request.match_info["id"], "id")
     reason = _reason(await _body(request, ("reason",)))
-    position = await context_of(request).dispatcher.replay_job(job_id, reason)
+    position = await context_of(request).dispatcher.replay_job(job_id, reason, actor=actor(request))
     return json({"job_id": job_id, "position": position})
 
 
@@ -129,7 +133,7 @@ async def cancel(request: web.Request) -> web.Response:
     """POST /jobs/{id}/cancel: stop a job's future attempts (409 if it is finished)."""
     job_id = check_job_id(request.match_info["id"], "id")
     reason = _reason(await _body(request, ("reason",)))
-    position = await context_of(request).dispatcher.cancel(job_id, reason)
+    position = await context_of(request).dispatcher.cancel(job_id, reason, actor=actor(request))
     return json({"job_id": job_id, "position": position})
 
 
@@ -140,7 +144,7 @@ async def replay_many(request: web.Request) -> web.Response:
     body.pop("reason", None)
     ctx = context_of(request)
     outcome = await replay.replay_jobs(
-        ctx.pool, ctx.dispatcher, JobFilter.from_strings(body), reason=reason
+        ctx.pool, ctx.dispatcher, JobFilter.from_strings(body), reason=reason, actor=actor(request)
     )
     return json(outcome.to_json())
 

@@ -44,6 +44,9 @@ class HostOptions:
     sweeper_config: SweeperConfig = field(default_factory=SweeperConfig)
     relay_config: jobstore.RelayConfig | None = None
     extra_background: tuple[Background, ...] = ()
+    listen_host: str = "127.0.0.1"
+    """The address ``serve --host`` listens on: loopback keeps /metrics and the API
+    document open without a token (unless JOBTRAIL_PUBLIC_METRICS says otherwise)."""
 
 
 def make_app(
@@ -62,8 +65,12 @@ def make_app(
         app.router.add_post(spec.config.endpoint, create_job_worker())
     app.router.add_post(callback.FAILURE_CALLBACK_PATH, callback.failure_callback)
     health.add_routes(app)
-    if settings.api_token is not None:
-        app.add_subapp(API_PREFIX, projections.api_app(settings.api_token.get_secret_value()))
+    access = projections.Access.from_settings(settings, options.listen_host)
+    app[projections.API_ACCESS] = access
+    if access.tokens:
+        app.add_subapp(
+            API_PREFIX, projections.api_app(access.tokens, public_docs=access.public_probes)
+        )
     app.cleanup_ctx.append(_lifecycle(settings, registry, options, dsn))
     return app
 

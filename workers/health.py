@@ -28,7 +28,14 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus metrics, with the relay backlog read now."""
+    """Prometheus metrics, with the relay backlog read now.
+
+    Open without a token only on a host listening on loopback (or JOBTRAIL_PUBLIC_METRICS);
+    otherwise a token with the ``read`` scope.
+    """
+    refused = _refused(request)
+    if refused is not None:
+        return refused
     ctx = request.app[HOST]
     try:
         last = await ctx.store.last_position()
@@ -39,6 +46,26 @@ async def metrics(request: web.Request) -> web.Response:
     except Exception:  # metrics must answer even when the database does not
         pass
     return web.Response(body=ctx.metrics.render(), content_type="text/plain", charset="utf-8")
+
+
+def _refused(request: web.Request) -> web.Response | None:
+    """A 401/403 answer unless the request may read the metrics."""
+    access = request.app.get(projections.API_ACCESS)
+    if access is None:
+        return _denied(401, "a bearer token is needed; this host has none configured")
+    found = access.probe_token(request.headers.get("Authorization", ""))
+    if found is True:
+        return None
+    if not isinstance(found, projections.ApiToken):
+        return _denied(401, "missing or wrong bearer token")
+    if not found.allows(projections.Scope.READ):
+        return _denied(403, f"this needs a token with the 'read' scope; {found.name!r} lacks it")
+    return None
+
+
+def _denied(status: int, message: str) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="jobtrail"'} if status == 401 else {}
+    return web.json_response({"error": message}, status=status, headers=headers)
 
 
 def add_routes(app: web.Application) -> None:

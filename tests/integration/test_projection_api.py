@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,13 @@ from tests.projection_support import append, dispatched, failed, new_job_id, sta
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+READER = "reader-token-0123456789abcdef"
+OPERATOR = "operator-token-0123456789abcdef"
+TOKENS = [
+    projections.token.token("default", TOKEN, "admin"),
+    projections.token.token("dash", READER, "read"),
+    projections.token.token("ops-bot", OPERATOR, "operate"),
+]
 CLEANUP = {"retention": 30}
 
 
@@ -23,13 +31,16 @@ class Api:
     """An HTTP client of the API, plus the pieces behind it."""
 
     def __init__(self, client: TestClient[Any, Any], pool: asyncpg.Pool, dsn: str) -> None:
+        """An API client for ``client`` with the pool and database behind it."""
         self.client, self.pool, self.dsn = client, pool, dsn
         self.dispatcher = jobstore.Dispatcher(jobstore.EventStore(pool))
 
     async def call(
         self, method: str, path: str, *, auth: bool = True, **kwargs: Any
     ) -> tuple[int, Any]:
-        headers = {**(AUTH if auth else {}), **kwargs.pop("headers", {})}
+        token = kwargs.pop("token", TOKEN)
+        headers = {**({"Authorization": f"Bearer {token}"} if auth else {})}
+        headers.update(kwargs.pop("headers", {}))
         async with self.client.request(method, "/api/v1" + path, headers=headers, **kwargs) as r:
             assert r.content_type == "application/json"
             return r.status, await r.json()
@@ -44,15 +55,24 @@ class Api:
         return job_id
 
 
-@pytest.fixture
-async def api(pool: asyncpg.Pool, db_dsn: str) -> AsyncIterator[Api]:
+@contextlib.asynccontextmanager
+async def api_client(
+    pool: asyncpg.Pool, db_dsn: str, *, public_docs: bool = False, **context: Any
+) -> AsyncIterator[Api]:
+    """The API mounted on a host app, served over real HTTP."""
     host = web.Application()
-    host.add_subapp("/api/v1", projections.api_app(TOKEN))
+    host.add_subapp("/api/v1", projections.api_app(TOKENS, public_docs=public_docs))
     host[projections.API_CONTEXT] = projections.ApiContext(
-        pool, jobstore.Dispatcher(jobstore.EventStore(pool))
+        pool, jobstore.Dispatcher(jobstore.EventStore(pool)), **context
     )
     async with TestClient(TestServer(host)) as client:
         yield Api(client, pool, db_dsn)
+
+
+@pytest.fixture
+async def api(pool: asyncpg.Pool, db_dsn: str) -> AsyncIterator[Api]:
+    async with api_client(pool, db_dsn) as client:
+        yield client
 
 
 ROUTES = [
@@ -77,8 +97,15 @@ async def test_every_route_needs_the_bearer_token(api: Api) -> None:
             assert (status, body["code"]) == (401, "UNAUTHORIZED"), (method, path, header)
 
 
-async def test_the_openapi_document_needs_no_token(api: Api) -> None:
+async def test_the_openapi_document_needs_a_token_unless_public(
+    api: Api, pool: asyncpg.Pool, db_dsn: str
+) -> None:
     status, body = await api.call("GET", "/openapi.json", auth=False)
+    assert (status, body["code"]) == (401, "UNAUTHORIZED")
+    status, body = await api.call("GET", "/openapi.json", token=READER)
+    assert status == 200 and body["openapi"].startswith("3.")
+    async with api_client(pool, db_dsn, public_docs=True) as public:
+        status, body = await public.call("GET", "/openapi.json", auth=False)
     assert status == 200 and body["openapi"].startswith("3.")
     assert set(body["paths"]) == {
         "/jobs",
@@ -264,3 +291,44 @@ async def test_unknown_routes_and_methods_answer_json(api: Api) -> None:
     assert (status, answer["code"]) == (404, "NOT_FOUND")
     status, answer = await api.call("DELETE", "/jobs")
     assert (status, answer["code"]) == (405, "METHOD_NOT_ALLOWED")
+
+
+OPERATE_ROUTES = [
+    ("POST", "/jobs"),
+    ("POST", "/jobs/replay"),
+    ("POST", f"/jobs/{new_job_id()}/replay"),
+    ("POST", f"/jobs/{new_job_id()}/cancel"),
+]
+
+
+async def test_a_read_token_cannot_operate_and_hears_which_scope_it_needs(api: Api) -> None:
+    for method, path in OPERATE_ROUTES:
+        status, body = await api.call(method, path, token=READER, json={})
+        assert (status, body["code"], body["scope"]) == (403, "FORBIDDEN", "operate"), path
+        assert "'operate'" in body["error"] and "dash" in body["error"]
+    for method, path in [r for r in ROUTES if r[0] == "GET" and "no/such" not in r[1]]:
+        status, _ = await api.call(method, path, token=READER)
+        assert status in (200, 404), path
+
+
+async def test_events_an_operator_causes_name_the_token(api: Api) -> None:
+    status, created = await api.call(
+        "POST", "/jobs", token=OPERATOR, json={"type": "cleanup-old-data", "payload": CLEANUP}
+    )
+    assert status == 201
+    await api.call("POST", f"/jobs/{created['job_id']}/cancel", token=OPERATOR)
+    single, bulk = await api.failed_job(), await api.failed_job()
+    await api.call("POST", f"/jobs/{single}/replay", token=OPERATOR)
+    await api.catch_up()
+    status, _ = await api.call(
+        "POST", "/jobs/replay", token=OPERATOR, json={"type": "cleanup-old-data"}
+    )
+    for job_id, types in (
+        (created["job_id"], {"job.dispatched", "job.cancelled"}),
+        (single, {"job.dispatched"}),
+        (bulk, {"job.dispatched"}),
+    ):
+        _, history = await api.call("GET", f"/jobs/{job_id}/events", token=READER)
+        by_operator = [e for e in history["events"] if e["metadata"].get("actor")]
+        assert {e["type"] for e in by_operator} == types, job_id
+        assert {e["metadata"]["actor"] for e in by_operator} == {"api:ops-bot"}

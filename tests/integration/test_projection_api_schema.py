@@ -97,7 +97,7 @@ async def seed(pool: asyncpg.Pool, db_dsn: str) -> None:
 async def test_no_generated_request_gets_a_server_error(pool: asyncpg.Pool, db_dsn: str) -> None:
     await seed(pool, db_dsn)
     host = web.Application()
-    host.add_subapp("/api/v1", projections.api_app(TOKEN))
+    host.add_subapp("/api/v1", projections.api_app([projections.token.token("t", TOKEN)]))
     host[projections.API_CONTEXT] = projections.ApiContext(
         pool, jobstore.Dispatcher(jobstore.EventStore(pool))
     )

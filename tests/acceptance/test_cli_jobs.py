@@ -6,6 +6,7 @@ No host runs here, so every read also shows that the command catches the views u
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import time
 import uuid
@@ -217,6 +218,10 @@ async def test_replay_and_cancel_one_job(db_dsn: str, dispatcher: jobstore.Dispa
     assert again is not None and again.status == "pending" and again.dispatch == 2
     stopped = await dispatcher.load(pending)
     assert stopped is not None and stopped.status == "cancelled"
+    for job_id in (failed, pending):
+        shown = await jobtrail(db_dsn, "jobs", "show", job_id, "--json")
+        last = json.loads(shown.out)["events"][-1]
+        assert last["actor"] == f"cli:{getpass.getuser()}", "the operator is recorded"
 
 
 async def test_bulk_replay_asks_first_then_replays_what_the_filters_select(

@@ -8,7 +8,7 @@ import orjson
 import typer
 
 import jobstore
-from workers.cli import database, runtime
+from workers.cli import database, operator, runtime
 
 
 def register(app: typer.Typer) -> None:
@@ -45,7 +45,9 @@ def enqueue(
         registry.get(job_type)  # an unknown type fails before any database is opened
         async with database.open_database(settings) as db:
             dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool), registry)
-            return await dispatcher.enqueue_with_position(job_type, data, metadata, options)
+            return await dispatcher.enqueue_with_position(
+                job_type, data, metadata, options, actor=operator.actor()
+            )
 
     enqueued = database.run(main)
     if as_json:

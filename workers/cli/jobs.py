@@ -18,7 +18,7 @@ from rich.table import Table
 import jobstore
 import projections
 from jobstore import JOB_STATUSES, JobExecution, job_state
-from workers.cli import database, runtime, timeline
+from workers.cli import database, operator, runtime, timeline
 
 jobs_app = typer.Typer(help="Jobs: list, show, replay and cancel.", no_args_is_help=True)
 
@@ -151,7 +151,13 @@ def replay(
         )
     settings = database.load_settings()
     if job_id is not None:
-        _act(settings, job_id, "replayed", lambda d: d.replay_job(job_id, reason), as_json)
+        _act(
+            settings,
+            job_id,
+            "replayed",
+            lambda d: d.replay_job(job_id, reason, actor=operator.actor()),
+            as_json,
+        )
     else:
         _replay_many(settings, filters, reason, yes, as_json)
 
@@ -164,7 +170,13 @@ def cancel(
 ) -> None:
     """Stop a job's future attempts (one already running still finishes)."""
     settings = database.load_settings()
-    _act(settings, job_id, "cancelled", lambda d: d.cancel(job_id, reason), as_json)
+    _act(
+        settings,
+        job_id,
+        "cancelled",
+        lambda d: d.cancel(job_id, reason, actor=operator.actor()),
+        as_json,
+    )
 
 
 def _act(
@@ -215,7 +227,7 @@ def _replay_many(
                 dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool))
                 if bar is None:
                     return await projections.replay_jobs(
-                        db.pool, dispatcher, job_filter, reason=reason
+                        db.pool, dispatcher, job_filter, reason=reason, actor=operator.actor()
                     )
                 with bar:
                     task = bar.add_task("replaying", total=count)
@@ -224,6 +236,7 @@ def _replay_many(
                         dispatcher,
                         job_filter,
                         reason=reason,
+                        actor=operator.actor(),
                         progress=lambda done, total: bar.update(task, completed=done, total=total),
                     )
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 import jobstore
 from jobstore import schedule_events
-from workers.cli import database, enqueue, runtime
+from workers.cli import database, enqueue, operator, runtime
 
 schedule_app = typer.Typer(
     help="Recurring jobs: create, list, pause, resume and delete schedules.",
@@ -49,7 +49,7 @@ def create(
         jobstore.validate_cron(cron)
         async with database.open_database(settings) as db:
             dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool), registry)
-            return await dispatcher.schedule(job_type, cron, data, metadata)
+            return await dispatcher.schedule(job_type, cron, data, metadata, actor=operator.actor())
 
     schedule_id = database.run(main)
     if as_json:
@@ -83,19 +83,24 @@ def list_(
 @schedule_app.command("pause")
 def pause(schedule_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Stop a schedule firing until it is resumed."""
-    _change(schedule_id, "paused", lambda d: d.schedules.pause(schedule_id))
+    who = operator.actor()
+    _change(schedule_id, "paused", lambda d: d.schedules.pause(schedule_id, actor=who))
 
 
 @schedule_app.command("resume")
 def resume(schedule_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Let a paused schedule fire again."""
-    _change(schedule_id, "resumed", lambda d: d.schedules.resume(schedule_id))
+    _change(
+        schedule_id, "resumed", lambda d: d.schedules.resume(schedule_id, actor=operator.actor())
+    )
 
 
 @schedule_app.command("delete")
 def delete(schedule_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Delete a schedule for good."""
-    _change(schedule_id, "deleted", lambda d: d.schedules.delete(schedule_id))
+    _change(
+        schedule_id, "deleted", lambda d: d.schedules.delete(schedule_id, actor=operator.actor())
+    )
 
 
 def _change(

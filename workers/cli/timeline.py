@@ -13,6 +13,7 @@ from rich.table import Table
 
 import jobstore
 from jobstore import JobExecution, RecordedEvent, job_events, redaction
+from jobstore import actor as actor_of
 from workers.cli import database
 
 STATUS_STYLE: Final = {
@@ -50,6 +51,7 @@ def _event_json(recorded: RecordedEvent) -> dict[str, Any]:
         "version": recorded.version,
         "type": recorded.event.type_name,
         "data": recorded.event.to_json_data(),
+        "actor": actor_of.of(recorded.metadata),
         "recorded_at": recorded.recorded_at.isoformat(),
     }
 
@@ -104,6 +106,9 @@ def _timeline(history: list[RecordedEvent]) -> Table:
     table.add_column("details")
     for recorded in history:
         name, attempt, details = _describe_event(recorded.event)
+        who = actor_of.of(recorded.metadata)
+        if who:
+            details = f"{details}; by {escape(who)}" if details else f"by {escape(who)}"
         table.add_row(
             database.when(recorded.recorded_at, precise=True),
             str(recorded.position),

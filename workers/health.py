@@ -1,12 +1,29 @@
-"""``/healthz`` (alive), ``/readyz`` (database reachable, schema up to date), ``/metrics``."""
+"""``/healthz`` (alive), ``/readyz`` (database reachable, schema up to date), ``/metrics``.
+
+``/readyz`` borrows a connection from the host's pool (never opens one of its own), gives
+up after a timeout, and caches its answer briefly: however many probes arrive at once, one
+check runs and the database sees at most one more session than the pool already holds.
+Failure bodies are generic; the cause goes to the log.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
 from aiohttp import web
 
-import jobstore
 import projections
-from workers.context import HOST
+from jobstore import migrations, query
+from workers.context import HOST, HostContext
+
+log = structlog.get_logger("jobtrail.health")
+_Q = query.load("workers", "health.sql")
+READY_CACHE_SECONDS: Final = 1.0
+READY_TIMEOUT_SECONDS: Final = 2.0
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -14,17 +31,48 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@dataclass
+class Readiness:
+    """The last readiness answer, and the lock that lets one check run at a time."""
+
+    expected: dict[int, str]
+    answer: tuple[int, dict[str, Any]] | None = None
+    checked_at: float = float("-inf")
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def check(self, ctx: HostContext) -> tuple[int, dict[str, Any]]:
+        """The cached answer if fresh, else a new one (concurrent callers share it)."""
+        async with self.lock:
+            if self.answer is None or time.monotonic() - self.checked_at > READY_CACHE_SECONDS:
+                self.answer = await self._ask(ctx)
+                self.checked_at = time.monotonic()
+            return self.answer
+
+    async def _ask(self, ctx: HostContext) -> tuple[int, dict[str, Any]]:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                async with ctx.store.pool.acquire() as conn:
+                    rows = await conn.fetch(_Q["applied_migrations"])
+        except Exception as exc:  # any failure is "not ready"; the detail is for the log
+            log.warning("readiness check failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            return 503, {"status": "unavailable", "error": "database unavailable"}
+        applied = {row["version"] for row in rows}
+        pending = [f"{v:04d}_{n}" for v, n in sorted(self.expected.items()) if v not in applied]
+        if pending:
+            return 503, {"status": "migrations pending", "pending": pending}
+        return 200, {"status": "ready"}
+
+
+READINESS: Final = web.AppKey("jobtrail_readiness", Readiness)
+
+
 async def readyz(request: web.Request) -> web.Response:
     """Ready when PostgreSQL answers and every migration is applied."""
     ctx = request.app[HOST]
-    try:
-        states = await jobstore.status(ctx.dsn)
-    except jobstore.JobstoreError as exc:
-        return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)
-    pending = [f"{s.version:04d}_{s.name}" for s in states if s.applied_at is None]
-    if pending:
-        return web.json_response({"status": "migrations pending", "pending": pending}, status=503)
-    return web.json_response({"status": "ready", "accepting": ctx.accepting})
+    status, body = await request.app[READINESS].check(ctx)
+    if status == 200:
+        body = {**body, "accepting": ctx.accepting}
+    return web.json_response(body, status=status)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -71,5 +119,6 @@ def _denied(status: int, message: str) -> web.Response:
 def add_routes(app: web.Application) -> None:
     """Mount the health and metrics routes."""
     app.router.add_get("/healthz", healthz)
+    app[READINESS] = Readiness({m.version: m.name for m in migrations.discover()})
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -1,0 +1,4 @@
+-- name: applied_migrations
+-- params:
+-- The readiness check: which schema migrations this database has applied.
+SELECT version FROM jobtrail.schema_migrations;

@@ -1,6 +1,6 @@
 """jobstore: the event log, its database, settings and errors (jobtrail's foundation)."""
 
-from jobstore import address, job_events, job_state, payloads, redaction, schedule_events
+from jobstore import address, job_events, job_state, payloads, redaction, role, schedule_events
 from jobstore.address import AddressPolicy
 from jobstore.database import Database, connect, create_pool, open_database, resolve_dsn
 from jobstore.dispatcher import Dispatcher, Enqueued, JobRequest
@@ -104,6 +104,7 @@ __all__ = [
     "redaction",
     "registry",
     "resolve_dsn",
+    "role",
     "schedule_events",
     "status",
     "upcaster",

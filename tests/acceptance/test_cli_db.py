@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -67,3 +69,99 @@ def test_db_migrate_without_database_url_uses_the_embedded_server(embedded_dir: 
     result = run(["db", "migrate", "--json"], None, JOBTRAIL_DATA_DIR=str(embedded_dir / "jt"))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["database"].startswith("embedded PostgreSQL in ")
+
+
+@pytest.fixture
+async def role_name(empty_db: str) -> AsyncIterator[str]:
+    """A unique application role name; the role is dropped after the test (roles are
+    cluster-wide)."""
+    name = f"jt_cli_{uuid.uuid4().hex[:12]}"
+    yield name
+    conn = await asyncpg.connect(empty_db)
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", name
+        )
+        if await conn.fetchval("SELECT to_regrole($1) IS NOT NULL", name):
+            await conn.execute(f'DROP OWNED BY "{name}"')
+            await conn.execute(f'DROP ROLE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def test_db_migrate_app_role_makes_a_login_that_cannot_rewrite_the_log(
+    empty_db: str, role_name: str
+) -> None:
+    password = f"pw-{uuid.uuid4().hex}"
+    migrated = run(
+        ["db", "migrate", "--app-role", role_name, "--json"],
+        empty_db,
+        JOBTRAIL_APP_ROLE_PASSWORD=password,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    assert password not in migrated.stdout + migrated.stderr
+    report = json.loads(migrated.stdout)["app_role"]
+    assert report == {
+        "created": True,
+        "role": role_name,
+        "login": True,
+        "safe": True,
+        "complete": True,
+        "unsafe": [],
+        "missing": [],
+    }
+
+    parts = urlsplit(empty_db)
+    server = parts.netloc.rpartition("@")[2]
+    as_role = parts._replace(netloc=f"{role_name}:{password}@{server}").geturl()
+    conn = await asyncpg.connect(as_role)
+    try:
+        await conn.execute("SET jobtrail.archiving = 'on'")
+        for statement in ("DELETE FROM jobtrail.events", "TRUNCATE jobtrail.events"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+
+    checked = run(["db", "check-role", role_name], empty_db)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"{role_name} cannot UPDATE/DELETE/TRUNCATE jobtrail.events" in checked.stdout
+
+
+async def test_check_role_exits_4_naming_what_is_unsafe_and_migrate_repairs_it(
+    empty_db: str, role_name: str
+) -> None:
+    assert run(["db", "migrate", "--app-role", role_name], empty_db).returncode == 0
+    conn = await asyncpg.connect(empty_db)
+    try:
+        await conn.execute(f'GRANT DELETE, TRUNCATE ON jobtrail.events TO "{role_name}"')
+    finally:
+        await conn.close()
+
+    checked = run(["db", "check-role", role_name], empty_db)
+    assert checked.returncode == 4
+    assert f"UNSAFE: {role_name} can DELETE/TRUNCATE jobtrail.events" in checked.stdout
+    assert "cannot UPDATE" not in checked.stdout
+
+    repaired = run(["db", "migrate", "--app-role", role_name], empty_db)
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "already existed, NOLOGIN, granted" in repaired.stdout
+    assert run(["db", "check-role", role_name], empty_db).returncode == 0
+
+
+@pytest.mark.parametrize("name", ["Robert'); DROP TABLE jobtrail.events; --", "pg_monitor", "App"])
+def test_db_migrate_refuses_a_role_name_that_is_not_a_plain_identifier(
+    empty_db: str, name: str
+) -> None:
+    result = run(["db", "migrate", "--app-role", name], empty_db)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: invalid role name {name!r}")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert run(["db", "status"], empty_db).returncode == 3, "nothing was migrated"
+
+
+def test_db_migrate_refuses_a_superuser_as_the_app_role(empty_db: str) -> None:
+    result = run(["db", "migrate", "--app-role", "postgres"], empty_db)
+    assert result.returncode == 1
+    assert "role postgres is a superuser: an application role must not be" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,29 +1,92 @@
-"""Redaction of secret-looking fields, for every log line that may carry a payload."""
+"""Redaction of secrets: the one rule the logs, the API and the CLI all apply.
+
+A value is masked when its key looks secret (key names are normalised first, so
+``X-API-Key``, ``api_key`` and ``apiKey`` are one name), and inside any text: the values
+of secret-looking ``key=value`` pairs (``?token=…`` in a URL, ``password=…`` in an error),
+a URL's password, a ``Bearer`` credential, and card-like numbers (13–19 digits passing the
+Luhn check).  Subtrees nested past ``MAX_DEPTH`` are replaced by a marker, never passed on.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-REDACTED = "[redacted]"
-_SECRET_KEY = re.compile(
-    r"pass(word)?|token|secret|reset_?url|authorization|api_?key|signature|cookie|credential",
-    re.IGNORECASE,
+REDACTED: Final = "[redacted]"
+TOO_DEEP: Final = "[redacted: nested too deep]"
+MAX_DEPTH: Final = 20
+
+# Matched anywhere in the key with separators removed ("x-api-key" -> "xapikey").
+_SECRET_WORDS: Final = re.compile(
+    r"pass(word|wd|phrase)|secret|token|authori[sz]ation|apikey|privatekey|signingkey|"
+    r"accesskey|secretkey|signature|cookie|credential|bearer|reseturl|resetlink|cardnumber|"
+    r"creditcard|iban"
 )
+# Matched as whole words of the key ("session_id" yes, "possession" no).
+_SECRET_PARTS: Final = frozenset(
+    {"pass", "pwd", "pin", "auth", "session", "sessionid", "ssn", "cvv", "cvc", "otp", "jwt"}
+)
+_CAMEL: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_SEPARATORS: Final = re.compile(r"[^a-z0-9]+")
+_PAIR: Final = re.compile(r"(?P<key>[A-Za-z][A-Za-z0-9_.\-\[\]]{0,63})=(?P<value>[^&\s#;,\"'<>]+)")
+_URL_PASSWORD: Final = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^@/\s]+(?=@)", re.I)
+_BEARER: Final = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{8,}", re.I)
+_CARD: Final = re.compile(r"(?<![\d-])(?<![\d-][ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)")
+
+
+def _words(key: str) -> list[str]:
+    return [w for w in _SEPARATORS.split(_CAMEL.sub("_", key).lower()) if w]
 
 
 def is_secret_key(key: str) -> bool:
-    """Whether a field named ``key`` looks like it holds a secret."""
-    return bool(_SECRET_KEY.search(key))
+    """Whether a field named ``key`` looks like it holds a secret (any spelling)."""
+    words = _words(key)
+    return bool(_SECRET_WORDS.search("".join(words))) or any(w in _SECRET_PARTS for w in words)
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = re.sub(r"[ -]", "", match.group(0))
+    return REDACTED if _luhn(digits) else match.group(0)
+
+
+def _pair(match: re.Match[str]) -> str:
+    if is_secret_key(match.group("key")):
+        return f"{match.group('key')}={REDACTED}"
+    return match.group(0)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with secrets inside it masked (query values, URL passwords, cards…)."""
+    if "=" in text:
+        text = _PAIR.sub(_pair, text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED, text)
+    if " " in text:
+        text = _BEARER.sub(lambda m: f"{m.group('scheme')} {REDACTED}", text)
+    if sum(c.isdigit() for c in text) >= 13:
+        text = _CARD.sub(_card, text)
+    return text
 
 
 def redact(value: Any, depth: int = 0) -> Any:
-    """A copy of ``value`` with secret-looking fields replaced, at any depth."""
-    if depth > 20:
-        return value
+    """A copy of ``value`` with secrets masked, at any depth (past ``MAX_DEPTH``: a marker)."""
+    if depth > MAX_DEPTH:
+        return TOO_DEEP
+    if isinstance(value, str):
+        return redact_text(value)
     if isinstance(value, Mapping):
         return {
             k: REDACTED if isinstance(k, str) and is_secret_key(k) else redact(v, depth + 1)
@@ -49,4 +112,4 @@ def shape(value: Any, name: str = "payload") -> dict[str, Any]:
         size = len(orjson.dumps(value))
     except (TypeError, orjson.JSONEncodeError):
         size = -1
-    return {f"{name}_keys": keys[:50], f"{name}_bytes": size}
+    return {f"{name}_keys": [redact_text(k) for k in keys[:50]], f"{name}_bytes": size}

@@ -220,6 +220,10 @@ def _filter_properties() -> dict[str, Any]:
     }
 
 
+_RAW_TEXT = (
+    "true: show secret-looking values (passwords, tokens, keys, card numbers) unredacted; "
+    "needs the 'admin' scope (403 otherwise)."
+)
 _QUERY_PARAMETERS = {
     "status": "Only jobs with this status.",
     "type": "Only jobs of this type.",
@@ -230,6 +234,7 @@ _QUERY_PARAMETERS = {
     "error_contains": "Only jobs whose last error contains this text (any case).",
     "cursor": "next_cursor of the previous page, with the same filters.",
     "limit": f"Jobs per page, 1 to {reader.MAX_LIMIT} (default {reader.DEFAULT_LIMIT}).",
+    "raw": _RAW_TEXT,
 }
 
 
@@ -238,6 +243,7 @@ def _parameters() -> list[dict[str, Any]]:
         **_filter_properties(),
         "cursor": {"type": "string"},
         "limit": {"type": "integer", "minimum": 1, "maximum": reader.MAX_LIMIT},
+        "raw": {"type": "boolean"},
     }
     return [
         {
@@ -273,6 +279,13 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 _JOB_PATH_ID = {"name": "id", "in": "path", "required": True, "schema": _JOB_ID}
+_RAW_PARAMETER = {
+    "name": "raw",
+    "in": "query",
+    "required": False,
+    "description": _RAW_TEXT,
+    "schema": {"type": "boolean"},
+}
 
 
 def _body(schema: str, required: bool) -> dict[str, Any]:
@@ -286,6 +299,7 @@ def _operation(
     *,
     by_id: bool = False,
     body: dict[str, Any] | None = None,
+    raw: bool = False,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
@@ -293,7 +307,9 @@ def _operation(
         "description": f"Needs a token with the '{SCOPES[operation_id].value}' scope.",
     }
     if by_id:
-        operation["parameters"] = [_JOB_PATH_ID]
+        operation["parameters"] = [_JOB_PATH_ID, _RAW_PARAMETER] if raw else [_JOB_PATH_ID]
+    elif raw:
+        operation["parameters"] = [_RAW_PARAMETER]
     if body is not None:
         operation["requestBody"] = body
     operation["responses"] = answers
@@ -331,6 +347,7 @@ def _job_paths() -> dict[str, Any]:
                 "getJob",
                 {"200": _answer("The job.", "JobDetail"), **_errors(400, 404)},
                 by_id=True,
+                raw=True,
             )
         },
         "/jobs/{id}/events": {
@@ -339,6 +356,7 @@ def _job_paths() -> dict[str, Any]:
                 "getJobEvents",
                 {"200": _answer("The events.", "JobHistory"), **_errors(400, 404)},
                 by_id=True,
+                raw=True,
             )
         },
     }
@@ -391,6 +409,7 @@ def _other_paths() -> dict[str, Any]:
                 "Recurring jobs",
                 "listSchedules",
                 {"200": _answer("The schedules.", "ScheduleList"), **_errors(400)},
+                raw=True,
             )
         },
     }

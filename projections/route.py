@@ -11,13 +11,15 @@ from aiohttp import web
 
 from jobstore import JobError
 from projections import errors, openapi, reader, replay, serializer, stats
-from projections.api_context import actor, context_of, cursor_key
+from projections.api_context import actor, context_of, cursor_key, require
 from projections.filter import FILTER_PARAMETERS, JobFilter, check_job_id
+from projections.token import Scope
 
 OPENAPI: Final = "openapi"
 MAX_REASON: Final = 1000
 _LIMIT = re.compile(r"[0-9]{1,4}")
-_LIST_PARAMETERS: Final = (*FILTER_PARAMETERS, "cursor", "limit")
+_LIST_PARAMETERS: Final = (*FILTER_PARAMETERS, "cursor", "limit", "raw")
+_RAW: Final = ("raw",)
 _ENQUEUE_FIELDS: Final = ("type", "payload", "metadata", "options")
 
 
@@ -50,6 +52,7 @@ async def openapi_document(request: web.Request) -> web.Response:
 async def list_jobs(request: web.Request) -> web.Response:
     """GET /jobs: a filtered page of job executions, newest first."""
     params = _single(request.query.items(), _LIST_PARAMETERS)
+    raw = _raw(request, params.pop("raw", None))
     limit = _limit(params.pop("limit", None))
     cursor = params.pop("cursor", None)
     page = await reader.list_page(
@@ -59,14 +62,14 @@ async def list_jobs(request: web.Request) -> web.Response:
         limit=limit,
         cursor_key=cursor_key(request),
     )
-    items = [serializer.execution(item) for item in page.items]
+    items = [serializer.execution(item, raw) for item in page.items]
     return json({"items": items, "next_cursor": page.next_cursor})
 
 
 async def get_job(request: web.Request) -> web.Response:
     """GET /jobs/{id}: one job, from the views (or its stream if the views lag behind)."""
     job_id = check_job_id(request.match_info["id"], "id")
-    _single(request.query.items(), ())
+    raw = _raw(request, _single(request.query.items(), _RAW).get("raw"))
     ctx = context_of(request)
     execution = await reader.get_job_execution(ctx.pool, job_id)
     if execution is None:
@@ -75,18 +78,21 @@ async def get_job(request: web.Request) -> web.Response:
         raise JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
     attempts = await reader.get_job_attempts(ctx.pool, job_id)
     return json(
-        {**serializer.execution(execution), "attempts": [serializer.attempt(a) for a in attempts]}
+        {
+            **serializer.execution(execution, raw),
+            "attempts": [serializer.attempt(a, raw) for a in attempts],
+        }
     )
 
 
 async def get_events(request: web.Request) -> web.Response:
     """GET /jobs/{id}/events: the job's events, in order."""
     job_id = check_job_id(request.match_info["id"], "id")
-    _single(request.query.items(), ())
+    raw = _raw(request, _single(request.query.items(), _RAW).get("raw"))
     history = await reader.get_job_history(context_of(request).dispatcher.store, job_id)
     if not history:
         raise JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
-    return json({"job_id": job_id, "events": [serializer.event(r) for r in history]})
+    return json({"job_id": job_id, "events": [serializer.event(r, raw) for r in history]})
 
 
 async def get_stats(request: web.Request) -> web.Response:
@@ -97,9 +103,9 @@ async def get_stats(request: web.Request) -> web.Response:
 
 async def list_schedules(request: web.Request) -> web.Response:
     """GET /schedules: every schedule that is not deleted."""
-    _single(request.query.items(), ())
+    raw = _raw(request, _single(request.query.items(), _RAW).get("raw"))
     schedules = await context_of(request).dispatcher.schedules.list()
-    return json({"items": [serializer.schedule(s) for s in schedules]})
+    return json({"items": [serializer.schedule(s, raw) for s in schedules]})
 
 
 async def enqueue(request: web.Request) -> web.Response:
@@ -161,6 +167,16 @@ def _single(items: Iterable[tuple[str, str]], allowed: Iterable[str]) -> dict[st
             raise errors.InvalidFilterError(name, "given more than once")
         values[name] = value
     return values
+
+
+def _raw(request: web.Request, text: str | None) -> bool:
+    """Whether the caller asked for unredacted values (``raw=true``: admin scope only)."""
+    if text is None or text == "false":
+        return False
+    if text != "true":
+        raise errors.InvalidFilterError("raw", f"{text[:20]!r} is not true or false")
+    require(request, Scope.ADMIN)
+    return True
 
 
 def _limit(text: str | None) -> int:

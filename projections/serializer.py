@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from jobstore import JobExecution, RecordedEvent, schedule_events
+from jobstore import JobExecution, RecordedEvent, redaction, schedule_events
 from projections.attempt import AttemptRow
 
 
@@ -15,13 +15,25 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def execution(item: JobExecution) -> dict[str, Any]:
+def shown(value: dict[str, Any], raw: bool) -> dict[str, Any]:
+    """``value`` as the API shows it: secrets redacted unless ``raw`` was asked for."""
+    if raw:
+        return value
+    redacted: dict[str, Any] = redaction.redact(value)
+    return redacted
+
+
+def execution(item: JobExecution, raw: bool = False) -> dict[str, Any]:
     """A job execution (the seed's JobExecution fields)."""
-    return item.model_dump(mode="json")
+    return shown(item.model_dump(mode="json"), raw)
 
 
-def attempt(row: AttemptRow) -> dict[str, Any]:
+def attempt(row: AttemptRow, raw: bool = False) -> dict[str, Any]:
     """One attempt of one dispatch."""
+    return shown(_attempt(row), raw)
+
+
+def _attempt(row: AttemptRow) -> dict[str, Any]:
     return {
         "dispatch": row.dispatch,
         "attempt": row.attempt,
@@ -37,8 +49,12 @@ def attempt(row: AttemptRow) -> dict[str, Any]:
     }
 
 
-def event(recorded: RecordedEvent) -> dict[str, Any]:
+def event(recorded: RecordedEvent, raw: bool = False) -> dict[str, Any]:
     """One event of a job's history."""
+    return shown(_event(recorded), raw)
+
+
+def _event(recorded: RecordedEvent) -> dict[str, Any]:
     return {
         "position": recorded.position,
         "version": recorded.version,
@@ -50,8 +66,12 @@ def event(recorded: RecordedEvent) -> dict[str, Any]:
     }
 
 
-def schedule(state: schedule_events.ScheduleState) -> dict[str, Any]:
+def schedule(state: schedule_events.ScheduleState, raw: bool = False) -> dict[str, Any]:
     """A recurring job."""
+    return shown(_schedule(state), raw)
+
+
+def _schedule(state: schedule_events.ScheduleState) -> dict[str, Any]:
     return {
         "schedule_id": state.schedule_id,
         "job_type": state.job_type,

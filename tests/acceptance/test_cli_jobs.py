@@ -312,3 +312,19 @@ async def test_a_read_never_hangs_when_another_process_leads_the_projections(
 def _cell(line: str, index: int) -> str:
     cells = [c.strip() for c in line.strip().strip("│┃").split("│")]
     return cells[index] if len(cells) > index else ""
+
+
+async def test_show_and_list_redact_secrets_unless_raw(
+    db_dsn: str, dispatcher: jobstore.Dispatcher
+) -> None:
+    job_id = await failed_job(dispatcher, "cleanup-old-data", "login refused: password=hunter2")
+    shown, listed, raw, table = await asyncio.gather(
+        jobtrail(db_dsn, "jobs", "show", job_id, "--json"),
+        jobtrail(db_dsn, "jobs", "list", "--json"),
+        jobtrail(db_dsn, "jobs", "show", job_id, "--json", "--raw"),
+        jobtrail(db_dsn, "jobs", "show", job_id),
+    )
+    for result in (shown, listed, table):
+        assert result.code == 0, result.err
+        assert "hunter2" not in result.out and "[redacted]" in result.out
+    assert "password=hunter2" in raw.out

@@ -332,3 +332,55 @@ async def test_events_an_operator_causes_name_the_token(api: Api) -> None:
         by_operator = [e for e in history["events"] if e["metadata"].get("actor")]
         assert {e["type"] for e in by_operator} == types, job_id
         assert {e["metadata"]["actor"] for e in by_operator} == {"api:ops-bot"}
+
+
+SECRETS = ("hunter2", "abc123SECRET", "4111 1111 1111 1111", "xyzBEARERxyz")
+SECRET_PAYLOAD = {
+    "reset_url": "https://app.example/reset?token=abc123SECRET",
+    "nested": [{"deeper": {"password": "hunter2", "note": "card 4111 1111 1111 1111"}}],
+}
+
+
+async def test_secrets_are_redacted_unless_an_admin_asks_for_raw(api: Api) -> None:
+    job_id = new_job_id()
+    await append(
+        jobstore.EventStore(api.pool),
+        job_id,
+        dispatched(
+            job_id,
+            payload=SECRET_PAYLOAD,
+            metadata={"trace": "https://app.example/cb?apiKey=abc123SECRET"},
+            options={"retries": 1, "headers": {"Authorization": "Bearer xyzBEARERxyz"}},
+        ),
+    )
+    failing = await api.dispatcher.enqueue("cleanup-old-data", CLEANUP)
+    await api.dispatcher.update_job_execution(failing, {"status": "processing"})
+    await api.dispatcher.update_job_execution(
+        failing, {"status": "failed", "error": "login refused: password=hunter2"}
+    )
+    await api.catch_up()
+    reads = [
+        "/jobs",
+        f"/jobs/{job_id}",
+        f"/jobs/{job_id}/events",
+        f"/jobs/{failing}",
+        f"/jobs/{failing}/events",
+    ]
+    for path in reads:
+        async with api.client.get("/api/v1" + path, headers=AUTH) as response:
+            text = await response.text()
+        assert response.status == 200, path
+        assert not [s for s in SECRETS if s in text], path
+        assert "[redacted]" in text, path
+
+    _, raw = await api.call("GET", f"/jobs/{job_id}/events", params={"raw": "true"})
+    first = raw["events"][0]["data"]
+    assert first["options"]["headers"]["Authorization"] == "Bearer xyzBEARERxyz"
+    assert first["payload"]["nested"][0]["deeper"]["password"] == "hunter2"
+    _, raw = await api.call("GET", f"/jobs/{failing}", params={"raw": "true"})
+    assert raw["error"].endswith("login refused: password=hunter2")
+    for path in reads:
+        status, body = await api.call("GET", path, token=OPERATOR, params={"raw": "true"})
+        assert (status, body["scope"]) == (403, "admin"), path
+    status, body = await api.call("GET", "/jobs", params={"raw": "yes"})
+    assert (status, body["parameter"]) == (400, "raw")

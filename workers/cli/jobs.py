@@ -17,7 +17,7 @@ from rich.table import Table
 
 import jobstore
 import projections
-from jobstore import JOB_STATUSES, JobExecution, job_state
+from jobstore import JOB_STATUSES, JobExecution, job_state, redaction
 from workers.cli import database, operator, runtime, timeline
 
 jobs_app = typer.Typer(help="Jobs: list, show, replay and cancel.", no_args_is_help=True)
@@ -39,6 +39,10 @@ ErrorContains = Annotated[
     str | None, typer.Option(help="Last error contains this text (any case).")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Raw = Annotated[
+    bool,
+    typer.Option("--raw", help="Show passwords, tokens, keys and card numbers unredacted."),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -58,6 +62,7 @@ def list_(
     limit: int = typer.Option(50, help="Jobs per page (1 to 500)."),
     cursor: str | None = typer.Option(None, help="The page after this one (from --json)."),
     as_json: AsJson = False,
+    raw: Raw = False,
 ) -> None:
     """List jobs, newest first, with every filter of the read API."""
     settings = database.load_settings()
@@ -76,7 +81,7 @@ def list_(
 
     page = database.run(main)
     if as_json:
-        items = [item.model_dump(mode="json") for item in page.items]
+        items = [_shown(item.model_dump(mode="json"), raw) for item in page.items]
         runtime.print_json({"items": items, "next_cursor": page.next_cursor})
         return
     out = database.console()
@@ -92,6 +97,7 @@ def list_(
 def show(
     job_id: str = typer.Argument(..., metavar="ID", help="The job's id."),
     as_json: AsJson = False,
+    raw: Raw = False,
 ) -> None:
     """Show a job: its state, and a timeline of every event and attempt."""
     settings = database.load_settings()
@@ -113,7 +119,8 @@ def show(
                 attempts = await projections.get_job_attempts(db.pool, job_id)
             state = job_state.fold(history)
             assert state is not None
-            return timeline.Job(JobExecution.from_state(state), history, attempts, archived)
+            execution = JobExecution.from_state(state)
+            return timeline.Job(execution, history, attempts, archived, raw)
 
     job = database.run(main)
     if as_json:
@@ -341,6 +348,10 @@ def _option_names() -> Iterator[None]:
         runtime.fail(f"--{exc.parameter.replace('_', '-')}: {problem}", database.BAD_INPUT)
 
 
+def _shown(value: dict[str, Any], raw: bool) -> dict[str, Any]:
+    return value if raw else dict(redaction.redact(value))
+
+
 def _list_table(items: list[JobExecution]) -> Table:
     table = Table(title=f"{len(items)} job(s), newest first")
     table.add_column("id", no_wrap=True)
@@ -359,7 +370,7 @@ def _list_table(items: list[JobExecution]) -> Table:
             str(e.attempts),
             database.when(e.created_at),
             database.duration(e.duration_seconds),
-            timeline.short(e.error, 60) if e.error else "",
+            timeline.short(redaction.redact(e.error), 60) if e.error else "",
         )
     return table
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -34,15 +35,18 @@ class Job:
     history: list[RecordedEvent]
     attempts: list[Any]
     archived: bool
+    raw: bool = False
+    """Show secret-looking values as recorded (``--raw``) instead of redacted."""
 
     def to_json(self) -> dict[str, Any]:
         """The job as JSON-compatible values."""
-        return {
+        value = {
             "job": self.execution.model_dump(mode="json"),
             "archived": self.archived,
             "events": [_event_json(r) for r in self.history],
             "attempts": [_attempt_json(a) for a in self.attempts],
         }
+        return value if self.raw else dict(redaction.redact(value))
 
 
 def _event_json(recorded: RecordedEvent) -> dict[str, Any]:
@@ -89,15 +93,21 @@ def print_job(out: Console, job: Job) -> None:
         f"dispatches {e.dispatch} (replays {e.replay_count}), attempts {e.attempts}, "
         f"retries per dispatch {e.max_retries}; created {database.when(e.created_at)}"
     )
+    shown = _shown(job.raw)
     if e.error:
-        out.print(f"last error: [red]{short(e.error, 300)}[/]", highlight=False)
-    out.print(f"payload: {short(redaction.redact(e.payload), 200)}", highlight=False)
-    out.print(_timeline(job.history))
+        out.print(f"last error: [red]{short(shown(e.error), 300)}[/]", highlight=False)
+    out.print(f"payload: {short(shown(e.payload), 200)}", highlight=False)
+    out.print(_timeline(job.history, shown))
     if job.attempts:
-        out.print(_attempts_table(job.attempts))
+        out.print(_attempts_table(job.attempts, shown))
 
 
-def _timeline(history: list[RecordedEvent]) -> Table:
+def _shown(raw: bool) -> Callable[[Any], Any]:
+    """What the timeline prints of a value: redacted, unless ``--raw``."""
+    return (lambda value: value) if raw else redaction.redact
+
+
+def _timeline(history: list[RecordedEvent], shown: Callable[[Any], Any]) -> Table:
     table = Table(title="timeline")
     table.add_column("time (UTC)", no_wrap=True)
     table.add_column("position", justify="right")
@@ -105,7 +115,7 @@ def _timeline(history: list[RecordedEvent]) -> Table:
     table.add_column("dispatch/attempt", justify="center")
     table.add_column("details")
     for recorded in history:
-        name, attempt, details = _describe_event(recorded.event)
+        name, attempt, details = _describe_event(recorded.event, shown)
         who = actor_of.of(recorded.metadata)
         if who:
             details = f"{details}; by {escape(who)}" if details else f"by {escape(who)}"
@@ -119,7 +129,7 @@ def _timeline(history: list[RecordedEvent]) -> Table:
     return table
 
 
-def _describe_event(event: jobstore.Event) -> tuple[str, str, str]:
+def _describe_event(event: jobstore.Event, shown: Callable[[Any], Any]) -> tuple[str, str, str]:
     """An event as (name, dispatch/attempt, details) for the timeline."""
     match event:
         case job_events.JobDispatched():
@@ -127,7 +137,7 @@ def _describe_event(event: jobstore.Event) -> tuple[str, str, str]:
             if event.options.get("not_before"):
                 details += ", delayed"
             if event.reason:
-                details += f"; reason: {short(event.reason, 200)}"
+                details += f"; reason: {short(shown(event.reason), 200)}"
             return "[cyan]dispatched[/]", f"{event.dispatch}", details
         case job_events.JobStarted():
             message = f"message {short(event.message_id, 80)}" if event.message_id else ""
@@ -135,14 +145,14 @@ def _describe_event(event: jobstore.Event) -> tuple[str, str, str]:
         case job_events.JobCompleted():
             details = f"took {database.duration(event.duration_seconds)}"
             if event.result is not None:
-                details += f"; result {short(event.result, 80)}"
+                details += f"; result {short(shown(event.result), 80)}"
             return "[green]completed[/]", f"{event.dispatch}/{event.attempt}", details
         case job_events.JobAttemptFailed():
             outcome = "abandoned" if event.abandoned else "failed"
             then = "will retry" if event.will_retry else "no retry"
             seconds = event.duration_seconds
             took = f", after {database.duration(seconds)}" if seconds is not None else ""
-            error = short(f"{event.error_type}: {event.error_message}", 300)
+            error = short(shown(f"{event.error_type}: {event.error_message}"), 300)
             details = f"{error} ({then}{took})"
             return f"[yellow]attempt {outcome}[/]", f"{event.dispatch}/{event.attempt}", details
         case job_events.JobFailed():
@@ -150,14 +160,18 @@ def _describe_event(event: jobstore.Event) -> tuple[str, str, str]:
             text = event.reason
             if event.error_message and event.error_message != event.reason:
                 text += f"; {event.error_type or 'Error'}: {event.error_message}"
-            return "[red]failed[/]", attempt, short(text, 300)
+            return "[red]failed[/]", attempt, short(shown(text), 300)
         case job_events.JobCancelled():
-            return "[magenta]cancelled[/]", f"{event.dispatch}", short(event.reason or "", 200)
+            return (
+                "[magenta]cancelled[/]",
+                f"{event.dispatch}",
+                short(shown(event.reason or ""), 200),
+            )
         case _:
-            return event.type_name, "", short(event.to_json_data(), 80)
+            return event.type_name, "", short(shown(event.to_json_data()), 80)
 
 
-def _attempts_table(attempts: list[Any]) -> Table:
+def _attempts_table(attempts: list[Any], shown: Callable[[Any], Any]) -> Table:
     table = Table(title="attempts")
     table.add_column("dispatch/attempt", justify="center")
     table.add_column("outcome")
@@ -166,7 +180,7 @@ def _attempts_table(attempts: list[Any]) -> Table:
     table.add_column("error")
     for a in attempts:
         error = f"{a.error_type}: {a.error_message}" if a.error_type else (a.error_message or "")
-        error = short(error, 300)
+        error = short(shown(error), 300)
         table.add_row(
             f"{a.dispatch}/{a.attempt}",
             str(a.outcome),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -21,6 +22,31 @@ def dumps(value: Any, *, what: str = "value") -> bytes:
         return orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise errors.InvalidEventError(f"{what} cannot be stored as JSON: {exc}") from None
+
+
+def depth(value: Any, *, stop_after: int | None = None) -> int:
+    """How deeply ``value``'s lists and objects nest (a scalar is 0, ``{}`` is 1).
+
+    Iterative, so a hostile 100,000-deep value cannot exhaust the interpreter's stack;
+    with ``stop_after`` the walk ends as soon as the depth passes it.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if stop_after is not None and deepest > stop_after:
+            return deepest
+        stack.extend(
+            (child, level + 1) for child in children if isinstance(child, Mapping | list | tuple)
+        )
+    return deepest
 
 
 def loads(raw: bytes | str) -> Any:

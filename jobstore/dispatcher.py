@@ -8,6 +8,7 @@ crash anywhere loses nothing.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,7 +20,8 @@ import structlog
 from pydantic import BaseModel
 
 from jobstore import actor as actor_of
-from jobstore import errors, job_state, redaction, transition
+from jobstore import codec, errors, job_state, redaction, transition
+from jobstore.address import CONTEXT_KEY, STRICT, AddressPolicy
 from jobstore.event import Event
 from jobstore.job import BaseJobMetadata, EnqueueJobOptions
 from jobstore.job_events import JobDispatched
@@ -32,6 +34,13 @@ from jobstore.validation import validate_model
 log = structlog.get_logger("jobtrail.dispatcher")
 
 MAX_PAYLOAD_BYTES = 512 * 1024
+MAX_MESSAGE_BYTES = 1024 * 1024
+"""The largest body QStash accepts for one message (1 MiB): a job's whole wire envelope."""
+MAX_JSON_DEPTH = 32
+"""How deeply a job's payload and metadata may nest lists and objects."""
+# The SDK's json.dumps escapes non-ASCII and adds spaces, at most 6 bytes for each byte of
+# orjson's compact UTF-8; an envelope under a sixth of the limit needs no exact count.
+_WORST_EXPANSION = 6
 # QStash's own delivery timeout is the job's timeout plus this margin, so QStash never
 # gives up on an attempt that is still running.
 QSTASH_TIMEOUT_MARGIN_S = 30
@@ -60,10 +69,18 @@ class JobRequest:
 class Dispatcher:
     """Enqueues, cancels and replays jobs (the seed's JobDispatcher), on the event log."""
 
-    def __init__(self, store: EventStore, registry: JobRegistry | None = None) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        registry: JobRegistry | None = None,
+        policy: AddressPolicy = STRICT,
+    ) -> None:
+        """``policy`` judges callback and webhook URLs at enqueue (strict unless given)."""
         self.store = store
         self.registry = registry or default_registry
         self.schedules = Schedules(store, self.registry)
+        self.policy = policy
+        self._context = {CONTEXT_KEY: policy}
 
     async def schedule(
         self,
@@ -246,9 +263,11 @@ class Dispatcher:
 
     def _dispatched(self, request: JobRequest) -> JobDispatched:
         spec = self.registry.get(request.type)
-        payload = validate_model(spec.payload_model, request.payload, "payload")
+        _check_depth(request.payload, "payload")
+        _check_depth(request.metadata, "metadata")
+        payload = validate_model(spec.payload_model, request.payload, "payload", self._context)
         metadata = validate_model(BaseJobMetadata, request.metadata or {}, "metadata")
-        options = validate_model(EnqueueJobOptions, request.options or {}, "options")
+        options = validate_model(EnqueueJobOptions, request.options or {}, "options", self._context)
         now = time.time()
         config = spec.config
         event_options = {
@@ -266,8 +285,8 @@ class Dispatcher:
             job_id=_job_id(metadata),
             dispatch=1,
             job_type=config.type,
-            payload=payload.model_dump(mode="json"),
-            metadata=metadata.model_dump(mode="json", exclude_none=True),
+            payload=_dump(payload, "payload"),
+            metadata=_dump(metadata, "metadata", exclude_none=True),
             options=event_options,
             source="api",
             reason=None,
@@ -285,12 +304,68 @@ def _as_validation_error() -> Iterator[None]:
         raise errors.JobValidationError("invalid job", [str(exc)]) from None
 
 
+def _check_depth(value: Any, what: str) -> None:
+    """Refuse JSON nested past MAX_JSON_DEPTH before anything recursive walks it."""
+    if value is None or isinstance(value, BaseModel):
+        return  # a model is dumped, and its dump checked, in _dump
+    if codec.depth(value, stop_after=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise errors.JobValidationError(
+            f"invalid {what}",
+            [
+                f"{what} nests lists/objects more than {MAX_JSON_DEPTH} levels deep; "
+                f"the limit is {MAX_JSON_DEPTH}"
+            ],
+        )
+
+
+def _dump(model: BaseModel, what: str, *, exclude_none: bool = False) -> dict[str, Any]:
+    """``model`` as JSON-ready data, no deeper than MAX_JSON_DEPTH."""
+    try:
+        data = model.model_dump(mode="json", exclude_none=exclude_none)
+    except ValueError as exc:  # pydantic's own serialization depth guard
+        raise errors.JobValidationError(
+            f"invalid {what}", [f"{what} cannot be encoded as JSON: {exc}"]
+        ) from None
+    _check_depth(data, what)
+    return data
+
+
 def _check_size(event: JobDispatched) -> None:
-    size = len(orjson.dumps(event.payload))
+    """Refuse a job QStash could not take: its payload, and its whole published message."""
+    try:
+        size = len(orjson.dumps(event.payload))
+        compact = len(orjson.dumps(_envelope(event))) if size <= MAX_PAYLOAD_BYTES else 0
+    except orjson.JSONEncodeError as exc:
+        raise errors.JobValidationError("invalid job", [f"not JSON: {exc}"]) from None
     if size > MAX_PAYLOAD_BYTES:
         raise errors.JobValidationError(
             "invalid payload", [f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}"]
         )
+    if compact * _WORST_EXPANSION <= MAX_MESSAGE_BYTES:
+        return
+    # Exactly what the qstash SDK sends: json.dumps with its defaults (ASCII, spaced).
+    message = len(json.dumps(_envelope(event)))
+    if message > MAX_MESSAGE_BYTES:
+        raise errors.JobValidationError(
+            "invalid job",
+            [
+                f"the job's QStash message (job_id, dispatch, type, payload, metadata as "
+                f"published) would be {message} bytes; QStash accepts at most "
+                f"{MAX_MESSAGE_BYTES} bytes (1 MiB) per message: make the payload or "
+                "metadata smaller (non-ASCII text counts 6 bytes a character)"
+            ],
+        )
+
+
+def _envelope(event: JobDispatched) -> dict[str, Any]:
+    """The body the relay publishes for ``event`` (DESIGN.md, the wire envelope)."""
+    return {
+        "job_id": event.job_id,
+        "dispatch": event.dispatch,
+        "type": event.job_type,
+        "payload": event.payload,
+        "metadata": event.metadata,
+    }
 
 
 def _job_id(metadata: BaseJobMetadata) -> str:

@@ -6,7 +6,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from jobstore.address import TargetUrl
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 # Headers QStash or the host set themselves; a job must not override them.
@@ -36,8 +38,8 @@ class EnqueueJobOptions(BaseModel):
 
     delay: float | timedelta | None = None
     retries: int | None = Field(default=None, ge=0, le=100)
-    callback: AnyHttpUrl | None = None
-    failure_callback: AnyHttpUrl | None = None
+    callback: TargetUrl | None = None
+    failure_callback: TargetUrl | None = None
     headers: dict[str, str] | None = None
 
     @field_validator("delay")

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from jobstore import errors
+from jobstore.address import TargetUrl
 
 
 class Payload(BaseModel):
@@ -84,7 +85,7 @@ class SendEmailPayload(Payload):
 class ProcessWebhookPayload(Payload):
     """process-webhook: POST ``body`` as JSON to ``url``, signed with HMAC-SHA256."""
 
-    url: AnyHttpUrl
+    url: TargetUrl
     event: str = Field(min_length=1, max_length=200)
     body: dict[str, Any] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)

@@ -243,8 +243,8 @@ class Relay:
             "headers": dict(options.get("headers") or {}),
             "label": dispatched.job_type,
         }
-        if options.get("callback"):
-            request["callback"] = options["callback"]
+        # The job's own callback is called by the host under its address policy once the
+        # outcome is recorded (workers/notification.py); QStash never gets the user's URL.
         not_before = options.get("not_before")
         if not_before and dispatched.source == "api":
             request["not_before"] = int(not_before)

@@ -68,9 +68,12 @@ def make_app(
     access = projections.Access.from_settings(settings, options.listen_host)
     app[projections.API_ACCESS] = access
     if access.tokens:
-        app.add_subapp(
-            API_PREFIX, projections.api_app(access.tokens, public_docs=access.public_probes)
+        api = projections.api_app(
+            access.tokens,
+            public_docs=access.public_probes,
+            statement_timeout=settings.api_statement_timeout_seconds,
         )
+        app.add_subapp(API_PREFIX, api)
     app.cleanup_ctx.append(_lifecycle(settings, registry, options, dsn))
     return app
 
@@ -92,7 +95,9 @@ def _lifecycle(
                 settings=settings,
                 store=store,
                 dsn=resolved,
-                dispatcher=jobstore.Dispatcher(store, registry),
+                dispatcher=jobstore.Dispatcher(
+                    store, registry, jobstore.AddressPolicy.from_settings(settings)
+                ),
                 registry=registry,
                 verifier=Verifier(
                     settings.qstash_current_signing_key.get_secret_value(),

@@ -308,3 +308,107 @@ async def test_applications_register_their_own_job_types(store: jobstore.EventSt
         registry.register(config, InvoicePayload)
     with pytest.raises(jobstore.JobError, match="endpoint"):
         registry.register(config.model_copy(update={"type": "other"}), InvoicePayload)
+
+
+HOOK = {"url": "https://hooks.example.com/in", "event": "order.paid"}
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"callback": "http://169.254.169.254/latest/meta-data/"}, "options.callback"),
+        ({"failure_callback": "http://127.0.0.1/failed"}, "options.failure_callback"),
+        ({"callback": "http://[::ffff:10.0.0.1]/done"}, "private address"),
+        ({"callback": "http://localhost/done"}, "loopback name"),
+        ({"callback": "https://hooks.example.com:25/done"}, "port 25 is not allowed"),
+        ({"failure_callback": "ftp://hooks.example.com/x"}, "URL scheme should be"),
+    ],
+)
+async def test_callbacks_outside_the_address_policy_are_refused_at_enqueue(
+    dispatcher: Dispatcher, store: jobstore.EventStore, options: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(jobstore.JobValidationError, match=expected):
+        await dispatcher.enqueue("process-webhook", HOOK, None, options)
+    assert await store.last_position() == 0
+
+
+async def test_a_prebuilt_options_object_cannot_skip_the_policy(dispatcher: Dispatcher) -> None:
+    options = jobstore.EnqueueJobOptions(callback="http://10.1.2.3/done")  # type: ignore[arg-type]
+
+    with pytest.raises(jobstore.JobValidationError, match=r"10\.1\.2\.3 is a private address"):
+        await dispatcher.enqueue("process-webhook", HOOK, None, options)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://198.51.100.7:25/relay", "port 25 is not allowed; allowed ports: 80, 443"),
+        ("http://10.0.0.8/hook", "payload.url: URL is refused: 10.0.0.8 is a private address"),
+    ],
+)
+async def test_webhook_targets_are_checked_at_enqueue(
+    dispatcher: Dispatcher, url: str, expected: str
+) -> None:
+    with pytest.raises(jobstore.JobValidationError, match=expected):
+        await dispatcher.enqueue("process-webhook", {**HOOK, "url": url})
+
+
+async def test_the_hosts_policy_can_allow_private_targets_and_other_ports(
+    store: jobstore.EventStore,
+) -> None:
+    policy = jobstore.AddressPolicy(allow_private=True, ports=frozenset({8080}))
+    dispatcher = Dispatcher(store, None, policy)
+    options = {
+        "callback": "http://127.0.0.1:8080/done",
+        "failure_callback": "http://10.0.0.1:8080/",
+    }
+
+    job_id = await dispatcher.enqueue(
+        "process-webhook", {**HOOK, "url": "http://[::1]:8080/"}, None, options
+    )
+
+    [event] = await _events(store, job_id)
+    assert event.options["callback"] == "http://127.0.0.1:8080/done"  # type: ignore[attr-defined]
+    with pytest.raises(jobstore.JobValidationError, match="port 443 is not allowed"):
+        await dispatcher.enqueue("process-webhook", HOOK)
+
+
+def _nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [33, 1000, 100_000])
+async def test_over_deep_payload_or_metadata_is_refused_naming_the_limit(
+    dispatcher: Dispatcher, store: jobstore.EventStore, depth: int
+) -> None:
+    with pytest.raises(jobstore.JobValidationError, match="more than 32 levels deep"):
+        await dispatcher.enqueue("process-webhook", {**HOOK, "body": {"a": _nested(depth - 2)}})
+    with pytest.raises(jobstore.JobValidationError, match="metadata nests"):
+        await dispatcher.enqueue("process-webhook", HOOK, {"trace": _nested(depth - 1)})
+    assert await store.last_position() == 0
+
+
+async def test_payload_at_the_depth_limit_is_accepted(dispatcher: Dispatcher) -> None:
+    assert await dispatcher.enqueue("process-webhook", {**HOOK, "body": {"a": _nested(30)}})
+
+
+@pytest.mark.parametrize(
+    ("payload_text", "metadata_text"),
+    [
+        ("x" * (500 * 1024), "y" * (600 * 1024)),  # small payload, the metadata makes it big
+        ("é" * (180 * 1024), ""),  # 360 KiB of UTF-8, published as 1080 KiB of \\u00e9
+    ],
+)
+async def test_a_job_whose_qstash_message_would_pass_1_mib_is_refused(
+    dispatcher: Dispatcher, store: jobstore.EventStore, payload_text: str, metadata_text: str
+) -> None:
+    payload = {**HOOK, "body": {"blob": payload_text}}
+    metadata = {"note": metadata_text} if metadata_text else None
+
+    with pytest.raises(jobstore.JobValidationError, match="at most 1048576 bytes") as caught:
+        await dispatcher.enqueue("process-webhook", payload, metadata)
+    assert "QStash message" in str(caught.value)
+    assert await store.last_position() == 0

@@ -80,9 +80,11 @@ class Traffic:
         return aiohttp.ClientSession(connector=connector, trace_configs=[trace])
 
 
-def settings(*, allow_private: bool) -> Settings:
+def settings(*, allow_private: bool, ports: str = "*") -> Settings:
     return Settings(
-        webhook_signing_secret=SecretStr(SECRET), webhook_allow_private_targets=allow_private
+        webhook_signing_secret=SecretStr(SECRET),
+        webhook_allow_private_targets=allow_private,
+        webhook_allowed_ports=ports,
     )
 
 
@@ -271,3 +273,26 @@ async def test_non_http_schemes_are_refused(url: str) -> None:
     with pytest.raises(handlers.WebhookTargetRefusedError, match="only http:// and https://"):
         await handle(unchecked, make_job())
     assert traffic.urls == []
+
+
+@pytest.mark.parametrize("ports", ["80,443", "25"])
+async def test_ports_outside_the_allow_list_are_refused_before_any_connection(
+    receiver: Receiver, ports: str
+) -> None:
+    """Port 25 on a public host is an SMTP relay: only the allow-list's ports are called."""
+    traffic = Traffic()
+    handle = handlers.webhook_handler(settings(allow_private=True, ports=ports), traffic.session)
+
+    with pytest.raises(handlers.WebhookTargetRefusedError, match="is not allowed; allowed ports"):
+        await handle(webhook(receiver.url("/status/200")), make_job())
+    assert traffic.urls == []
+    assert receiver.requests == []
+
+
+async def test_port_on_the_allow_list_is_called(receiver: Receiver) -> None:
+    handle = handlers.webhook_handler(
+        settings(allow_private=True, ports=f"443,{receiver.server.port}")
+    )
+
+    assert await handle(webhook(receiver.url("/status/200")), make_job()) == {"status": 200}
+    assert len(receiver.requests) == 1

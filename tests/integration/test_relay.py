@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator
 
@@ -13,8 +14,9 @@ from qstash import AsyncQStash
 
 import jobstore
 import qstash_local
+from jobstore import dispatcher as dispatcher_module
 from jobstore import job_events
-from jobstore.dispatcher import Dispatcher
+from jobstore.dispatcher import Dispatcher, JobRequest
 from jobstore.relay import Relay, RelayConfig, RelayCrash
 from tests.qstash_support import FAST, Harness, eventually, running
 
@@ -298,3 +300,53 @@ async def test_schedules_are_created_paused_and_reconciled_in_qstash(
     await dispatcher.schedules.delete(schedule_id)
     await relay.run_until_caught_up()
     assert schedule_id not in [s.schedule_id for s in await qstash.client.schedule.list()]
+
+
+HOOK = {"url": "https://hooks.example.com/in", "event": "order.paid"}
+WEBHOOK_PATH = "/api/jobs/process-webhook"
+
+
+async def test_the_users_callback_is_never_handed_to_qstash(
+    store: jobstore.EventStore, db_dsn: str, qstash: Harness
+) -> None:
+    """QStash would call it after every attempt, outside the host's address policy."""
+    await Dispatcher(store).enqueue(
+        "process-webhook", HOOK, None, {"callback": "https://hooks.example.com/done"}
+    )
+    relay = make_relay(store, db_dsn, qstash)
+    await relay.run_until_caught_up()
+
+    message_id = await store.pool.fetchval("SELECT message_id FROM jobtrail.relay_messages")
+    message = await qstash.client.message.get(message_id)
+    assert message.callback is None
+    assert message.failure_callback == qstash.sink.base + "/_jobtrail/qstash/failure"
+
+
+async def test_a_job_at_the_message_limit_is_published_and_one_byte_more_is_refused(
+    store: jobstore.EventStore, db_dsn: str, qstash: Harness
+) -> None:
+    """Enqueue's size check counts the whole envelope exactly as the SDK publishes it."""
+    dispatcher = Dispatcher(store)
+    payload = {**HOOK, "body": {"blob": "é" * (40 * 1024) + "x" * (400 * 1024)}}
+
+    def metadata(note_length: int) -> dict[str, object]:
+        return {"created_at": "2030-01-01T00:00:00Z", "note": "n" * note_length}
+
+    probe = dispatcher._dispatched(JobRequest("process-webhook", payload, metadata(0)))
+    published = len(json.dumps(dispatcher_module._envelope(probe)))
+    fill = dispatcher_module.MAX_MESSAGE_BYTES - published
+
+    with pytest.raises(jobstore.JobValidationError, match="at most 1048576 bytes"):
+        await dispatcher.enqueue("process-webhook", payload, metadata(fill + 1))
+    job_id = await dispatcher.enqueue("process-webhook", payload, metadata(fill))
+    relay = make_relay(store, db_dsn, qstash)
+    await relay.run_until_caught_up()
+
+    (delivery,) = await eventually(lambda: qstash.sink.at(WEBHOOK_PATH), what="delivery")
+    assert len(delivery.body) == dispatcher_module.MAX_MESSAGE_BYTES
+    assert orjson.loads(delivery.body)["job_id"] == job_id
+    assert [e.type_name for e in await _events(store, job_id)] == ["job.dispatched"]
+
+
+async def _events(store: jobstore.EventStore, job_id: str) -> list[jobstore.Event]:
+    return [r.event for r in await store.read_stream(f"job-{job_id}")]

@@ -19,7 +19,9 @@ rejects a ``t`` too far from its own clock (five minutes is usual) to stop repla
 A 2xx answer completes the job.  5xx, 408, 429 and network errors are retried; any other
 answer (other 4xx, a redirect, which is never followed) fails the job at once.  Targets
 on loopback, private, link-local and other non-public addresses are refused unless
-``JOBTRAIL_WEBHOOK_ALLOW_PRIVATE`` is set (see :mod:`workers.handlers.target`).
+``JOBTRAIL_WEBHOOK_ALLOW_PRIVATE`` is set, and so are ports outside
+``JOBTRAIL_WEBHOOK_PORTS`` (80 and 443 by default); see :mod:`jobstore.address`.
+The job's own callbacks are signed the same way (:mod:`workers.notification`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import aiohttp
 import structlog
 import yarl
 
-from jobstore import BaseJob, NonRetryableJobError, Settings, payloads
+from jobstore import AddressPolicy, BaseJob, NonRetryableJobError, Settings, payloads
 from workers.handlers import error, target
 
 WebhookHandler = Callable[[payloads.ProcessWebhookPayload, BaseJob], Awaitable[dict[str, int]]]
@@ -86,13 +88,22 @@ def build_headers(
 ) -> dict[str, str]:
     """The request headers: the payload's own, then jobtrail's signed ones."""
     _check_custom_headers(payload.headers)
+    return {
+        **payload.headers,
+        **signed_headers(settings, job.idempotency_key, payload.event, raw_body),
+    }
+
+
+def signed_headers(
+    settings: Settings, idempotency_key: str, event: str, raw_body: bytes
+) -> dict[str, str]:
+    """jobtrail's own headers of a signed JSON request (see the module docstring)."""
     timestamp = int(time.time())
     secret = settings.webhook_signing_secret.get_secret_value()
     return {
-        **payload.headers,
         "Content-Type": "application/json",
-        "Idempotency-Key": job.idempotency_key,
-        "X-Jobtrail-Event": payload.event,
+        "Idempotency-Key": idempotency_key,
+        "X-Jobtrail-Event": event,
         "X-Jobtrail-Timestamp": str(timestamp),
         "X-Jobtrail-Signature": sign(secret, timestamp, raw_body),
     }
@@ -159,22 +170,23 @@ def webhook_handler(
     ``lookup`` replaces the DNS resolution.
     """
     make_session = session_factory or default_session
+    policy = AddressPolicy.from_settings(settings)
 
     async def process_webhook(
         payload: payloads.ProcessWebhookPayload, job: BaseJob
     ) -> dict[str, int]:
         url = yarl.URL(str(payload.url))
-        host, port = target.check_url(url)
+        target.check_url(url, policy)
         raw_body = encode_body(payload.body)
         headers = build_headers(settings, payload, job, raw_body)
-        addresses = await target.resolve_checked(
-            host, port, allow_private=settings.webhook_allow_private_targets, lookup=lookup
-        )
-        connector = aiohttp.TCPConnector(
-            resolver=target.PinnedResolver(host, addresses), use_dns_cache=False
-        )
+        connector = await target.pinned_connector(url, policy, lookup)
         status = await _post(make_session(connector), url, raw_body, headers)
-        log.info("webhook delivered", host=host, status=status, webhook_event=payload.event)
+        log.info(
+            "webhook delivered",
+            url=target.display_url(url),
+            status=status,
+            webhook_event=payload.event,
+        )
         return {"status": status}
 
     return process_webhook

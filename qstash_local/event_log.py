@@ -69,7 +69,8 @@ def event_json(event: Event) -> dict[str, Any]:
     out["time"] = event.time_ms
     out["state"] = event.state
     out["header"] = header_map(spec.delivered_headers(), spec.redact)
-    out["body"] = base64.b64encode(message.body).decode()
+    if message.body:  # omitted without a body, as in messages and schedules
+        out["body"] = base64.b64encode(message.body).decode()
     out["maxRetries"] = spec.retries
     if spec.timeout_s is not None:
         out["timeout"] = int(spec.timeout_s * 1000)

@@ -80,7 +80,12 @@ def redacted(data: bytes) -> str:
 
 
 def body_fields(body: bytes, redact: Redact) -> dict[str, str]:
-    """Return ``{"body": text}`` for UTF-8 bodies, else ``{"bodyBase64": ...}``."""
+    """Return ``{"body": text}`` for UTF-8 bodies, else ``{"bodyBase64": ...}``.
+
+    No body, no field: QStash omits both keys for a message or schedule without one.
+    """
+    if not body:
+        return {}
     if redact.body:
         return {"body": redacted(body)}
     try:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
+import os
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from multidict import CIMultiDictProxy
@@ -225,3 +229,188 @@ def wait_sync(predicate: Callable[[], Any], within: float = 5.0, what: str = "co
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         time.sleep(0.005)
+
+
+CONTRACT_ENV = "JOBTRAIL_CONTRACT_QSTASH"
+CONTRACT_SKIP = (
+    f"contract run against the real QStash is opt-in: set {CONTRACT_ENV}=1 with QSTASH_TOKEN "
+    "(and QSTASH_URL for a regional endpoint) to run it"
+)
+
+
+@dataclasses.dataclass
+class Target:
+    """A QStash to check behaviour against: qstash_local, or the real service (opt-in).
+
+    Every call a test makes is scoped by labels unique to the run (``label``), so the
+    contract run only ever touches what it created itself on a real account.
+    """
+
+    name: str
+    base_url: str
+    token: str
+    client: AsyncQStash
+    http: aiohttp.ClientSession
+    failing_url: Callable[[str, int], str]
+    within: float
+    run: str = dataclasses.field(default_factory=lambda: "jt" + uuid.uuid4().hex[:12])
+    harness: Harness | None = None
+    labels: set[str] = dataclasses.field(default_factory=set)
+
+    @property
+    def local(self) -> bool:
+        """Whether this is qstash_local (unscoped destructive calls are safe only there)."""
+        return self.harness is not None
+
+    def label(self, name: str) -> str:
+        """A label unique to this run (remembered for cleanup)."""
+        label = f"{self.run}_{name}"
+        self.labels.add(label)
+        return label
+
+    def parked_url(self, host: str = "example.com", path: str = "p") -> str:
+        """A destination for a message that waits an hour (never delivered by a test)."""
+        return f"https://{host}/{self.run}/{path}"
+
+    async def raw(
+        self,
+        method: str,
+        path: str,
+        params: list[tuple[str, str]] | None = None,
+        json_body: Any = None,
+    ) -> tuple[int, Any]:
+        """Call the REST API directly and return ``(status, parsed JSON or text)``."""
+        async with self.http.request(method, path, params=params or [], json=json_body) as r:
+            text = await r.text()
+            try:
+                return r.status, json.loads(text) if text else None
+            except json.JSONDecodeError:
+                return r.status, text
+
+    async def park(self, label: str, url: str | None = None, **options: Any) -> str:
+        """Publish a message delayed by an hour; return its id."""
+        res = await self.client.message.publish(
+            url=url or self.parked_url(), body="parked", delay="1h", label=label, **options
+        )
+        return res.message_id  # type: ignore[union-attr]
+
+    async def dead_letter(
+        self,
+        label: str,
+        n: int,
+        path: str = "fail",
+        status: int = 500,
+        body: str | None = "doomed",
+        **options: Any,
+    ) -> list[str]:
+        """Publish ``n`` messages that fail once and land in the DLQ; return the label's dlqIds."""
+        before = len(await self.dlq_ids(label))
+        for _ in range(n):
+            await self.client.message.publish(
+                url=self.failing_url(path, status), body=body, retries=0, label=label, **options
+            )
+        return await self.wait_dlq(label, before + n)
+
+    async def dlq_ids(self, label: str) -> list[str]:
+        """The dlqIds carrying ``label``, read through the SDK (every page)."""
+        ids: list[str] = []
+        cursor = None
+        while True:
+            page = await self.client.dlq.list(cursor=cursor, filter={"label": label})
+            ids += [m.dlq_id for m in page.messages]
+            if page.cursor is None:
+                return ids
+            cursor = page.cursor
+
+    async def wait_dlq(self, label: str, n: int) -> list[str]:
+        """Wait until exactly ``n`` DLQ entries carry ``label``; return their ids."""
+        deadline = time.monotonic() + self.within
+        while True:
+            ids = await self.dlq_ids(label)
+            if len(ids) == n:
+                return ids
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(ids)} DLQ entries labelled {label}, expected {n}")
+            await asyncio.sleep(0.02 if self.local else 1.0)
+
+    async def events_of(self, params: list[tuple[str, str]]) -> set[str]:
+        """The message ids of the log rows ``GET /v2/events`` returns for ``params``."""
+        status, body = await self.raw("GET", "/v2/events", params)
+        assert status == 200, body
+        return {e["messageId"] for e in body["events"]}
+
+    async def cleanup(self) -> None:
+        """Cancel what the run parked and delete what it dead-lettered (best effort)."""
+        for label in sorted(self.labels):
+            await self.raw("DELETE", "/v2/messages", [("label", label)])
+            for _ in range(100):
+                status, body = await self.raw("DELETE", "/v2/dlq", [("label", label)])
+                if status != 200 or not body.get("cursor"):
+                    break
+
+
+def _real_target_settings() -> tuple[str, str]:
+    if os.environ.get(CONTRACT_ENV) != "1":
+        pytest.skip(CONTRACT_SKIP)
+    token = os.environ.get("QSTASH_TOKEN")
+    if not token:
+        pytest.fail(f"{CONTRACT_ENV}=1 needs QSTASH_TOKEN (an Upstash QStash token)")
+    return os.environ.get("QSTASH_URL", "https://qstash.upstash.io").rstrip("/"), token
+
+
+def _failing_sink(h: Harness) -> Callable[[str, int], str]:
+    def failing_url(path: str, status: int) -> str:
+        h.sink.respond("/" + path, lambda d: web.Response(status=status, text="boom"))
+        return h.sink.url("/" + path)
+
+    return failing_url
+
+
+@contextlib.asynccontextmanager
+async def _session(base_url: str, token: str) -> AsyncIterator[aiohttp.ClientSession]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(base_url=base_url, headers=headers) as session:
+        yield session
+
+
+@contextlib.asynccontextmanager
+async def local_target() -> AsyncIterator[Target]:
+    """A :class:`Target` on a fresh qstash_local with a sink."""
+    async with running() as h, _session(h.server.url, FAST.token) as http:
+        yield Target(
+            "local", h.server.url, FAST.token, h.client, http, _failing_sink(h), 5.0, harness=h
+        )
+
+
+@contextlib.asynccontextmanager
+async def real_target() -> AsyncIterator[Target]:
+    """A :class:`Target` on the real QStash (``QSTASH_URL``/``QSTASH_TOKEN``); cleans up after."""
+    base_url, token = _real_target_settings()
+    # A public service that answers any status asked of it (QStash cannot reach this machine).
+    httpbin = os.environ.get("JOBTRAIL_CONTRACT_HTTPBIN", "https://httpbin.org").rstrip("/")
+    client = AsyncQStash(token, base_url=base_url)
+    try:
+        async with _session(base_url, token) as http:
+            target = Target(
+                "real",
+                base_url,
+                token,
+                client,
+                http,
+                lambda p, s: f"{httpbin}/status/{s}?p={p}",
+                120.0,
+            )
+            try:
+                yield target
+            finally:
+                await target.cleanup()
+    finally:
+        await client.http._client.aclose()
+
+
+@pytest.fixture(params=["local", "real"])
+async def target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
+    """The QStash under test: qstash_local always, the real one when the contract run is on."""
+    factory = local_target if request.param == "local" else real_target
+    async with factory() as t:
+        yield t

@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from qstash_local import ident
-from qstash_local.api.context import CONFIG, PUBLISHER, STATE, int_param, json_response, read_json
-from qstash_local.api.filter import page_size, parse_filter
+from qstash_local.api import filter as filters
+from qstash_local.api.context import CONFIG, PUBLISHER, STATE, json_response, read_json
 from qstash_local.dlq import DlqEntry, dlq_json
 from qstash_local.error import BadRequest, NotFound
 from qstash_local.publisher import Target
@@ -25,33 +25,52 @@ def _entry(request: web.Request) -> DlqEntry:
     return entry
 
 
-def _matching(request: web.Request) -> list[DlqEntry]:
+def _selected(request: web.Request, accepted: frozenset[str]) -> list[DlqEntry]:
+    """The entries the query picks, oldest first: by ``dlqIds`` if any, else by filters."""
     query = request.query
-    selected = parse_filter(query)
-    status = int_param(query, "responseStatus")
+    selected = filters.parse_filter(query, accepted)
+    dlq = request.app[STATE].dlq
+    ids = filters.ordered_values(query, "dlqIds")
+    if ids:
+        # With dlqIds the other filters are ignored (OpenAPI, bulk delete and retry).
+        return sorted(
+            (e for i in ids if (e := dlq.get(i)) is not None),
+            key=lambda e: ident.dlq_order(e.dlq_id),
+        )
     return [
         e
-        for e in request.app[STATE].dlq
-        if selected.matches(e.message, e.created_ms)
-        and (status is None or e.outcome.status == status)
+        for e in dlq
+        if selected.matches(e.message, e.created_ms) and selected.accepts_status(e.outcome.status)
     ]
 
 
-async def list_(request: web.Request) -> web.Response:
-    """List DLQ entries, oldest first unless ``order=latestFirst``, 100 per page at most."""
-    entries = _matching(request)
-    latest = request.query.get("order") == "latestFirst"
+def _page(
+    entries: list[DlqEntry], cursor: str | None, count: int, latest: bool = False
+) -> tuple[list[DlqEntry], str | None]:
+    """At most ``count`` entries after ``cursor``, and the cursor of the next page, if any."""
     if latest:
-        entries.reverse()
-    cursor = request.query.get("cursor")
+        entries = entries[::-1]
     if cursor:
         key = ident.dlq_order(cursor)
         entries = [e for e in entries if (ident.dlq_order(e.dlq_id) < key) == latest]
         entries = [e for e in entries if e.dlq_id != cursor]
-    count = page_size(request.query, 100, 100)
-    out: dict[str, Any] = {"messages": [dlq_json(e) for e in entries[:count]]}
-    if len(entries) > count:
-        out["cursor"] = entries[count - 1].dlq_id
+    page = entries[:count]
+    return page, (page[-1].dlq_id if len(entries) > count else None)
+
+
+async def list_(request: web.Request) -> web.Response:
+    """List DLQ entries, oldest first unless ``order=latestFirst``, 100 per page at most."""
+    entries = _selected(request, filters.DLQ_LIST)
+    query = request.query
+    page, cursor = _page(
+        entries,
+        query.get("cursor"),
+        filters.page_size(query, 100, 100),
+        latest=query.get("order") == "latestFirst",
+    )
+    out: dict[str, Any] = {"messages": [dlq_json(e) for e in page]}
+    if cursor is not None:
+        out["cursor"] = cursor
     return json_response(out)
 
 
@@ -67,25 +86,40 @@ async def delete(request: web.Request) -> web.Response:
     return json_response({"deleted": 1})
 
 
-async def _ids(request: web.Request) -> list[str] | None:
+async def _bulk(request: web.Request, *, strict: bool = False) -> tuple[list[DlqEntry], str | None]:
+    """The entries a bulk delete or retry acts on, and the cursor to continue with.
+
+    ``dlqIds`` (JSON body, as the Python SDK sends them, or query, as the TS SDK does)
+    select exactly those entries. Without ids the filters select, and ``count`` (default
+    and maximum 100, OpenAPI) bounds one call; a cursor is answered while more match.
+    With ``strict``, an id that is not in the DLQ is a 404 (bulk retry, OpenAPI).
+    """
+    query = request.query
+    entries = _selected(request, filters.DLQ_BULK)
+    ids = filters.ordered_values(query, "dlqIds")
     payload = await read_json(request, request.app[CONFIG].max_request_bytes)
-    ids: list[str] = [
-        part for v in request.query.getall("dlqIds", []) for part in v.split(",") if part
-    ]
     if payload is not None:
         body_ids = payload.get("dlqIds") if isinstance(payload, dict) else None
         if not isinstance(body_ids, list) or not all(isinstance(i, str) for i in body_ids):
             raise BadRequest('body must be {"dlqIds": ["<dlqId>", ...]} or empty')
-        ids.extend(body_ids)
-    return ids or None
+        ids = list(dict.fromkeys([*ids, *body_ids]))
+    if payload is None and not ids:
+        return _page(entries, query.get("cursor"), filters.page_size(query, 100, 100))
+    dlq = request.app[STATE].dlq
+    missing = [i for i in ids if dlq.get(i) is None]
+    if strict and missing:
+        raise NotFound(f"dlq messages not found: {', '.join(missing)}")
+    return [e for i in ids if (e := dlq.get(i)) is not None], None
 
 
 async def delete_many(request: web.Request) -> web.Response:
-    """Delete by ``dlqIds`` (body or query) or, without ids, by the query filters."""
-    ids = await _ids(request)
+    """Delete by ``dlqIds`` or by the query filters, ``count`` at a time with a cursor."""
+    entries, cursor = await _bulk(request)
     dlq = request.app[STATE].dlq
-    chosen = ids if ids is not None else [e.dlq_id for e in _matching(request)]
-    return json_response({"deleted": sum(dlq.remove(i) for i in chosen)})
+    out: dict[str, Any] = {"deleted": sum(dlq.remove(e.dlq_id) for e in entries)}
+    if cursor is not None:
+        out["cursor"] = cursor
+    return json_response(out)
 
 
 def _override(spec: Spec, headers: Mapping[str, str]) -> Spec:
@@ -130,16 +164,12 @@ async def retry_one(request: web.Request) -> web.Response:
 
 
 async def retry_many(request: web.Request) -> web.Response:
-    """Retry entries by ``dlqIds`` (query or body) or, without ids, by the query filters."""
-    ids = await _ids(request)
-    dlq = request.app[STATE].dlq
-    if ids is not None:
-        missing = [i for i in ids if dlq.get(i) is None]
-        if missing:
-            raise NotFound(f"dlq messages not found: {', '.join(missing)}")
-        entries = [e for i in ids if (e := dlq.get(i)) is not None]
-    else:
-        entries = _matching(request)
+    """Retry by ``dlqIds`` or by the query filters, ``count`` at a time with a cursor."""
+    entries, cursor = await _bulk(request, strict=True)
     parse_spec(request.headers)  # reject bad override headers before retrying anything
-    responses = [{"messageId": _retry(request, e, request.headers)} for e in entries]
-    return json_response({"responses": responses}, 201)
+    out: dict[str, Any] = {
+        "responses": [{"messageId": _retry(request, e, request.headers)} for e in entries]
+    }
+    if cursor is not None:
+        out["cursor"] = cursor
+    return json_response(out, 201)

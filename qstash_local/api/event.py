@@ -4,25 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from qstash_local.api import filter as filters
 from qstash_local.api.context import STATE, json_response
-from qstash_local.api.filter import page_size, parse_filter
 from qstash_local.error import BadRequest
-from qstash_local.event_log import STATES, Event, event_json
-
-_IN_PROGRESS = frozenset({"ACTIVE", "RETRY", "ERROR"})
-
-
-def _states(value: str | None) -> frozenset[str] | None:
-    if not value:
-        return None
-    state = value.strip().upper()
-    if state == "IN_PROGRESS":
-        return _IN_PROGRESS
-    if state not in STATES:
-        raise BadRequest(
-            f"invalid state {value!r}: expected one of {', '.join(STATES)}, IN_PROGRESS"
-        )
-    return frozenset({state})
+from qstash_local.event_log import Event, event_json
 
 
 def _cursor(value: str | None) -> int | None:
@@ -38,9 +23,8 @@ def _cursor(value: str | None) -> int | None:
 
 def _select(request: web.Request) -> tuple[list[Event], str | None]:
     query = request.query
-    selected = parse_filter(query)
-    states = _states(query.get("state"))
-    count = page_size(query, 1000, 1000)
+    selected = filters.parse_filter(query, filters.EVENTS)
+    count = filters.page_size(query, 1000, 1000)
     cursor = _cursor(query.get("cursor"))
     earliest = query.get("order") == "earliestFirst"
     log = request.app[STATE].events
@@ -48,7 +32,7 @@ def _select(request: web.Request) -> tuple[list[Event], str | None]:
     for event in log.oldest_first() if earliest else log.newest_first():
         if cursor is not None and (event.seq <= cursor if earliest else event.seq >= cursor):
             continue
-        if states is not None and event.state not in states:
+        if not selected.accepts_state(event.state):
             continue
         if not selected.matches(event.message, event.time_ms):
             continue

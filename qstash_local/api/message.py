@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from qstash_local.api import filter as filters
 from qstash_local.api.context import CONFIG, DISPATCHER, STATE, json_response, read_json
-from qstash_local.api.filter import page_size, parse_filter
 from qstash_local.error import BadRequest, NotFound
 from qstash_local.message import Message, message_json
 from qstash_local.state import State
@@ -34,23 +34,23 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 async def cancel_many(request: web.Request) -> web.Response:
-    """Cancel by ``{"messageIds": [...]}``, by query filters, or everything if neither."""
+    """Cancel by ``messageIds`` (JSON body or query), by query filters, or everything.
+
+    Ids given, the other filters are ignored (OpenAPI). ``count`` is ignored: QStash's
+    OpenAPI deprecates it for cancel and one call cancels every matching message.
+    """
+    selected = filters.parse_filter(request.query, filters.CANCEL)
     payload = await read_json(request, request.app[CONFIG].max_request_bytes)
     state = request.app[STATE]
-    ids = None
+    ids = filters.ordered_values(request.query, "messageIds")
     if payload is not None:
-        ids = payload.get("messageIds") if isinstance(payload, dict) else None
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        body_ids = payload.get("messageIds") if isinstance(payload, dict) else None
+        if not isinstance(body_ids, list) or not all(isinstance(i, str) for i in body_ids):
             raise BadRequest('body must be {"messageIds": ["msg_...", ...]} or empty')
-    selected = parse_filter(request.query)
-    limit = page_size(request.query, 1 << 30, 1 << 30)
-    if ids is not None:
-        candidates = [state.messages[i] for i in ids if i in state.messages]
+        ids.extend(body_ids)
+    if ids or payload is not None:
+        candidates = [state.messages[i] for i in dict.fromkeys(ids) if i in state.messages]
     else:
         candidates = [m for m in state.messages.values() if selected.matches(m, m.created_at_ms)]
     dispatcher = request.app[DISPATCHER]
-    cancelled = 0
-    for message in candidates:
-        if cancelled < limit and dispatcher.cancel(message):
-            cancelled += 1
-    return json_response({"cancelled": cancelled})
+    return json_response({"cancelled": sum(dispatcher.cancel(m) for m in candidates)})

@@ -53,4 +53,5 @@ async def cancel_many(request: web.Request) -> web.Response:
     else:
         candidates = [m for m in state.messages.values() if selected.matches(m, m.created_at_ms)]
     dispatcher = request.app[DISPATCHER]
-    return json_response({"cancelled": sum(dispatcher.cancel(m) for m in candidates)})
+    # 202 as QStash's OpenAPI documents for bulk cancel (the SDKs accept any 2xx).
+    return json_response({"cancelled": sum(dispatcher.cancel(m) for m in candidates)}, 202)

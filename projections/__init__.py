@@ -26,7 +26,7 @@ from projections.reader import (
     list_job_executions,
 )
 from projections.rebuild import RebuildResult, rebuild
-from projections.replay import ReplayOutcome, replay_jobs
+from projections.replay import CountMismatchError, ReplayOutcome, count_replayable, replay_jobs
 from projections.runner import ProjectionRunner
 from projections.stats import JobStats, get_job_stats
 from projections.status import ProjectionStatus, projection_status, wait_for_position
@@ -48,6 +48,7 @@ __all__ = [
     "ApiContext",
     "ApiToken",
     "AttemptView",
+    "CountMismatchError",
     "ExecutionView",
     "InvalidCursorError",
     "InvalidFilterError",
@@ -70,6 +71,7 @@ __all__ = [
     "api_app",
     "authenticate",
     "builtin_projections",
+    "count_replayable",
     "get_job_attempts",
     "get_job_execution",
     "get_job_history",

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Final
 
+import asyncpg
 import structlog
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from projections import cursor, errors, openapi, route, token
 from projections.api_context import (
     API_CONTEXT,
     CURSOR_KEY,
+    STATEMENT_TIMEOUT,
     TOKEN,
     ApiContext,
     ScopeError,
@@ -54,14 +56,17 @@ def api_app(
     context: ApiContext | None = None,
     *,
     public_docs: bool = False,
+    statement_timeout: float = 5.0,
 ) -> web.Application:
     """The API as a sub-application accepting ``tokens`` (at least one).
 
-    ``public_docs`` serves ``/openapi.json`` without a token (for a host on loopback).
+    ``public_docs`` serves ``/openapi.json`` without a token (for a host on loopback);
+    ``statement_timeout`` bounds each of its queries, in seconds.
     """
     if not tokens or not all(isinstance(t, token.ApiToken) for t in tokens):
         raise ValueError("the API needs at least one projections.token.ApiToken")
     app = web.Application(middlewares=[_errors, _bearer(tuple(tokens), public_docs)])
+    app[STATEMENT_TIMEOUT] = statement_timeout
     app[CURSOR_KEY] = cursor.key_from_secret("\n".join(sorted(t.secret for t in tokens)))
     if context is not None:
         app[API_CONTEXT] = context
@@ -104,6 +109,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error(_JOB_ERROR_STATUS.get(exc.code, 400), exc.message, exc.code)
     except errors.ProjectionError as exc:
         return error(503, str(exc), exc.code, retry=5)
+    except asyncpg.QueryCanceledError:
+        return error(
+            503,
+            "the query took longer than this API allows; narrow the filter or retry later",
+            "QUERY_TIMEOUT",
+            retry=5,
+        )
     except DatabaseUnavailableError:
         return error(503, "the database is unavailable; retry later", "UNAVAILABLE", retry=5)
     except web.HTTPException as exc:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import asyncpg
 from aiohttp import web
 
-from jobstore import DatabaseUnavailableError, Dispatcher
+from jobstore import DatabaseUnavailableError, Dispatcher, query
 from projections import serializer, token
 
 
@@ -23,6 +25,9 @@ class ApiContext:
 API_CONTEXT: Final = web.AppKey("jobtrail_api_context", ApiContext)
 """Where the host puts the ApiContext (on its own app, or on the sub-application)."""
 CURSOR_KEY: Final = web.AppKey("jobtrail_api_cursor_key", bytes)
+STATEMENT_TIMEOUT: Final = web.AppKey("jobtrail_api_statement_timeout", float)
+"""Seconds any one query of the API may run (``JOBTRAIL_API_STATEMENT_TIMEOUT``)."""
+_Q = query.load("projections", "api_context.sql")
 API_ACCESS: Final = web.AppKey("jobtrail_api_access", token.Access)
 """Where the host keeps its tokens, for routes outside the API (``/metrics``)."""
 TOKEN: Final = web.RequestKey("jobtrail_api_token", token.ApiToken)
@@ -35,6 +40,20 @@ def context_of(request: web.Request) -> ApiContext:
         return request.config_dict[API_CONTEXT]
     except KeyError:
         raise DatabaseUnavailableError("the API is not started yet") from None
+
+
+@contextlib.asynccontextmanager
+async def reading(request: web.Request) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection in a read-only snapshot whose queries time out.
+
+    Every read of the views by the API goes through here, so no request can hold the
+    database longer than the statement timeout (a timeout is answered 503, not 500).
+    """
+    seconds = request.config_dict[STATEMENT_TIMEOUT]
+    pool = context_of(request).pool
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.execute(_Q["set_statement_timeout"], f"{max(1, round(seconds * 1000))}ms")
+        yield cast(asyncpg.Connection, conn)  # the pool's proxy behaves as its connection
 
 
 def token_of(request: web.Request) -> token.ApiToken:

@@ -115,6 +115,8 @@ _ERROR = {
     "code": {"type": "string"},
     "parameter": {"type": "string"},
     "details": {"type": "array", "items": {"type": "string"}},
+    "scope": {"type": "string", "enum": [s.value for s in Scope]},
+    "count": {"type": "integer"},
 }
 
 
@@ -124,7 +126,7 @@ def _schemas() -> dict[str, Any]:
 
 def _job_schemas() -> dict[str, Any]:
     return {
-        "Error": _object(_ERROR, optional=("parameter", "details")),
+        "Error": _object(_ERROR, optional=("parameter", "details", "scope", "count")),
         "JobExecution": _object(_EXECUTION),
         "Attempt": _object(_ATTEMPT),
         "JobDetail": {
@@ -184,7 +186,14 @@ def _stats_schema() -> dict[str, Any]:
 def _body_schemas() -> dict[str, Any]:
     closed = {"type": "object", "additionalProperties": False}
     return {
-        "FilterBody": {**closed, "properties": {**_filter_properties(), "reason": _reason()}},
+        "FilterBody": {
+            **closed,
+            "properties": {
+                **_filter_properties(),
+                "reason": _reason(),
+                "expected_count": {"type": "integer", "minimum": 0},
+            },
+        },
         "ReasonBody": {**closed, "properties": {"reason": _reason()}},
         "EnqueueBody": {
             **closed,
@@ -370,7 +379,15 @@ def _job_action_paths() -> dict[str, Any]:
             "post": _operation(
                 "Replay every failed or cancelled job the filter selects",
                 "replayJobs",
-                {"200": _answer("What was replayed.", "BulkReplay"), **_errors(400, 413)},
+                {
+                    "200": _answer("What was replayed.", "BulkReplay"),
+                    **_errors(400, 413),
+                    "409": _answer(
+                        "Not replayed: no expected_count (CONFIRM_COUNT) or a different one "
+                        "(COUNT_CHANGED); 'count' is how many jobs match now.",
+                        "Error",
+                    ),
+                },
                 body=_body("FilterBody", False),
             )
         },

@@ -7,9 +7,11 @@ which trail the log by the projection lag (see ``status.wait_for_position``).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeAlias, cast
 
 import asyncpg
 
@@ -23,6 +25,24 @@ from projections.filter import JobFilter, check_job_id, parse_status
 _Q = query.load("projections", "reader.sql")
 MAX_LIMIT: Final = 500
 DEFAULT_LIMIT: Final = 50
+
+Source: TypeAlias = asyncpg.Pool | asyncpg.Connection
+"""Where the views are read from: the pool, or a connection already in a transaction
+(the API's, which bounds every query with a statement timeout)."""
+
+
+@contextlib.asynccontextmanager
+async def snapshot(source: Source) -> AsyncIterator[asyncpg.Connection]:
+    """A connection reading one snapshot: from a pool, a new read-only transaction; a given
+    connection as it is (inside its caller's transaction)."""
+    if not isinstance(source, asyncpg.Pool):
+        yield source
+        return
+    async with (
+        source.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        yield cast(asyncpg.Connection, conn)  # the pool's proxy behaves as its connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +88,7 @@ async def list_job_executions(
 
 
 async def list_page(
-    pool: asyncpg.Pool,
+    pool: Source,
     job_filter: JobFilter,
     *,
     cursor: str | None = None,
@@ -80,7 +100,7 @@ async def list_page(
     digest = job_filter.digest()
     after = None if cursor is None else keyset.decode(cursor_key, cursor, digest)
     args = [*job_filter.arguments(), after and after.created_at, after and after.job_id]
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
+    async with snapshot(pool) as conn:
         await conn.execute(_Q["force_custom_plan"])
         rows = await conn.fetch(_Q["list_job_executions"], *args, limit + 1)
     items = [ExecutionRow(*row) for row in rows[:limit]]
@@ -93,13 +113,13 @@ async def list_page(
     return JobExecutionPage([row.to_execution() for row in items], next_cursor)
 
 
-async def get_job_execution(pool: asyncpg.Pool, job_id: str) -> JobExecution | None:
+async def get_job_execution(pool: Source, job_id: str) -> JobExecution | None:
     """The job's row in the view, or None if the view has no such job (yet)."""
     row = await pool.fetchrow(_Q["get_job_execution"], check_job_id(job_id))
     return None if row is None else ExecutionRow(*row).to_execution()
 
 
-async def get_job_attempts(pool: asyncpg.Pool, job_id: str) -> list[AttemptRow]:
+async def get_job_attempts(pool: Source, job_id: str) -> list[AttemptRow]:
     """Every attempt of every dispatch of the job, in order."""
     rows = await pool.fetch(_Q["get_job_attempts"], check_job_id(job_id))
     return [AttemptRow(*row) for row in rows]

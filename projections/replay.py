@@ -12,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import asyncpg
 import structlog
 
 from jobstore import JOB_STATUSES, Dispatcher, JobError, query
-from projections import errors
+from projections import errors, reader
 from projections.filter import JobFilter
 
 log = structlog.get_logger("jobtrail.projections")
@@ -26,6 +25,18 @@ _REPLAYABLE: Final = (JOB_STATUSES.FAILED, JOB_STATUSES.CANCELLED)
 
 Progress = Callable[[int, int], None]
 """Called after each job with (jobs handled so far, jobs selected)."""
+
+
+class CountMismatchError(Exception):
+    """A bulk replay's confirmed count is not (or no longer) the count of jobs it selects."""
+
+    def __init__(self, count: int, expected: int | None) -> None:
+        super().__init__(
+            f"{count} job(s) match; expected_count {expected} does not"
+            if expected is not None
+            else f"{count} job(s) match; send expected_count: {count} to replay them"
+        )
+        self.count, self.expected = count, expected
 
 
 @dataclass(slots=True)
@@ -54,7 +65,7 @@ class ReplayOutcome:
 
 
 async def replay_jobs(
-    pool: asyncpg.Pool,
+    pool: reader.Source,
     dispatcher: Dispatcher,
     job_filter: JobFilter | None = None,
     *,
@@ -62,20 +73,20 @@ async def replay_jobs(
     progress: Progress | None = None,
     concurrency: int = 8,
     actor: str | None = None,
+    expected_count: int | None = None,
 ) -> ReplayOutcome:
     """Replay the failed and cancelled-never-completed jobs ``job_filter`` selects.
 
-    ``outcome.position`` is the last replay's log position: pass it to
+    A filter is required (an empty one is refused).  With ``expected_count`` (the count
+    the operator confirmed) a different count is CountMismatchError and nothing is
+    replayed.  ``outcome.position`` is the last replay's log position: pass it to
     ``wait_for_position`` to see the jobs pending again in the views.
     """
-    job_filter = job_filter or JobFilter()
-    if job_filter.status is not None and job_filter.status not in _REPLAYABLE:
-        raise errors.InvalidFilterError(
-            "status",
-            f"{job_filter.status.value!r} jobs cannot be replayed; "
-            "filter on failed or cancelled, or leave status out",
-        )
-    outcome = ReplayOutcome(selected=await _count(pool, job_filter))
+    job_filter = check_filter(job_filter)
+    selected = await count_replayable(pool, job_filter)
+    if expected_count is not None and expected_count != selected:
+        raise CountMismatchError(selected, expected_count)
+    outcome = ReplayOutcome(selected=selected)
     replayer = _Replayer(
         dispatcher, reason, actor, outcome, progress, asyncio.Semaphore(concurrency)
     )
@@ -90,8 +101,27 @@ async def replay_jobs(
     return outcome
 
 
-async def _count(pool: asyncpg.Pool, job_filter: JobFilter) -> int:
+async def count_replayable(pool: reader.Source, job_filter: JobFilter | None) -> int:
+    """How many jobs a bulk replay of ``job_filter`` would select (the filter checked)."""
+    job_filter = check_filter(job_filter)
     return int(await pool.fetchval(_Q["count_replayable"], *job_filter.arguments()))
+
+
+def check_filter(job_filter: JobFilter | None) -> JobFilter:
+    """``job_filter`` if a bulk replay may use it: not empty, replayable statuses only."""
+    if job_filter is None or all(value is None for value in job_filter.arguments()):
+        raise errors.InvalidFilterError(
+            "filter",
+            "a bulk replay needs at least one filter (status, type, user_id, "
+            "organization_id, created_from, created_to, error_contains)",
+        )
+    if job_filter.status is not None and job_filter.status not in _REPLAYABLE:
+        raise errors.InvalidFilterError(
+            "status",
+            f"{job_filter.status.value!r} jobs cannot be replayed; "
+            "filter on failed or cancelled, or leave status out",
+        )
+    return job_filter
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from jobstore import JobError
 from projections import errors, openapi, reader, replay, serializer, stats
-from projections.api_context import actor, context_of, cursor_key, require
+from projections.api_context import actor, context_of, cursor_key, error, reading, require
 from projections.filter import FILTER_PARAMETERS, JobFilter, check_job_id
 from projections.token import Scope
 
@@ -55,13 +55,11 @@ async def list_jobs(request: web.Request) -> web.Response:
     raw = _raw(request, params.pop("raw", None))
     limit = _limit(params.pop("limit", None))
     cursor = params.pop("cursor", None)
-    page = await reader.list_page(
-        context_of(request).pool,
-        JobFilter.from_strings(params),
-        cursor=cursor,
-        limit=limit,
-        cursor_key=cursor_key(request),
-    )
+    job_filter = JobFilter.from_strings(params)
+    async with reading(request) as conn:
+        page = await reader.list_page(
+            conn, job_filter, cursor=cursor, limit=limit, cursor_key=cursor_key(request)
+        )
     items = [serializer.execution(item, raw) for item in page.items]
     return json({"items": items, "next_cursor": page.next_cursor})
 
@@ -71,12 +69,13 @@ async def get_job(request: web.Request) -> web.Response:
     job_id = check_job_id(request.match_info["id"], "id")
     raw = _raw(request, _single(request.query.items(), _RAW).get("raw"))
     ctx = context_of(request)
-    execution = await reader.get_job_execution(ctx.pool, job_id)
+    async with reading(request) as conn:
+        execution = await reader.get_job_execution(conn, job_id)
+        attempts = await reader.get_job_attempts(conn, job_id)
     if execution is None:
         execution = await ctx.dispatcher.get_job_execution_by_job_id(job_id)
     if execution is None:
         raise JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
-    attempts = await reader.get_job_attempts(ctx.pool, job_id)
     return json(
         {
             **serializer.execution(execution, raw),
@@ -98,7 +97,8 @@ async def get_events(request: web.Request) -> web.Response:
 async def get_stats(request: web.Request) -> web.Response:
     """GET /stats: jobs per status and type, and duration percentiles."""
     _single(request.query.items(), ())
-    return json((await stats.get_job_stats(context_of(request).pool)).to_json())
+    async with reading(request) as conn:
+        return json((await stats.get_job_stats(conn)).to_json())
 
 
 async def list_schedules(request: web.Request) -> web.Response:
@@ -144,15 +144,44 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 async def replay_many(request: web.Request) -> web.Response:
-    """POST /jobs/replay: replay every failed or cancelled job the filter selects."""
-    body = await _body(request, (*FILTER_PARAMETERS, "reason"))
+    """POST /jobs/replay: replay every failed or cancelled job the filter selects.
+
+    A filter is required.  Without ``expected_count`` nothing is replayed: the answer is a
+    409 telling the count; sent back as ``expected_count``, the replay proceeds if the
+    count is still the same (409 with the new count otherwise).
+    """
+    body = await _body(request, (*FILTER_PARAMETERS, "reason", "expected_count"))
     reason = _reason(body)
     body.pop("reason", None)
+    expected = _expected_count(body.pop("expected_count", None))
+    job_filter = JobFilter.from_strings(body)
     ctx = context_of(request)
-    outcome = await replay.replay_jobs(
-        ctx.pool, ctx.dispatcher, JobFilter.from_strings(body), reason=reason, actor=actor(request)
-    )
+    async with reading(request) as conn:
+        try:
+            if expected is None:
+                raise replay.CountMismatchError(
+                    await replay.count_replayable(conn, job_filter), None
+                )
+            outcome = await replay.replay_jobs(
+                conn,
+                ctx.dispatcher,
+                job_filter,
+                reason=reason,
+                actor=actor(request),
+                expected_count=expected,
+            )
+        except replay.CountMismatchError as exc:
+            code = "CONFIRM_COUNT" if exc.expected is None else "COUNT_CHANGED"
+            return error(409, str(exc), code, count=exc.count)
     return json(outcome.to_json())
+
+
+def _expected_count(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise errors.InvalidFilterError("expected_count", "must be a count (an integer >= 0)")
+    return value
 
 
 def _single(items: Iterable[tuple[str, str]], allowed: Iterable[str]) -> dict[str, str]:

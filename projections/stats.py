@@ -10,10 +10,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-
 from jobstore import query
-from projections import histogram
+from projections import histogram, reader
 
 _Q = query.load("projections", "reader.sql")
 PERCENTILES = (50, 90, 99)
@@ -65,9 +63,9 @@ class JobStats:
         }
 
 
-async def get_job_stats(pool: asyncpg.Pool) -> JobStats:
+async def get_job_stats(pool: reader.Source) -> JobStats:
     """The stats as of the views' last applied batch (both tables from one snapshot)."""
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+    async with reader.snapshot(pool) as conn:
         counts = await conn.fetch(_Q["read_stats"])
         buckets = await conn.fetch(_Q["read_durations"])
     statuses: defaultdict[str, dict[str, int]] = defaultdict(dict)

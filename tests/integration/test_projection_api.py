@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -57,11 +58,17 @@ class Api:
 
 @contextlib.asynccontextmanager
 async def api_client(
-    pool: asyncpg.Pool, db_dsn: str, *, public_docs: bool = False, **context: Any
+    pool: asyncpg.Pool,
+    db_dsn: str,
+    *,
+    public_docs: bool = False,
+    statement_timeout: float = 5.0,
+    **context: Any,
 ) -> AsyncIterator[Api]:
     """The API mounted on a host app, served over real HTTP."""
     host = web.Application()
-    host.add_subapp("/api/v1", projections.api_app(TOKENS, public_docs=public_docs))
+    api = projections.api_app(TOKENS, public_docs=public_docs, statement_timeout=statement_timeout)
+    host.add_subapp("/api/v1", api)
     host[projections.API_CONTEXT] = projections.ApiContext(
         pool, jobstore.Dispatcher(jobstore.EventStore(pool)), **context
     )
@@ -249,9 +256,17 @@ async def test_replay_answers_200_then_409_and_404_for_unknown(api: Api) -> None
 async def test_bulk_replay_by_filter(api: Api) -> None:
     failed_jobs = {await api.failed_job() for _ in range(3)}
     await api.catch_up()
-    status, outcome = await api.call(
-        "POST", "/jobs/replay", json={"type": "cleanup-old-data", "reason": "bulk"}
-    )
+    status, answer = await api.call("POST", "/jobs/replay", json={"reason": "everything"})
+    assert (status, answer["parameter"]) == (400, "filter"), "no filter, no bulk replay"
+    select = {"type": "cleanup-old-data", "reason": "bulk"}
+    status, answer = await api.call("POST", "/jobs/replay", json=select)
+    assert (status, answer["code"], answer["count"]) == (409, "CONFIRM_COUNT", 3)
+    status, answer = await api.call("POST", "/jobs/replay", json={**select, "expected_count": 2})
+    assert (status, answer["code"], answer["count"]) == (409, "COUNT_CHANGED", 3)
+    await api.catch_up()
+    _, page = await api.call("GET", "/jobs", params={"status": "failed"})
+    assert len(page["items"]) == 3, "nothing replayed before the count was confirmed"
+    status, outcome = await api.call("POST", "/jobs/replay", json={**select, "expected_count": 3})
     assert status == 200
     assert (outcome["selected"], outcome["replayed"]) == (3, 3)
     assert set(outcome["replayed_job_ids"]) == failed_jobs
@@ -321,8 +336,12 @@ async def test_events_an_operator_causes_name_the_token(api: Api) -> None:
     await api.call("POST", f"/jobs/{single}/replay", token=OPERATOR)
     await api.catch_up()
     status, _ = await api.call(
-        "POST", "/jobs/replay", token=OPERATOR, json={"type": "cleanup-old-data"}
+        "POST",
+        "/jobs/replay",
+        token=OPERATOR,
+        json={"type": "cleanup-old-data", "expected_count": 2},
     )
+    assert status == 200
     for job_id, types in (
         (created["job_id"], {"job.dispatched", "job.cancelled"}),
         (single, {"job.dispatched"}),
@@ -384,3 +403,27 @@ async def test_secrets_are_redacted_unless_an_admin_asks_for_raw(api: Api) -> No
         assert (status, body["scope"]) == (403, "admin"), path
     status, body = await api.call("GET", "/jobs", params={"raw": "yes"})
     assert (status, body["parameter"]) == (400, "raw")
+
+
+async def test_a_query_past_the_statement_timeout_is_a_503(pool: asyncpg.Pool, db_dsn: str) -> None:
+    """A view locked by someone else: the API gives up at its timeout, never hangs or 500s."""
+    async with api_client(pool, db_dsn, statement_timeout=0.3) as api:
+        locker = await asyncpg.connect(db_dsn)
+        try:
+            async with locker.transaction():
+                await locker.execute(
+                    "LOCK TABLE jobtrail.job_executions, jobtrail.job_stats "
+                    "IN ACCESS EXCLUSIVE MODE"
+                )
+                answers = await asyncio.wait_for(
+                    asyncio.gather(
+                        api.call("GET", "/jobs"),
+                        api.call("GET", "/stats"),
+                        api.call("POST", "/jobs/replay", json={"type": "x"}),
+                    ),
+                    timeout=3,
+                )
+        finally:
+            await locker.close()
+    for status, body in answers:
+        assert (status, body["code"]) == (503, "QUERY_TIMEOUT")

@@ -7,6 +7,7 @@ import pytest
 
 import jobstore
 import projections
+from jobstore import JOB_STATUSES
 from projections import reader, replay
 from projections.filter import JobFilter
 
@@ -93,7 +94,7 @@ async def test_bulk_replay_skips_a_job_that_moved_on_since_the_views_saw_it(
     await projections.ProjectionRunner(pool, db_dsn).run_until_caught_up()
     await dispatcher.replay_job(job_id, "someone was faster")  # the views still say failed
 
-    outcome = await replay.replay_jobs(pool, dispatcher)
+    outcome = await replay.replay_jobs(pool, dispatcher, JobFilter(status=JOB_STATUSES.FAILED))
 
     assert outcome.count == 0
     assert outcome.skipped[job_id].startswith("NOT_REPLAYABLE: ")
@@ -104,3 +105,19 @@ async def test_bulk_replay_refuses_a_status_that_cannot_be_replayed(pool: asyncp
     with pytest.raises(projections.InvalidFilterError) as caught:
         await replay.replay_jobs(pool, dispatcher, JobFilter(status="completed"))  # type: ignore[arg-type]
     assert caught.value.parameter == "status"
+
+
+async def test_bulk_replay_without_a_filter_or_with_a_stale_count_replays_nothing(
+    pool: asyncpg.Pool,
+) -> None:
+    dispatcher = jobstore.Dispatcher(jobstore.EventStore(pool))
+    with pytest.raises(projections.InvalidFilterError) as caught:
+        await replay.replay_jobs(pool, dispatcher)
+    assert caught.value.parameter == "filter"
+    with pytest.raises(projections.InvalidFilterError):
+        await replay.replay_jobs(pool, dispatcher, JobFilter())
+    with pytest.raises(projections.CountMismatchError) as mismatch:
+        await replay.replay_jobs(
+            pool, dispatcher, JobFilter(type="cleanup-old-data"), expected_count=3
+        )
+    assert (mismatch.value.count, mismatch.value.expected) == (0, 3)

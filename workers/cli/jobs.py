@@ -23,7 +23,6 @@ from workers.cli import database, operator, runtime, timeline
 jobs_app = typer.Typer(help="Jobs: list, show, replay and cancel.", no_args_is_help=True)
 
 _REPLAYABLE: Final = (JOB_STATUSES.FAILED, JOB_STATUSES.CANCELLED)
-_PAGE: Final = 500
 
 Status = Annotated[
     str | None, typer.Option(help=f"One of {', '.join(s.value for s in JOB_STATUSES)}.")
@@ -225,27 +224,15 @@ def _replay_many(
                 )
             async with database.open_database(settings) as db:
                 await database.catch_up(db)
-                count = await _count(db.pool, job_filter)
+                count = await projections.count_replayable(db.pool, job_filter)
                 if count == 0:
                     return projections.ReplayOutcome()
                 if not yes:
                     question = f"Replay {count} {_describe(job_filter)}?"
                     await asyncio.to_thread(typer.confirm, question, abort=True, err=True)
                 dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool))
-                if bar is None:
-                    return await projections.replay_jobs(
-                        db.pool, dispatcher, job_filter, reason=reason, actor=operator.actor()
-                    )
-                with bar:
-                    task = bar.add_task("replaying", total=count)
-                    return await projections.replay_jobs(
-                        db.pool,
-                        dispatcher,
-                        job_filter,
-                        reason=reason,
-                        actor=operator.actor(),
-                        progress=lambda done, total: bar.update(task, completed=done, total=total),
-                    )
+                with _confirmed(count):
+                    return await _replay(db.pool, dispatcher, job_filter, reason, count, bar)
 
     outcome = database.run(main)
     if as_json:
@@ -267,21 +254,47 @@ def _replay_many(
         out.print(table)
 
 
-async def _count(pool: asyncpg.Pool, job_filter: projections.JobFilter) -> int:
-    """How many jobs the filter selects among the failed and cancelled ones."""
-    statuses = [job_filter.status] if job_filter.status is not None else list(_REPLAYABLE)
-    count = 0
-    for status in statuses:
-        cursor = None
-        while True:
-            page = await projections.list_job_executions(
-                pool, **{**_arguments(job_filter), "status": status}, cursor=cursor, limit=_PAGE
-            )
-            count += len(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-    return count
+async def _replay(
+    pool: asyncpg.Pool,
+    dispatcher: jobstore.Dispatcher,
+    job_filter: projections.JobFilter,
+    reason: str | None,
+    count: int,
+    bar: Progress | None,
+) -> projections.ReplayOutcome:
+    """Replay the ``count`` jobs the operator confirmed (refused if that count changed)."""
+    if bar is None:
+        return await projections.replay_jobs(
+            pool,
+            dispatcher,
+            job_filter,
+            reason=reason,
+            actor=operator.actor(),
+            expected_count=count,
+        )
+    with bar:
+        task = bar.add_task("replaying", total=count)
+        return await projections.replay_jobs(
+            pool,
+            dispatcher,
+            job_filter,
+            reason=reason,
+            actor=operator.actor(),
+            expected_count=count,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+
+
+@contextlib.contextmanager
+def _confirmed(count: int) -> Iterator[None]:
+    """A selection that changed since it was confirmed is one clear line, exit 1."""
+    try:
+        yield
+    except projections.CountMismatchError as exc:
+        runtime.fail(
+            f"{exc.count} job(s) match now, not the {count} confirmed; nothing replayed, "
+            "run the command again"
+        )
 
 
 def _describe(job_filter: projections.JobFilter) -> str:

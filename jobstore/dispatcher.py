@@ -78,7 +78,7 @@ class Dispatcher:
         """``policy`` judges callback and webhook URLs at enqueue (strict unless given)."""
         self.store = store
         self.registry = registry or default_registry
-        self.schedules = Schedules(store, self.registry)
+        self.schedules = Schedules(store, self.registry, policy)
         self.policy = policy
         self._context = {CONTEXT_KEY: policy}
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from jobstore import actor as actor_of
 from jobstore import errors
+from jobstore.address import CONTEXT_KEY, STRICT, AddressPolicy
 from jobstore.event import Event
 from jobstore.job import BaseJobMetadata
 from jobstore.registry import JobRegistry
@@ -72,9 +73,12 @@ def _check_zone(zone: str) -> None:
 class Schedules:
     """The schedule half of the dispatcher."""
 
-    def __init__(self, store: EventStore, registry: JobRegistry) -> None:
+    def __init__(
+        self, store: EventStore, registry: JobRegistry, policy: AddressPolicy = STRICT
+    ) -> None:
         self.store = store
         self.registry = registry
+        self._context = {CONTEXT_KEY: policy}
 
     async def create(
         self,
@@ -92,7 +96,7 @@ class Schedules:
         """
         spec = self.registry.get(job_type)
         text = validate_cron(cron)
-        valid_payload = validate_model(spec.payload_model, payload, "payload")
+        valid_payload = validate_model(spec.payload_model, payload, "payload", self._context)
         valid_metadata = validate_model(BaseJobMetadata, metadata or {}, "metadata")
         new_id = schedule_id or f"{SCHEDULE_ID_PREFIX}{uuid.uuid4().hex}"
         event = ScheduleCreated(

@@ -34,7 +34,7 @@ from jobstore import (
     TokenUsedError,
     job_events,
 )
-from workers import decision
+from workers import decision, notification
 from workers.context import HostContext, current_host
 
 log = structlog.get_logger("jobtrail.worker")
@@ -193,6 +193,7 @@ async def _record_success(
     log.info("attempt completed", duration_seconds=round(duration, 4))
     if outcome is not None:
         return outcome
+    await notification.job_completed(ctx, known, job.dispatch, attempt, duration, result)
     return Outcome(200, "completed", result=result)
 
 

@@ -195,9 +195,6 @@ async def test_success_callback_is_signed_and_called_under_the_policy(
     assert len(receiver.requests) == 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the call site in workers/attempt.py (_record_success) is the lead's"
-)
 async def test_completed_job_calls_its_success_callback(db_dsn: str, receiver: Receiver) -> None:
     async with running_host(db_dsn) as host:
         job_id = await host.dispatcher.enqueue(

@@ -44,7 +44,8 @@ def enqueue(
     async def main() -> jobstore.Enqueued:
         registry.get(job_type)  # an unknown type fails before any database is opened
         async with database.open_database(settings) as db:
-            dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool), registry)
+            policy = jobstore.AddressPolicy.from_settings(settings)
+            dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool), registry, policy)
             return await dispatcher.enqueue_with_position(
                 job_type, data, metadata, options, actor=operator.actor()
             )

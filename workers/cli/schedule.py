@@ -48,7 +48,8 @@ def create(
         registry.get(job_type)
         jobstore.validate_cron(cron)
         async with database.open_database(settings) as db:
-            dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool), registry)
+            policy = jobstore.AddressPolicy.from_settings(settings)
+            dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool), registry, policy)
             return await dispatcher.schedule(job_type, cron, data, metadata, actor=operator.actor())
 
     schedule_id = database.run(main)

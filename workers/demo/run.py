@@ -58,7 +58,8 @@ async def _story(
 ) -> None:
     pool = await jobstore.create_pool(dsn, min_size=1, max_size=4)
     try:
-        dispatcher = jobstore.Dispatcher(jobstore.EventStore(pool), registry)
+        policy = jobstore.AddressPolicy.from_settings(settings)
+        dispatcher = jobstore.Dispatcher(jobstore.EventStore(pool), registry, policy)
         job_type, cron, payload = scenario.schedule_spec()
         schedule_id = await dispatcher.schedule(job_type, cron, payload)
         console.print(f"scheduled [bold]{job_type}[/] at '{cron}' as {schedule_id}")

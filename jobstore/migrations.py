@@ -103,7 +103,10 @@ async def migrate(dsn: str, folder: Path | None = None) -> list[Migration]:
 
 
 async def _apply_pending(conn: asyncpg.Connection, known: list[Migration]) -> list[Migration]:
-    await conn.execute(_BOOTSTRAP)
+    # Nothing pending: no DDL at all, so a host logged in as the application role (which
+    # may not create anything) can run its start-up migrate.
+    if await conn.fetchval("SELECT to_regclass('jobtrail.schema_migrations')") is None:
+        await conn.execute(_BOOTSTRAP)
     rows = await conn.fetch("SELECT version, checksum FROM jobtrail.schema_migrations")
     applied = {row["version"]: row["checksum"] for row in rows}
     done: list[Migration] = []
@@ -126,6 +129,8 @@ async def _apply_pending(conn: asyncpg.Connection, known: list[Migration]) -> li
             )
         log.info("migration applied", version=migration.version, name=migration.name)
         done.append(migration)
+    if done and await conn.fetchval("SELECT to_regproc('jobtrail.refresh_app_roles')"):
+        await conn.execute("SELECT jobtrail.refresh_app_roles()")  # grants on new tables
     return done
 
 

@@ -313,12 +313,6 @@ async def test_the_password_verifier_is_the_one_postgresql_computes(db_dsn: str)
     assert role.scram_verifier("pässwörd 2", salt=salt) != stored
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobstore.migrate runs CREATE SCHEMA/TABLE IF NOT EXISTS even when nothing is "
-    "pending, and `jobtrail serve` calls it at start-up: a host logged in as the application "
-    "role cannot start until jobstore/migrations.py skips that DDL on an up-to-date schema",
-)
 async def test_a_host_logged_in_as_the_app_role_can_run_its_start_up_migrate(
     app_role: AppRole,
 ) -> None:

@@ -20,7 +20,7 @@ from qstash import AsyncQStash
 import jobstore
 import projections
 from jobstore import DatabaseUnavailableError, JobRegistry, Settings
-from workers import builtin, callback, health
+from workers import builtin, callback, health, safety
 from workers.context import HOST, HostContext
 from workers.metrics import Metrics
 from workers.sweeper import Sweeper, SweeperConfig
@@ -58,8 +58,15 @@ def make_app(
 ) -> web.Application:
     """Build the host for ``settings`` (``dsn`` overrides the database it opens)."""
     options = options or HostOptions()
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_json_errors])
     registry = registry or builtin.registry_with_handlers(settings)
+    problem = safety.unsafe_configuration(
+        settings,
+        listen_host=options.listen_host,
+        webhooks=jobstore.JOB_TYPES.PROCESS_WEBHOOK in registry.types(),
+    )
+    if problem:
+        raise safety.UnsafeConfigurationError(problem)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_json_errors])
     for job_type in registry.types():
         spec = registry.get(job_type)
         app.router.add_post(spec.config.endpoint, create_job_worker())

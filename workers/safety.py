@@ -23,6 +23,10 @@ from jobstore.settings import (
 DEV_SIGNING_KEYS = frozenset({DEV_CURRENT_SIGNING_KEY, DEV_NEXT_SIGNING_KEY})
 
 
+class UnsafeConfigurationError(Exception):
+    """The host would trust published development secrets where others can reach it."""
+
+
 def is_loopback(host: str | None) -> bool:
     """Whether ``host`` (a name or an address, maybe in brackets) is this machine only."""
     if not host:
@@ -52,8 +56,9 @@ def unsafe_configuration(settings: Settings, *, listen_host: str, webhooks: bool
     ``listen_host`` is the address the host listens on; ``webhooks`` says whether the
     process-webhook job type (which signs with the webhook secret) is enabled.
     """
+    no_qstash = settings.qstash_url is None and settings.qstash_token is None
     if (
-        url_is_loopback(settings.qstash_url)
+        (no_qstash or url_is_loopback(settings.qstash_url))
         and is_loopback(listen_host)
         and url_is_loopback(settings.public_url)
     ):

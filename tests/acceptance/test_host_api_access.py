@@ -20,13 +20,22 @@ from workers import HostOptions, make_app
 READER = "reader-token-0123456789abcdef"
 OPERATOR = "operator-token-0123456789abcdef"
 TOKENS = f"dash:read:{READER},ops-bot:operate:{OPERATOR}"
+# A host off loopback must bring its own secrets (workers/safety.py).
+PRODUCTION_SECRETS = {
+    "qstash_url": "https://qstash.example.com",
+    "qstash_token": "a-production-token-of-ours",
+    "qstash_current_signing_key": "sig_ProdCurrentKeyProdCurrentKey1",
+    "qstash_next_signing_key": "sig_ProdNextKeyProdNextKeyProdNe",
+    "webhook_signing_secret": "a-long-random-webhook-secret-of-ours",
+}
 
 
 @contextlib.asynccontextmanager
 async def host(db_dsn: str, listen_host: str, **settings: Any) -> AsyncIterator[str]:
     """A host built for ``listen_host`` (served on loopback for the test); its URL."""
+    secrets = {} if listen_host == "127.0.0.1" else PRODUCTION_SECRETS
     app = make_app(
-        jobstore.Settings(database_url=db_dsn, api_tokens=TOKENS, **settings),
+        jobstore.Settings(database_url=db_dsn, api_tokens=TOKENS, **secrets, **settings),
         dsn=db_dsn,
         options=HostOptions(relay=False, sweeper=False, projections=False, listen_host=listen_host),
     )

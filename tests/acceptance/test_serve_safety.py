@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
+import jobstore
 import qstash_local
 from qstash_local import signature
 from tests.host_support import free_port
@@ -194,3 +195,15 @@ async def test_qstash_dev_on_a_public_address_starts_with_fresh_secrets(tmp_path
         running.append(dev.start())
         await wait_http(f"http://127.0.0.1:{port}/v2/keys?qstash_token={token}")
         assert dev.terminate() == 0
+
+
+def test_make_app_refuses_dev_keys_for_a_public_listening_address() -> None:
+    """Library users who build the host themselves get the same refusal as `serve`."""
+    from workers.app import HostOptions, make_app
+    from workers.safety import UnsafeConfigurationError
+
+    settings = jobstore.Settings(database_url="postgresql://unused@127.0.0.1:1/x")
+
+    with pytest.raises(UnsafeConfigurationError, match="QSTASH_CURRENT_SIGNING_KEY"):
+        make_app(settings, options=HostOptions(listen_host="0.0.0.0"))
+    assert make_app(settings, options=HostOptions(listen_host="127.0.0.1")) is not None

@@ -82,6 +82,15 @@ class TestHandler:
         return {"tag": payload.tag, "attempt": job.attempt}
 
 
+def dispatched(
+    job_id: str, job_type: str = "test-job", **options: Any
+) -> jobstore.job_events.JobDispatched:
+    """A first ``JobDispatched`` of ``job_id`` with ``options``, written by hand in tests."""
+    return jobstore.job_events.JobDispatched(
+        job_id=job_id, dispatch=1, job_type=job_type, payload={}, source="api", options=options
+    )
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as sock:

@@ -78,9 +78,12 @@ async def _receive(
     except envelope.EnvelopeError as exc:
         log.warning("scheduled run refused", reason=str(exc), message_id=message_id)
         return answer(489, str(exc), non_retryable=True), parsed.type
-    except (DatabaseUnavailableError, run.QStashUnavailableError) as exc:
-        log.warning("a dependency is unavailable; asking QStash to retry", error=str(exc))
-        return answer(503, "temporarily unavailable; retry later", retry_after=5), parsed.type
+    except DatabaseUnavailableError as exc:
+        log.warning("database unavailable; asking QStash to retry", error=str(exc))
+        return answer(503, "database unavailable; retry later", retry_after=5), parsed.type
+    except run.QStashUnavailableError as exc:
+        log.warning("QStash unavailable; asking it to retry", error=str(exc))
+        return answer(503, "QStash unavailable; retry later", retry_after=5), parsed.type
     return answer(
         outcome.status,
         outcome.reason,

@@ -11,7 +11,7 @@ import pytest
 
 import jobstore
 from jobstore import job_events
-from tests.host_support import TEST_PATH, Host, running_host
+from tests.host_support import TEST_PATH, Host, dispatched, running_host
 
 
 @pytest.fixture
@@ -110,18 +110,7 @@ async def test_oversized_body_is_413_and_appends_nothing(host: Host) -> None:
 async def test_unknown_job_type_fails_the_job_with_489(host: Host) -> None:
     job_id = str(uuid.uuid4())
     await host.ctx.store.append(
-        f"job-{job_id}",
-        [
-            job_events.JobDispatched(
-                job_id=job_id,
-                dispatch=1,
-                job_type="send-fax",
-                payload={},
-                source="api",
-                options={"timeout": 1.0},
-            )
-        ],
-        "no_stream",
+        f"job-{job_id}", [dispatched(job_id, "send-fax", timeout=1.0)], "no_stream"
     )
     status, answer, headers = await host.post(TEST_PATH, _body(job_id))
     assert status == 489

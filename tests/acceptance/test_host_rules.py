@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from jobstore import job_events
-from tests.host_support import TEST_PATH, Host, free_port, running_host
+from tests.host_support import TEST_PATH, Host, dispatched, free_port, running_host
 
 
 @pytest.fixture
@@ -152,17 +152,11 @@ async def test_rule5_qstash_verdict_fails_the_dispatch_and_calls_the_users_callb
         await host.ctx.store.append(
             f"job-{job_id}",
             [
-                job_events.JobDispatched(
-                    job_id=job_id,
-                    dispatch=1,
-                    job_type="test-job",
-                    payload={},
-                    source="api",
-                    options={
-                        "retries": 3,
-                        "timeout": 1.0,
-                        "failure_callback": f"http://127.0.0.1:{port}/failed",
-                    },
+                dispatched(
+                    job_id,
+                    retries=3,
+                    timeout=1.0,
+                    failure_callback=f"http://127.0.0.1:{port}/failed",
                 ),
                 job_events.JobStarted(dispatch=1, attempt=4, lease_until=lease),
             ],

@@ -17,8 +17,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from jobstore import job_events
-from tests.host_support import Host, free_port, running_host
+from tests.host_support import Host, dispatched, free_port, running_host
 from workers import notification
 from workers.handlers import verify_signature
 
@@ -74,20 +73,8 @@ def make_strict(host: Host) -> None:
 async def failed_by_qstash(host: Host, failure_callback: str) -> str:
     """A job with ``failure_callback`` whose dispatch QStash gives up on; its id."""
     job_id = str(uuid.uuid4())
-    await host.ctx.store.append(
-        f"job-{job_id}",
-        [
-            job_events.JobDispatched(
-                job_id=job_id,
-                dispatch=1,
-                job_type="test-job",
-                payload={},
-                source="api",
-                options={"retries": 0, "timeout": 1.0, "failure_callback": failure_callback},
-            )
-        ],
-        "no_stream",
-    )
+    event = dispatched(job_id, retries=0, timeout=1.0, failure_callback=failure_callback)
+    await host.ctx.store.append(f"job-{job_id}", [event], "no_stream")
     source = {"job_id": job_id, "dispatch": 1, "type": "test-job", "payload": {}, "metadata": {}}
     report = {
         "status": 500,

@@ -39,13 +39,13 @@ def test_root_gets_a_data_folder_whose_parents_are_already_traversable(
 
 def test_settings_read_upstash_and_database_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
-    monkeypatch.setenv("QSTASH_TOKEN", "tok")
+    monkeypatch.setenv("QSTASH_TOKEN", "tok-8e1f2a")
     monkeypatch.setenv("JOBTRAIL_DATA_DIR", "/srv/jt")
     s = jobstore.Settings()
     assert s.database_url == "postgresql://u@h/db"
     assert s.qstash_token is not None
-    assert s.qstash_token.get_secret_value() == "tok"
-    assert "tok" not in repr(s)
+    assert s.qstash_token.get_secret_value() == "tok-8e1f2a"
+    assert "tok-8e1f2a" not in repr(s)  # a secret type: never in a log line or a repr
     assert s.pgdata_dir == Path("/srv/jt/pgdata")
 
 

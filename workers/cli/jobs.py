@@ -263,7 +263,8 @@ async def _replay(
     bar: Progress | None,
 ) -> projections.ReplayOutcome:
     """Replay the ``count`` jobs the operator confirmed (refused if that count changed)."""
-    if bar is None:
+    with bar or contextlib.nullcontext():
+        task = bar.add_task("replaying", total=count) if bar is not None else None
         return await projections.replay_jobs(
             pool,
             dispatcher,
@@ -271,17 +272,9 @@ async def _replay(
             reason=reason,
             actor=operator.actor(),
             expected_count=count,
-        )
-    with bar:
-        task = bar.add_task("replaying", total=count)
-        return await projections.replay_jobs(
-            pool,
-            dispatcher,
-            job_filter,
-            reason=reason,
-            actor=operator.actor(),
-            expected_count=count,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=None
+            if bar is None or task is None
+            else lambda done, total: bar.update(task, completed=done, total=total),
         )
 
 

@@ -1,6 +1,15 @@
 """jobstore: the event log, its database, settings and errors (jobtrail's foundation)."""
 
-from jobstore import address, job_events, job_state, payloads, redaction, role, schedule_events
+from jobstore import (
+    address,
+    envelope,
+    job_events,
+    job_state,
+    payloads,
+    redaction,
+    role,
+    schedule_events,
+)
 from jobstore.address import AddressPolicy
 from jobstore.database import Database, connect, create_pool, open_database, resolve_dsn
 from jobstore.dispatcher import Dispatcher, Enqueued, JobRequest
@@ -24,6 +33,7 @@ from jobstore.event import Event, RecordedEvent, upcaster
 from jobstore.job import BaseJob, BaseJobMetadata, EnqueueJobOptions
 from jobstore.job_state import JobExecution, JobState
 from jobstore.migrations import MigrationState, migrate, status
+from jobstore.options import DispatchOptions
 from jobstore.registry import (
     JOB_STATUSES,
     JOB_TYPES,
@@ -60,6 +70,7 @@ __all__ = [
     "Database",
     "DatabaseUnavailableError",
     "DeliveryToken",
+    "DispatchOptions",
     "Dispatcher",
     "EmbeddedDatabaseError",
     "EmbeddedPostgres",
@@ -95,6 +106,7 @@ __all__ = [
     "connect",
     "create_pool",
     "default_registry",
+    "envelope",
     "get_job_config",
     "job_events",
     "job_state",

@@ -20,11 +20,12 @@ import structlog
 from pydantic import BaseModel
 
 from jobstore import actor as actor_of
-from jobstore import codec, errors, job_state, redaction, transition
+from jobstore import codec, envelope, errors, job_state, redaction, transition
 from jobstore.address import CONTEXT_KEY, STRICT, AddressPolicy
 from jobstore.event import Event
 from jobstore.job import BaseJobMetadata, EnqueueJobOptions
 from jobstore.job_events import JobDispatched
+from jobstore.options import DispatchOptions
 from jobstore.registry import JobRegistry
 from jobstore.registry import registry as default_registry
 from jobstore.schedule import Schedules
@@ -41,9 +42,6 @@ MAX_JSON_DEPTH = 32
 # The SDK's json.dumps escapes non-ASCII and adds spaces, at most 6 bytes for each byte of
 # orjson's compact UTF-8; an envelope under a sixth of the limit needs no exact count.
 _WORST_EXPANSION = 6
-# QStash's own delivery timeout is the job's timeout plus this margin, so QStash never
-# gives up on an attempt that is still running.
-QSTASH_TIMEOUT_MARGIN_S = 30
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f0c7a52-3c1e-4d43-9a57-6a1f3f1d2b10")
 
 
@@ -268,18 +266,15 @@ class Dispatcher:
         payload = validate_model(spec.payload_model, request.payload, "payload", self._context)
         metadata = validate_model(BaseJobMetadata, request.metadata or {}, "metadata")
         options = validate_model(EnqueueJobOptions, request.options or {}, "options", self._context)
-        now = time.time()
         config = spec.config
-        event_options = {
-            "endpoint": config.endpoint,
-            "retries": options.retries if options.retries is not None else config.retries,
-            "timeout": config.timeout,
-            "qstash_timeout": int(config.timeout) + QSTASH_TIMEOUT_MARGIN_S,
-            "not_before": now + options.delay_seconds if options.delay_seconds else None,
-            "callback": str(options.callback) if options.callback else None,
-            "failure_callback": str(options.failure_callback) if options.failure_callback else None,
-            "headers": dict(options.headers or {}),
-        }
+        event_options = DispatchOptions.for_job(
+            config,
+            retries=options.retries,
+            not_before=time.time() + options.delay_seconds if options.delay_seconds else None,
+            callback=str(options.callback) if options.callback else None,
+            failure_callback=str(options.failure_callback) if options.failure_callback else None,
+            headers=dict(options.headers) if options.headers else None,
+        )
         # Every field comes from a validated model above: build without validating again.
         event = JobDispatched.model_construct(
             job_id=_job_id(metadata),
@@ -334,7 +329,7 @@ def _check_size(event: JobDispatched) -> None:
     """Refuse a job QStash could not take: its payload, and its whole published message."""
     try:
         size = len(orjson.dumps(event.payload))
-        compact = len(orjson.dumps(_envelope(event))) if size <= MAX_PAYLOAD_BYTES else 0
+        compact = len(orjson.dumps(envelope.job_body(event))) if size <= MAX_PAYLOAD_BYTES else 0
     except orjson.JSONEncodeError as exc:
         raise errors.JobValidationError("invalid job", [f"not JSON: {exc}"]) from None
     if size > MAX_PAYLOAD_BYTES:
@@ -344,7 +339,7 @@ def _check_size(event: JobDispatched) -> None:
     if compact * _WORST_EXPANSION <= MAX_MESSAGE_BYTES:
         return
     # Exactly what the qstash SDK sends: json.dumps with its defaults (ASCII, spaced).
-    message = len(json.dumps(_envelope(event)))
+    message = len(json.dumps(envelope.job_body(event)))
     if message > MAX_MESSAGE_BYTES:
         raise errors.JobValidationError(
             "invalid job",
@@ -355,17 +350,6 @@ def _check_size(event: JobDispatched) -> None:
                 "metadata smaller (non-ASCII text counts 6 bytes a character)"
             ],
         )
-
-
-def _envelope(event: JobDispatched) -> dict[str, Any]:
-    """The body the relay publishes for ``event`` (DESIGN.md, the wire envelope)."""
-    return {
-        "job_id": event.job_id,
-        "dispatch": event.dispatch,
-        "type": event.job_type,
-        "payload": event.payload,
-        "metadata": event.metadata,
-    }
 
 
 def _job_id(metadata: BaseJobMetadata) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from jobstore.event import Event, upcaster
+from jobstore.options import DispatchOptions
 
 DispatchSource = Literal["api", "schedule", "replay", "recovery"]
 
@@ -23,7 +24,7 @@ class JobDispatched(Event, type_name="job.dispatched"):
     job_type: str
     payload: dict[str, Any]
     metadata: dict[str, Any] = Field(default_factory=dict)
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: DispatchOptions = Field(default_factory=DispatchOptions)
     source: DispatchSource = "api"
     reason: str | None = None
 

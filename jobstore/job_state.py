@@ -23,6 +23,7 @@ from jobstore.job_events import (
     JobFailed,
     JobStarted,
 )
+from jobstore.options import DispatchOptions
 from jobstore.registry import JOB_STATUSES
 
 FINISHED = frozenset({JOB_STATUSES.COMPLETED, JOB_STATUSES.FAILED, JOB_STATUSES.CANCELLED})
@@ -42,7 +43,7 @@ class JobState:
     job_type: str
     payload: dict[str, Any]
     metadata: dict[str, Any]
-    options: dict[str, Any]
+    options: DispatchOptions
     dispatch: int
     source: str
     status: JOB_STATUSES
@@ -71,7 +72,7 @@ class JobState:
     @property
     def max_retries(self) -> int:
         """The retries of the current dispatch (from its options)."""
-        return int(self.options.get("retries", 0))
+        return self.options.retries
 
 
 def evolve(state: JobState | None, recorded: RecordedEvent) -> JobState:

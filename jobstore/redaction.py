@@ -34,7 +34,10 @@ _SEPARATORS: Final = re.compile(r"[^a-z0-9]+")
 _PAIR: Final = re.compile(r"(?P<key>[A-Za-z][A-Za-z0-9_.\-\[\]]{0,63})=(?P<value>[^&\s#;,\"'<>]+)")
 _URL_PASSWORD: Final = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^@/\s]+(?=@)", re.I)
 _BEARER: Final = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{8,}", re.I)
-_CARD: Final = re.compile(r"(?<![\d-])(?<![\d-][ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)")
+# A run of 13-19 digits, optionally grouped by spaces or dashes, that stands alone: no
+# letter, digit or dash glued to either end (so the digits of a UUID or a hex id never
+# count, whatever their Luhn sum).
+_CARD: Final = re.compile(r"(?<![\w-])(?<![\d-][ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)(?!\w)")
 
 
 def _words(key: str) -> list[str]:

@@ -26,7 +26,7 @@ import structlog
 from qstash import AsyncQStash
 from qstash.errors import QStashError
 
-from jobstore import database, errors, query
+from jobstore import database, envelope, errors, query
 from jobstore.event import RecordedEvent
 from jobstore.job_events import JobCancelled, JobDispatched, JobFailed
 from jobstore.relay_schedule import FAILURE_CALLBACK_PATH, ScheduleSync
@@ -182,6 +182,9 @@ class Relay:
 
     async def _publish_all(self, dispatches: list[JobDispatched]) -> list[tuple[str, int, str]]:
         saved: list[tuple[str, int, str]] = []
+        for nowhere in (d for d in dispatches if d.options.endpoint is None):
+            await self._fail(nowhere, "the dispatch names no endpoint", "NoEndpoint", "")
+        dispatches = [d for d in dispatches if d.options.endpoint is not None]
         for start in range(0, len(dispatches), QSTASH_BATCH):
             chunk = dispatches[start : start + QSTASH_BATCH]
             requests = [self._request(d) for d in chunk]
@@ -208,46 +211,41 @@ class Relay:
                     lambda r=request: self.qstash.message.batch_json([r])
                 )
             except QStashError as exc:
-                await self.store.append(
-                    f"job-{dispatched.job_id}",
-                    [
-                        JobFailed(
-                            dispatch=dispatched.dispatch,
-                            reason="QStash refused the message",
-                            error_type="QStashError",
-                            error_message=str(exc)[:500],
-                        )
-                    ],
-                )
+                await self._fail(dispatched, "QStash refused the message", "QStashError", str(exc))
                 continue
             saved.append(
                 (dispatched.job_id, dispatched.dispatch, getattr(response, "message_id", ""))
             )
         return saved
 
+    async def _fail(
+        self, dispatched: JobDispatched, reason: str, error_type: str, message: str
+    ) -> None:
+        """Record that this dispatch cannot be published, so it does not wait forever."""
+        failed = JobFailed(
+            dispatch=dispatched.dispatch,
+            reason=reason,
+            error_type=error_type,
+            error_message=message[:500],
+        )
+        await self.store.append(f"job-{dispatched.job_id}", [failed])
+
     def _request(self, dispatched: JobDispatched) -> dict[str, Any]:
         options = dispatched.options
         request: dict[str, Any] = {
-            "url": self.config.public_url.rstrip("/") + options["endpoint"],
-            "body": {
-                "job_id": dispatched.job_id,
-                "dispatch": dispatched.dispatch,
-                "type": dispatched.job_type,
-                "payload": dispatched.payload,
-                "metadata": dispatched.metadata,
-            },
-            "retries": int(options.get("retries", 3)),
-            "timeout": f"{int(options.get('qstash_timeout', 60))}s",
+            "url": self.config.public_url.rstrip("/") + (options.endpoint or ""),
+            "body": envelope.job_body(dispatched),
+            "retries": options.retries,
+            "timeout": f"{options.qstash_timeout}s",
             "deduplication_id": f"{dispatched.job_id}-{dispatched.dispatch}",
             "failure_callback": self.config.public_url.rstrip("/") + FAILURE_CALLBACK_PATH,
-            "headers": dict(options.get("headers") or {}),
+            "headers": dict(options.headers),
             "label": dispatched.job_type,
         }
         # The job's own callback is called by the host under its address policy once the
         # outcome is recorded (workers/notification.py); QStash never gets the user's URL.
-        not_before = options.get("not_before")
-        if not_before and dispatched.source == "api":
-            request["not_before"] = int(not_before)
+        if options.not_before and dispatched.source == "api":
+            request["not_before"] = int(options.not_before)
         return request
 
     async def _cancel(self, job_id: str, dispatch: int) -> None:

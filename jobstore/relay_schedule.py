@@ -10,7 +10,9 @@ import structlog
 from qstash import AsyncQStash
 from qstash.errors import QStashError
 
+from jobstore import envelope
 from jobstore.event import RecordedEvent
+from jobstore.options import qstash_timeout
 from jobstore.schedule_events import (
     ScheduleCreated,
     ScheduleDeleted,
@@ -91,14 +93,11 @@ class ScheduleSync:
         schedule_id: str = await self.qstash.schedule.create_json(
             destination=self.public_url + state.endpoint,
             cron=state.cron,
-            body={
-                "schedule_id": state.schedule_id,
-                "type": state.job_type,
-                "payload": state.payload,
-                "metadata": state.metadata,
-            },
+            body=envelope.scheduled_body(
+                state.schedule_id, state.job_type, state.payload, state.metadata
+            ),
             retries=state.retries,
-            timeout=f"{int(state.timeout) + 30}s",
+            timeout=f"{qstash_timeout(state.timeout)}s",
             failure_callback=self.public_url + FAILURE_CALLBACK_PATH,
             schedule_id=state.schedule_id,
             label=state.job_type,

@@ -58,7 +58,7 @@ def _events_for(state: JobState, target: JOB_STATUSES, updates: Mapping[str, Any
     attempt = max(state.attempt, 1)
     match target:
         case JOB_STATUSES.PROCESSING:
-            lease = time.time() + float(state.options.get("timeout", 30))
+            lease = time.time() + state.options.timeout
             return [
                 JobStarted(dispatch=state.dispatch, attempt=state.attempt + 1, lease_until=lease)
             ]

@@ -121,7 +121,7 @@ def _first(recorded: RecordedEvent, event: job_events.JobDispatched) -> Executio
         dispatch=event.dispatch,
         attempt=0,
         attempts=0,
-        max_retries=int(event.options.get("retries", 0)),
+        max_retries=event.options.retries,
         cancel_requested=False,
         ever_completed=False,
         last_error=None,
@@ -179,7 +179,7 @@ def _redispatch(row: ExecutionRow, event: job_events.JobDispatched) -> None:
     row.dispatch = event.dispatch
     row.source = event.source
     row.payload = event.payload
-    row.max_retries = int(event.options.get("retries", 0))
+    row.max_retries = event.options.retries
     row.status = PENDING
     row.attempt = 0
     row.cancel_requested = False

@@ -87,7 +87,12 @@ def dispatched(
 ) -> jobstore.job_events.JobDispatched:
     """A first ``JobDispatched`` of ``job_id`` with ``options``, written by hand in tests."""
     return jobstore.job_events.JobDispatched(
-        job_id=job_id, dispatch=1, job_type=job_type, payload={}, source="api", options=options
+        job_id=job_id,
+        dispatch=1,
+        job_type=job_type,
+        payload={},
+        source="api",
+        options={"endpoint": TEST_PATH} | options,
     )
 
 

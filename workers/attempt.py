@@ -154,7 +154,7 @@ async def _run(
     prepared: tuple[JobTypeSpec, BaseModel, BaseJob],
 ) -> Outcome:
     spec, payload, job = prepared
-    timeout = float(state.options.get("timeout", spec.config.timeout))
+    timeout = state.options.timeout
     started = time.perf_counter()
     with structlog.contextvars.bound_contextvars(
         job_id=job.job_id, job_type=job.type, attempt=attempt, message_id=job.message_id
@@ -208,7 +208,7 @@ async def _record_failure(
     retryable = not isinstance(exc, JobValidationError | NonRetryableJobError)
     if isinstance(exc, TimeoutError):
         exc = TimeoutError(
-            f"handler did not finish within its timeout of {job_timeout(ctx, job)} s"
+            f"handler did not finish within its timeout of {known.options.timeout} s"
         )
     trace = _trimmed_traceback(exc)
     recorded: list[Event] = []
@@ -233,14 +233,6 @@ async def _record_failure(
     if len(recorded) == 1 and getattr(recorded[0], "will_retry", False):
         return Outcome(500, f"attempt {attempt} failed: {type(exc).__name__}")
     return Outcome(500, f"final attempt {attempt} failed: {type(exc).__name__}")
-
-
-def job_timeout(ctx: HostContext, job: BaseJob) -> float:
-    """The configured timeout of ``job``'s type, in seconds."""
-    try:
-        return ctx.registry.get(job.type).config.timeout
-    except JobError:
-        return 0.0
 
 
 async def _record(

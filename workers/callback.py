@@ -22,8 +22,9 @@ from jobstore import (
     DeliveryToken,
     JobState,
     TokenUsedError,
+    envelope,
 )
-from workers import decision, envelope, notification
+from workers import decision, notification
 from workers.context import HOST, HostContext
 from workers.verification import REFUSED, VerificationError
 from workers.worker import answer
@@ -90,7 +91,7 @@ async def _settle(
 
 async def _notify_user(ctx: HostContext, state: JobState, report: dict[str, Any]) -> None:
     """Call the job's own failure callback, if it has one, under the address policy."""
-    url = state.options.get("failure_callback")
+    url = state.options.failure_callback
     if not url:
         return
     body = {

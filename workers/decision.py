@@ -63,7 +63,7 @@ def decide_delivery(
     if state.lease_until is not None:  # an attempt started, never finished, lease expired
         events.append(abandoned(state))
     attempt = state.attempt + 1
-    lease_until = now + float(state.options.get("timeout", 30)) + grace
+    lease_until = now + state.options.timeout + grace
     events.append(
         job_events.JobStarted(
             dispatch=dispatch, attempt=attempt, message_id=message_id, lease_until=lease_until
@@ -195,7 +195,7 @@ def decide_sweep(state: JobState, dispatch: int, qstash_state: str, now: float) 
             job_type=state.job_type,
             payload=state.payload,
             metadata=state.metadata,
-            options={k: v for k, v in state.options.items() if k != "not_before"},
+            options=state.options.without_delay(),
             source="recovery",
             reason=f"QStash has no record of dispatch {dispatch}'s message; dispatched again",
         )

@@ -84,7 +84,7 @@ async def job_completed(
     ctx: HostContext, state: JobState, dispatch: int, attempt: int, duration: float, result: Any
 ) -> int | None:
     """Call the job's success ``callback``, if it has one, after ``JobCompleted`` is recorded."""
-    url = state.options.get("callback")
+    url = state.options.callback
     if not url:
         return None
     body = {

@@ -13,7 +13,7 @@ import httpx
 import structlog
 from qstash.errors import QStashError
 
-from workers import envelope
+from jobstore import envelope
 from workers.context import HostContext
 
 log = structlog.get_logger("jobtrail.worker")

@@ -17,10 +17,12 @@ from jobstore import (
     NO_STREAM,
     ConcurrencyError,
     DatabaseUnavailableError,
+    DispatchOptions,
     JobError,
+    envelope,
     job_events,
 )
-from workers import attempt, envelope, run
+from workers import attempt, run
 from workers.context import HOST, HostContext
 from workers.verification import REFUSED, VerificationError
 
@@ -112,14 +114,9 @@ async def _resolve(
         return job_id, 1  # minted by an earlier delivery of the same run
     await run.confirm(ctx, parsed, message_id or "", ctx.verifier.url_for(raw_path))
     try:
-        config = ctx.registry.get(parsed.type).config
-        options = {
-            "endpoint": config.endpoint,
-            "retries": config.retries,
-            "timeout": config.timeout,
-        }
-    except JobError:
-        options = {"retries": 0, "timeout": 30.0}
+        options = DispatchOptions.for_job(ctx.registry.get(parsed.type).config)
+    except JobError:  # an unknown type: the job is minted, then fails with its reason
+        options = DispatchOptions()
     dispatched = job_events.JobDispatched(
         job_id=job_id,
         dispatch=1,

@@ -29,8 +29,8 @@ async def test_enqueue_records_the_job_with_its_options_and_metadata(
     state = await jobstore.Dispatcher(jobstore.EventStore(pool)).load(job_id)
     assert state is not None
     assert state.job_type == "send-email"
-    assert state.options["retries"] == 1
-    assert state.options["not_before"] is not None
+    assert state.options.retries == 1
+    assert state.options.not_before is not None
     assert (state.metadata["user_id"], state.metadata["organization_id"]) == (7, 3)
 
     args = ("enqueue", "cleanup-old-data", "--payload", '{"retention": 30}', "--json")

@@ -72,7 +72,7 @@ async def test_rule3_an_attempt_past_its_lease_is_recorded_abandoned(host: Host)
                 dispatch=1,
                 job_type="test-job",
                 payload={},
-                options={"retries": 3, "timeout": 1.0},
+                options={"endpoint": TEST_PATH, "retries": 3, "timeout": 1.0},
                 source="api",
             ),
             job_events.JobStarted(

@@ -35,10 +35,10 @@ async def test_enqueue_records_a_pending_dispatch_with_the_job_config(
     (event,) = await _events(store, job_id)
     assert isinstance(event, job_events.JobDispatched)
     assert (event.dispatch, event.source, event.job_type) == (1, "api", "send-email")
-    assert event.options["retries"] == 3
-    assert event.options["endpoint"] == "/api/jobs/send-email"
-    assert event.options["qstash_timeout"] > event.options["timeout"]
-    assert event.options["not_before"] is not None
+    assert event.options.retries == 3
+    assert event.options.endpoint == "/api/jobs/send-email"
+    assert event.options.qstash_timeout > event.options.timeout
+    assert event.options.not_before is not None
     execution = await dispatcher.get_job_execution_by_job_id(job_id)
     assert execution is not None
     assert (execution.status, execution.user_id) == ("pending", 123)
@@ -368,7 +368,7 @@ async def test_the_hosts_policy_can_allow_private_targets_and_other_ports(
     )
 
     [event] = await _events(store, job_id)
-    assert event.options["callback"] == "http://127.0.0.1:8080/done"  # type: ignore[attr-defined]
+    assert event.options.callback == "http://127.0.0.1:8080/done"  # type: ignore[attr-defined]
     with pytest.raises(jobstore.JobValidationError, match="port 443 is not allowed"):
         await dispatcher.enqueue("process-webhook", HOOK)
 

@@ -333,7 +333,7 @@ async def test_a_job_at_the_message_limit_is_published_and_one_byte_more_is_refu
         return {"created_at": "2030-01-01T00:00:00Z", "note": "n" * note_length}
 
     probe = dispatcher._dispatched(JobRequest("process-webhook", payload, metadata(0)))
-    published = len(json.dumps(dispatcher_module._envelope(probe)))
+    published = len(json.dumps(jobstore.envelope.job_body(probe)))
     fill = dispatcher_module.MAX_MESSAGE_BYTES - published
 
     with pytest.raises(jobstore.JobValidationError, match="at most 1048576 bytes"):

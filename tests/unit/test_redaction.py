@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jobstore import redaction
 from jobstore.redaction import REDACTED, TOO_DEEP, redact
@@ -75,3 +79,15 @@ def test_nested_at_any_depth_and_too_deep_is_a_marker() -> None:
 def test_log_lines_carry_payload_keys_and_size_not_values() -> None:
     shape = redaction.shape({"to": "ada@example.com", "reset_url": "https://x?token=1"})
     assert shape == {"payload_keys": ["reset_url", "to"], "payload_bytes": 56}
+
+
+@given(st.uuids())
+def test_ids_are_never_taken_for_card_numbers(value: uuid.UUID) -> None:
+    """A job id's digits can pass the Luhn check; an id is still never masked."""
+    for text in (str(value), f"job-{value}", f"job {value} failed"):
+        assert redact(text) == text
+
+
+def test_a_uuid_whose_leading_digits_pass_luhn_is_kept() -> None:
+    text = "29949657-1755-48bd-a8ea-583015cabc0c"  # 29949657175548 passes the Luhn check
+    assert redact(text) == text

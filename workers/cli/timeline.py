@@ -133,8 +133,8 @@ def _describe_event(event: jobstore.Event, shown: Callable[[Any], Any]) -> tuple
     """An event as (name, dispatch/attempt, details) for the timeline."""
     match event:
         case job_events.JobDispatched():
-            details = f"from {event.source}, retries {event.options.get('retries', 0)}"
-            if event.options.get("not_before"):
+            details = f"from {event.source}, retries {event.options.retries}"
+            if event.options.not_before:
                 details += ", delayed"
             if event.reason:
                 details += f"; reason: {short(shown(event.reason), 200)}"

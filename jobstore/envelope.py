@@ -1,4 +1,8 @@
-"""The wire envelope of a delivery: a job's dispatch, or a scheduled run (DESIGN.md)."""
+"""The wire envelope of a delivery, written by the relay and parsed by the host, side by side.
+
+A job's dispatch travels as ``{"job_id", "dispatch", "type", "payload", "metadata"}``; a
+scheduled run as ``{"schedule_id", "type", "payload", "metadata"}`` (DESIGN.md).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,33 @@ from typing import Any
 
 import orjson
 
+from jobstore.job_events import JobDispatched
+
 # A scheduled run's job id is derived from its QStash message id, so a duplicate delivery
-# of the same run maps to the same job.
+# of the same run maps to the same job (the host confirms the id with QStash first).
 _SCHEDULED_RUN_NAMESPACE = uuid.UUID("0b5c7f6e-9a43-4f3e-8f8b-1d2f1c6a9e01")
 
 
 class EnvelopeError(Exception):
     """A signed request that cannot be tied to a job."""
+
+
+def job_body(event: JobDispatched) -> dict[str, Any]:
+    """The body the relay publishes for a dispatch."""
+    return {
+        "job_id": event.job_id,
+        "dispatch": event.dispatch,
+        "type": event.job_type,
+        "payload": event.payload,
+        "metadata": event.metadata,
+    }
+
+
+def scheduled_body(
+    schedule_id: str, job_type: str, payload: dict[str, Any], metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """The body QStash sends for every run of a schedule."""
+    return {"schedule_id": schedule_id, "type": job_type, "payload": payload, "metadata": metadata}
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,10 @@
 
 from jobstore import (
     address,
+    checkpoint,
+    election,
     envelope,
+    follower,
     job_events,
     job_state,
     payloads,
@@ -13,6 +16,7 @@ from jobstore import (
 from jobstore.address import AddressPolicy
 from jobstore.database import Database, connect, create_pool, open_database, resolve_dsn
 from jobstore.dispatcher import Dispatcher, Enqueued, JobRequest
+from jobstore.election import Election, LeadershipLost, LeadershipUnavailable, Lease
 from jobstore.embedded import EmbeddedPostgres
 from jobstore.errors import (
     AppendOnlyError,
@@ -30,6 +34,7 @@ from jobstore.errors import (
     UnknownEventTypeError,
 )
 from jobstore.event import Event, RecordedEvent, upcaster
+from jobstore.follower import Follower, FollowerConfig, FollowerStopped
 from jobstore.job import BaseJob, BaseJobMetadata, EnqueueJobOptions
 from jobstore.job_state import JobExecution, JobState
 from jobstore.migrations import MigrationState, migrate, status
@@ -72,6 +77,7 @@ __all__ = [
     "DeliveryToken",
     "DispatchOptions",
     "Dispatcher",
+    "Election",
     "EmbeddedDatabaseError",
     "EmbeddedPostgres",
     "EnqueueJobOptions",
@@ -80,6 +86,9 @@ __all__ = [
     "EventStore",
     "EventStoreError",
     "ExpectedVersion",
+    "Follower",
+    "FollowerConfig",
+    "FollowerStopped",
     "InvalidEventError",
     "JobConfig",
     "JobError",
@@ -90,6 +99,9 @@ __all__ = [
     "JobTypeSpec",
     "JobValidationError",
     "JobstoreError",
+    "LeadershipLost",
+    "LeadershipUnavailable",
+    "Lease",
     "MigrationError",
     "MigrationState",
     "NonRetryableJobError",
@@ -103,10 +115,13 @@ __all__ = [
     "TokenUsedError",
     "UnknownEventTypeError",
     "address",
+    "checkpoint",
     "connect",
     "create_pool",
     "default_registry",
+    "election",
     "envelope",
+    "follower",
     "get_job_config",
     "job_events",
     "job_state",

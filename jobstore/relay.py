@@ -6,27 +6,26 @@ already owns) with QStash's batch API, cancels the QStash messages of cancelled 
 carries schedule events out, then saves the message ids and its checkpoint in one
 transaction.  A crash before the checkpoint means the batch is published again: the
 deduplication id (job id + dispatch) makes QStash drop the copy, and the host's delivery
-rules make a copy that got through anyway run nothing.  Only one relay per database works
-at a time (a session advisory lock); others wait to take over.
+rules make a copy that got through anyway run nothing.  It is a checkpointed follower of
+the log (``jobstore.follower``): one relay per database works at a time (the election of
+its name), others wait to take over; an event it cannot handle stops it there, recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import asyncpg
 import httpx
 import structlog
 from qstash import AsyncQStash
 from qstash.errors import QStashError
 
-from jobstore import database, envelope, errors, query
+from jobstore import envelope, follower, query
 from jobstore.event import RecordedEvent
 from jobstore.job_events import JobCancelled, JobDispatched, JobFailed
 from jobstore.relay_schedule import FAILURE_CALLBACK_PATH, ScheduleSync
@@ -36,11 +35,10 @@ from jobstore.schedule_events import (
     SchedulePaused,
     ScheduleResumed,
 )
-from jobstore.store import NOTIFY_CHANNEL, EventStore
+from jobstore.store import EventStore
 
 log = structlog.get_logger("jobtrail.relay")
 _Q = query.load("jobstore", "relay.sql")
-_LEADER_LOCK_KEY = 7244012502
 QSTASH_BATCH = 100
 
 
@@ -62,6 +60,7 @@ class RelayConfig:
     max_backoff: float = 30.0
     reconcile_interval: float = 300.0
     leader_retry: float = 2.0
+    failure_retry: float = 30.0  # the longest wait between tries at an event it stopped on
     fault: str | None = None  # "crash_after_publish": stop before saving the checkpoint
 
 
@@ -86,78 +85,47 @@ class Relay:
         self.qstash = qstash
         self.config = config
         self.schedules = ScheduleSync(store, qstash, config.public_url)
-        self._wake = asyncio.Event()
         self.published = 0
+        self.follower = follower.Follower(
+            store,
+            config.name,
+            self,
+            dsn=dsn,
+            config=follower.FollowerConfig(
+                batch_size=config.read_batch,
+                idle_poll=config.idle_poll,
+                leader_retry=config.leader_retry,
+                failure_retry=config.failure_retry,
+            ),
+            on_lead=self._reconcile,
+            on_idle=self._reconcile_when_due,
+            fatal=(RelayCrash,),
+        )
+        self._next_reconcile = 0.0
 
     async def run(self) -> None:
         """Publish forever: wait for leadership, reconcile schedules, follow the log."""
-        while True:
-            try:
-                async with self._leadership(wait=True) as lock_conn:
-                    await self._follow(lock_conn)
-            except (RelayCrash, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # the database went away, or worse: start over
-                log.warning(
-                    "relay stopped; starting over from its checkpoint",
-                    error=str(exc)[:300],
-                    error_type=type(exc).__name__,
-                )
-                await asyncio.sleep(self.config.leader_retry)
+        await self.follower.run()
 
     async def run_until_caught_up(self) -> int:
         """Publish everything in the log up to now, then return the number of events handled."""
-        async with self._leadership(wait=True):
-            target = await self.store.last_position()
-            handled = 0
-            position = await self._checkpoint()
-            while position < target:
-                batch = await self.store.read_all(position, self.config.read_batch)
-                if not batch:
-                    break
-                await self._handle(batch)
-                position = batch[-1].position
-                handled += len(batch)
-            return handled
+        return await self.follower.run_until_caught_up()
 
     async def reconcile_schedules(self) -> int:
         """Create in QStash the schedules the log has and QStash lacks; return how many."""
         return await self.schedules.reconcile(self._retrying)
 
-    @contextlib.asynccontextmanager
-    async def _leadership(self, *, wait: bool) -> Any:
-        conn = await database.connect(self.dsn)
-        try:
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK_KEY):
-                if not wait:
-                    raise errors.JobstoreError("another relay holds the lead")
-                await asyncio.sleep(self.config.leader_retry)
-            log.info("relay is the leader", name=self.config.name)
-            yield conn
-        finally:
-            await database.close_quietly(conn)  # ending the session releases the lock
-
-    async def _follow(self, lock_conn: asyncpg.Connection) -> None:
-        await lock_conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+    async def _reconcile(self) -> None:
         await self.reconcile_schedules()
-        loop = asyncio.get_running_loop()
-        next_reconcile = loop.time() + self.config.reconcile_interval
-        position = await self._checkpoint()
-        while not lock_conn.is_closed():
-            self._wake.clear()
-            batch = await self.store.read_all(position, self.config.read_batch)
-            if batch:
-                await self._handle(batch)
-                position = batch[-1].position
-                continue
-            if loop.time() >= next_reconcile:
-                await self.reconcile_schedules()
-                next_reconcile = loop.time() + self.config.reconcile_interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.idle_poll)
-        raise errors.DatabaseUnavailableError("the relay's leadership connection closed")
+        self._next_reconcile = asyncio.get_running_loop().time() + self.config.reconcile_interval
 
-    async def _handle(self, batch: Sequence[RecordedEvent]) -> None:
+    async def _reconcile_when_due(self) -> None:
+        if asyncio.get_running_loop().time() >= self._next_reconcile:
+            await self._reconcile()
+
+    async def handle(self, batch: Sequence[RecordedEvent], commit: follower.Commit) -> None:
+        """Publish the batch, carry out its cancellations and schedule changes, then commit
+        the message ids with the checkpoint (the follower's handler)."""
         dispatches = [
             r.event
             for r in batch
@@ -168,7 +136,10 @@ class Relay:
             await self._carry_out(recorded)
         if self.config.fault == "crash_after_publish" and published:
             raise RelayCrash("fault injected: published, checkpoint not saved")
-        await self._save(published, batch[-1].position)
+        async with commit() as conn:
+            if published:
+                job_ids, numbers, message_ids = (list(c) for c in zip(*published, strict=True))
+                await conn.execute(_Q["save_messages"], job_ids, numbers, message_ids)
         self.published += len(published)
 
     async def _carry_out(self, recorded: RecordedEvent) -> None:
@@ -272,15 +243,3 @@ class Relay:
                 log.warning("qstash unreachable; backing off", error=str(exc)[:200], delay=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.max_backoff)
-
-    async def _checkpoint(self) -> int:
-        async with self.store.pool.acquire() as conn:
-            value = await conn.fetchval(_Q["read_checkpoint"], self.config.name)
-        return int(value or 0)
-
-    async def _save(self, published: list[tuple[str, int, str]], position: int) -> None:
-        async with self.store.pool.acquire() as conn, conn.transaction():
-            if published:
-                job_ids, dispatches, message_ids = (list(c) for c in zip(*published, strict=True))
-                await conn.execute(_Q["save_messages"], job_ids, dispatches, message_ids)
-            await conn.execute(_Q["save_checkpoint"], self.config.name, position)

@@ -1,12 +1,3 @@
--- name: read_checkpoint
--- params: name
-SELECT position FROM jobtrail.checkpoints WHERE name = $1;
-
--- name: save_checkpoint
--- params: name, position
-INSERT INTO jobtrail.checkpoints (name, position) VALUES ($1, $2)
-ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = now();
-
 -- name: save_messages
 -- params: job_ids, dispatches, message_ids
 INSERT INTO jobtrail.relay_messages (job_id, dispatch, message_id)

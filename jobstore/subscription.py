@@ -1,4 +1,8 @@
-"""Following the log: yield events after a position, then wait for NOTIFY and go on."""
+"""Following the log without a checkpoint: yield events after a position, live.
+
+The same tail as every follower of the log (:class:`jobstore.follower.Tail`), for readers
+that keep their position in memory (``jobtrail events tail --follow``).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,20 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
 
 import asyncpg
 import structlog
 
 from jobstore import database, errors
 from jobstore.event import RecordedEvent
-from jobstore.store import NOTIFY_CHANNEL, EventStore
+from jobstore.follower import Tail
+from jobstore.store import EventStore
 
 log = structlog.get_logger("jobtrail.subscription")
 
 
 class Subscription:
-    """Events after a position, in order, forever: ``async with store_subscription(...) as s``.
+    """Events after a position, in order, forever: ``async with Subscription(...) as s``.
 
     A dedicated connection LISTENs for the log's notification (one per committed
     transaction); ``idle_poll`` seconds without one trigger a read anyway, so a lost
@@ -36,12 +40,9 @@ class Subscription:
         batch_size: int = 500,
         idle_poll: float = 5.0,
     ) -> None:
-        self._store = store
         self._dsn = dsn
         self.position = after_position
-        self._batch_size = batch_size
-        self._idle_poll = idle_poll
-        self._wake = asyncio.Event()
+        self._tail = Tail(lambda after: store.read_all(after, batch_size), batch_size, idle_poll)
         self._conn: asyncpg.Connection | None = None
 
     async def __aenter__(self) -> Subscription:
@@ -63,29 +64,29 @@ class Subscription:
 
     async def _events(self) -> AsyncIterator[RecordedEvent]:
         while True:
-            self._wake.clear()
             try:
-                batch = await self._store.read_all(self.position, self._batch_size)
+                batch = await self._tail.read(self.position)
             except errors.DatabaseUnavailableError as exc:
                 log.warning("subscription read failed; retrying", error=str(exc))
-                await asyncio.sleep(min(self._idle_poll, 1.0))
+                await asyncio.sleep(min(self._tail.idle_poll, 1.0))
                 continue
             for recorded in batch:
                 self.position = recorded.position
                 yield recorded
-            if len(batch) < self._batch_size:
+            if len(batch) < self._tail.batch_size:
                 await self._wait()
 
     async def _wait(self) -> None:
         if self._conn is None or self._conn.is_closed():
             with contextlib.suppress(errors.DatabaseUnavailableError):
                 await self._listen()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+        await self._tail.wait()
 
     async def _listen(self) -> None:
-        self._conn = await database.connect(self._dsn)
-        await self._conn.add_listener(NOTIFY_CHANNEL, self._notified)
-
-    def _notified(self, *_: Any) -> None:
-        self._wake.set()
+        conn = await database.connect(self._dsn)
+        try:
+            await self._tail.listen(conn)
+        except BaseException:
+            await database.close_quietly(conn)
+            raise
+        self._conn = conn

@@ -1,7 +1,7 @@
-"""Checkpoints (how far each projection got) and failures (where one stopped, and why).
+"""Where the projections are: each one's checkpoint and failure, read for status and waiting.
 
-A projection's writes and its checkpoint commit in one transaction; the checkpoint moves
-by compare-and-set, so a batch is applied once even if two processes ever tried at once.
+Checkpoints and failures are written by the projections' followers of the log
+(``jobstore.checkpoint``, ``jobstore.follower``); this module reads them by projection.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from jobstore import checkpoint as log_checkpoint
 from jobstore import query
 from projections.projection import Connection
 
@@ -39,42 +40,11 @@ class State:
     failure: Failure | None
 
 
-async def ensure(conn: Connection, name: str) -> int:
-    """Create the checkpoint at 0 if it does not exist; return its position."""
-    await conn.execute(_Q["ensure_checkpoint"], name)
-    return int(await conn.fetchval(_Q["read_checkpoint"], name))
+put = log_checkpoint.put
+"""Set a checkpoint unconditionally (a rebuild swapping its tables in)."""
 
-
-async def advance(conn: Connection, name: str, expected: int, position: int) -> bool:
-    """Move the checkpoint from ``expected`` to ``position``; False if it was not at ``expected``.
-
-    Call inside the transaction that writes the batch's effects.
-    """
-    status: str = await conn.execute(_Q["advance_checkpoint"], name, expected, position)
-    return status == "UPDATE 1"
-
-
-async def put(conn: Connection, name: str, position: int) -> None:
-    """Set the checkpoint unconditionally (a rebuild swapping its tables in)."""
-    await conn.execute(_Q["set_checkpoint"], name, position)
-
-
-async def record_failure(
-    conn: Connection,
-    name: str,
-    position: int,
-    error: str,
-    *,
-    stream_id: str | None = None,
-    event_type: str | None = None,
-) -> None:
-    """Remember that ``name`` stopped at ``position`` and why."""
-    await conn.execute(_Q["record_failure"], name, position, stream_id, event_type, error)
-
-
-async def clear_failure(conn: Connection, name: str) -> None:
-    """Forget a projection's failure (it applied past it, or was rebuilt)."""
-    await conn.execute(_Q["clear_failure"], name)
+clear_failure = log_checkpoint.clear_failure
+"""Forget a projection's failure (it was rebuilt)."""
 
 
 async def states(conn: Connection | asyncpg.Pool, names: list[str]) -> list[State]:
@@ -86,12 +56,6 @@ async def states(conn: Connection | asyncpg.Pool, names: list[str]) -> list[Stat
 async def min_position(conn: Connection | asyncpg.Pool, names: list[str]) -> int:
     """The lowest checkpoint among ``names`` (0 for one that has none)."""
     return int(await conn.fetchval(_Q["min_position"], names) or 0)
-
-
-async def next_event(conn: Connection, after: int) -> asyncpg.Record | None:
-    """Position, stream and type of the first event after ``after`` (without decoding it)."""
-    row: asyncpg.Record | None = await conn.fetchrow(_Q["next_event"], after)
-    return row
 
 
 def _state(row: Any) -> State:

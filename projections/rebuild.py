@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
+import jobstore
 from jobstore import EventStore, JobstoreError, RecordedEvent, query
-from projections import catalog, checkpoint, errors, leadership
-from projections.batch import TRANSIENT
+from jobstore.follower import TRANSIENT
+from projections import catalog, checkpoint, errors
 from projections.projection import Projection, Tables, select, use_tables
 
 log = structlog.get_logger("jobtrail.projections")
@@ -66,9 +67,11 @@ async def rebuild(
     started = time.perf_counter()
     async with contextlib.AsyncExitStack() as stack:
         for p in chosen:
-            await stack.enter_async_context(
-                leadership.queue_for(dsn, p.name, give_up_after=lock_timeout)
-            )
+            election = jobstore.Election(dsn, p.name)
+            try:
+                await stack.enter_async_context(election.queue(give_up_after=lock_timeout))
+            except jobstore.LeadershipUnavailable as exc:
+                raise errors.LeadershipUnavailable(f"projection {exc}") from None
         log.info("rebuild started", projections=[p.name for p in chosen])
         await pool.execute(_Q["create_shadow_tables"], tables)
         try:

@@ -1,32 +1,39 @@
-"""The projection runner: leads each projection, catches it up, then follows the log.
+"""The projection runner: each projection is a checkpointed, elected follower of the log.
 
-Each projection runs in its own task: it waits to lead (a PostgreSQL advisory lock, see
-``leadership.py``), applies batches from its checkpoint to the head of the log, then
-waits for the log's NOTIFY (or ``idle_poll`` seconds, in case a notification was lost)
-and goes on.  Between batches the leader checks whether a rebuild queues for its lock,
-and steps down if so.  A projection that fails on an event stops there and tries again
-every ``failure_retry`` seconds; the others keep running.
+Each projection runs as a :class:`jobstore.Follower` under its own name: it waits to lead
+(the election of that name), applies batches from its checkpoint to the head of the log,
+then waits for the log's NOTIFY (or ``idle_poll`` seconds) and goes on.  A batch's rows
+and its checkpoint commit in one transaction, so each event is applied once.  Between
+batches the leader checks whether a rebuild queues for its role, and steps down if so.
+A projection that fails on an event stops there, records why (``jobtrail projections
+status`` shows it) and tries again with a growing delay, up to ``failure_retry`` seconds;
+the others keep running.  Projections led by one runner share each batch they read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
-from typing import Final
 
 import asyncpg
-import structlog
 
-from jobstore import EventStore
-from projections import catalog, checkpoint, errors, leadership, projection
-from projections.batch import TRANSIENT, BatchApplier
-from projections.projection import Projection
+import jobstore
+from jobstore import EventStore, RecordedEvent, follower
+from projections import catalog, errors, projection
+from projections.log_reader import LogReader
+from projections.projection import Projection, Tables, use_tables
 
-log = structlog.get_logger("jobtrail.projections")
 
-# The channel the log's trigger notifies after every committed append (sql/0001).
-NOTIFY_CHANNEL: Final = "jobtrail_events"
+class _Apply:
+    """A projection as a follower's handler: its rows and the checkpoint in one transaction."""
+
+    def __init__(self, projection: Projection) -> None:
+        self.projection = projection
+
+    async def handle(self, batch: Sequence[RecordedEvent], commit: follower.Commit) -> None:
+        async with commit() as conn:
+            await use_tables(conn, Tables.LIVE)
+            await self.projection.apply(conn, batch)
 
 
 class ProjectionRunner:
@@ -46,24 +53,32 @@ class ProjectionRunner:
         self.store = EventStore(pool)
         self.dsn = dsn
         self.projections = projection.select(projections or catalog.builtin_projections(), None)
-        self.applier = BatchApplier(self.store, batch_size)
-        self.idle_poll = idle_poll
-        self.leader_retry = leader_retry
-        self.failure_retry = failure_retry
-        self._leading = {p.name: asyncio.Event() for p in self.projections}
+        self.log = LogReader(self.store, batch_size)
+        config = jobstore.FollowerConfig(
+            batch_size=batch_size,
+            idle_poll=idle_poll,
+            leader_retry=leader_retry,
+            failure_retry=failure_retry,
+        )
+        self.followers = {
+            p.name: jobstore.Follower(
+                self.store, p.name, _Apply(p), dsn=dsn, config=config, read=self.log.after
+            )
+            for p in self.projections
+        }
 
     def leading(self, name: str) -> asyncio.Event:
         """Set while this runner leads projection ``name``."""
-        return self._leading[name]
+        return self.followers[name].leading
 
     async def run(self) -> None:
         """Run every projection until cancelled."""
         try:
             async with asyncio.TaskGroup() as group:
-                for p in self.projections:
-                    group.create_task(self._run_one(p), name=f"projection {p.name}")
+                for name, f in self.followers.items():
+                    group.create_task(f.run(), name=f"projection {name}")
         finally:
-            self.applier.log.close()
+            self.log.close()
 
     async def run_until_caught_up(self) -> int:
         """Lead every projection and apply the log up to its head at the call, then return.
@@ -74,7 +89,7 @@ class ProjectionRunner:
         """
         target = await self.store.last_position()
         # Side by side, so they share each batch the log reader reads.
-        tasks = [asyncio.create_task(self._drain(p, target)) for p in self.projections]
+        tasks = [asyncio.create_task(self._drain(f, target)) for f in self.followers.values()]
         try:
             counts = await asyncio.gather(*tasks)
         except BaseException:
@@ -83,66 +98,22 @@ class ProjectionRunner:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         finally:
-            self.applier.log.close()
+            self.log.close()
         return sum(counts)
 
-    async def _drain(self, p: Projection, target: int) -> int:
-        async with leadership.lead(self.dsn, p.name, retry=self.leader_retry):
-            return await self._apply_up_to(p, target)
-
-    async def _apply_up_to(self, p: Projection, target: int) -> int:
-        position = await self._checkpoint(p)
-        applied = 0
-        while position < target:
-            position, count = await self.applier.step(p, position)
-            if count == 0:
-                break
-            applied += count
-        return applied
-
-    async def _run_one(self, p: Projection) -> None:
-        while True:
-            try:
-                async with leadership.lead(self.dsn, p.name, retry=self.leader_retry) as lease:
-                    self._leading[p.name].set()
-                    try:
-                        await self._follow(p, lease)
-                    finally:
-                        self._leading[p.name].clear()
-                await asyncio.sleep(self.leader_retry)  # stepped down: let the rebuild in
-            except errors.ProjectionFailed:
-                await asyncio.sleep(self.failure_retry)
-            except TRANSIENT as exc:
-                log.warning("projection interrupted; retrying", projection=p.name, error=str(exc))
-                await asyncio.sleep(self.leader_retry)
-
-    async def _follow(self, p: Projection, lease: leadership.Lease) -> None:
-        """Apply batches as the log grows, until a rebuild asks for the leadership."""
-        wake = asyncio.Event()
-        await lease.conn.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
-        position = await self._checkpoint(p)
-        log.info("projection following the log", projection=p.name, position=position)
-        loop = asyncio.get_running_loop()
-        next_check = loop.time()
-        while True:
-            if not lease.held:
-                raise errors.LeadershipLost(f"the lock connection of {p.name!r} closed")
-            if loop.time() >= next_check:  # at most every idle_poll: it costs a round trip
-                next_check = loop.time() + self.idle_poll
-                if await lease.wanted():
-                    log.info("projection leadership handed over", projection=p.name)
-                    return
-            wake.clear()
-            position, count = await self.applier.step(p, position)
-            if count < self.applier.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.idle_poll)
-
-    async def _checkpoint(self, p: Projection) -> int:
-        """The projection's checkpoint, read as it takes the lead."""
-        self.applier.forget(p.name)
-        async with self.store.pool.acquire() as conn:
-            return await checkpoint.ensure(conn, p.name)
+    async def _drain(self, f: jobstore.Follower, target: int) -> int:
+        try:
+            return await f.run_until_caught_up(target)
+        except jobstore.FollowerStopped as exc:
+            raise errors.ProjectionFailed(
+                exc.name,
+                exc.position,
+                exc.error,
+                stream_id=exc.stream_id,
+                event_type=exc.event_type,
+            ) from exc
+        except jobstore.LeadershipLost as exc:
+            raise errors.LeadershipLost(str(exc)) from exc
 
 
-__all__ = ["NOTIFY_CHANNEL", "ProjectionRunner"]
+__all__ = ["ProjectionRunner"]

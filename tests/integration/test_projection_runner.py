@@ -13,7 +13,7 @@ import pytest
 import jobstore
 import projections
 from projections import checkpoint
-from projections.batch import BatchApplier
+from projections import runner as runner_module
 from projections.log_reader import LogReader
 from projections.projection import Projection
 from tests.projection_support import (
@@ -134,23 +134,35 @@ async def test_a_restart_in_the_middle_of_a_batch_counts_nothing_twice(
     assert await snapshot(pool) == incremental
 
 
-async def test_a_batch_is_applied_once_even_by_two_appliers_without_the_lock(
-    pool: asyncpg.Pool,
+async def test_a_batch_is_applied_once_even_by_two_followers_without_the_lock(
+    pool: asyncpg.Pool, db_dsn: str
 ) -> None:
     """The checkpoint moves by compare-and-set: the loser of a race changes nothing."""
     store = jobstore.EventStore(pool)
     job = new_job_id()
-    await append(store, job, dispatched(job))
-    batch = await store.read_all(0, 10)
-    view = projections.ExecutionView()
-    async with pool.acquire() as conn:
-        await checkpoint.ensure(conn, view.name)
-    applier = BatchApplier(store, 10)
+    position = await append(store, job, dispatched(job))
+    both_read = asyncio.Barrier(2)
 
-    await applier.commit(view, 0, batch)
-    with pytest.raises(projections.LeadershipLost):
-        await applier.commit(view, 0, batch)
+    def follower() -> jobstore.Follower:
+        async def read(after: int) -> list[jobstore.RecordedEvent]:
+            batch = await store.read_all(after, 10)
+            await both_read.wait()  # both start from the same checkpoint and batch
+            return batch
 
+        handler = runner_module._Apply(projections.ExecutionView())
+        return jobstore.Follower(
+            store, "job_executions", handler, dsn=db_dsn, elected=False, read=read
+        )
+
+    outcomes = await asyncio.gather(
+        follower().run_until_caught_up(position),
+        follower().run_until_caught_up(position),
+        return_exceptions=True,
+    )
+
+    applied = [o for o in outcomes if isinstance(o, int)]
+    lost = [o for o in outcomes if isinstance(o, jobstore.LeadershipLost)]
+    assert (applied, len(lost)) == ([1], 1), outcomes
     assert await counted_stats(pool) == [("cleanup-old-data", "pending", 1)]
 
 

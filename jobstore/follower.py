@@ -1,0 +1,372 @@
+"""Followers of the log: checkpointed, elected, woken by NOTIFY, never skipping an event.
+
+A follower reads the batch after its checkpoint and hands it to its handler together with
+``commit``: a transaction that moves the checkpoint, in which the handler writes its own
+effects.  A projection writes its rows there, so its effects happen exactly once; the
+relay publishes to QStash first and commits its message ids after, so a crash in between
+repeats the publication (deduplicated downstream) and never loses it.
+
+After a short batch the follower waits for the log's NOTIFY (one per committed append),
+or ``idle_poll`` seconds in case a notification was lost.  A batch the handler cannot
+handle is retried event by event: the events before the bad one are committed, the bad
+one is recorded (position, stream, type, error) and the follower stops there, trying
+again with a growing delay; it never moves past an event it did not handle.  With an
+election (the default) only one process follows under a name at a time, and the holder
+steps down between batches when someone queues for the role (a rebuild).
+
+:class:`Tail` is the part without a checkpoint (read after a position, wait for NOTIFY),
+shared with :class:`jobstore.Subscription`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol
+
+import asyncpg
+import structlog
+
+from jobstore import checkpoint, database, errors
+from jobstore.election import Election, LeadershipLost, Lease
+from jobstore.event import RecordedEvent
+from jobstore.store import NOTIFY_CHANNEL, EventStore
+
+log = structlog.get_logger("jobtrail.follower")
+
+Read = Callable[[int], Awaitable[list[RecordedEvent]]]
+"""The batch of events after a position (``EventStore.read_all`` with a batch size)."""
+Commit = Callable[[], AbstractAsyncContextManager[checkpoint.Connection]]
+"""A transaction that moves the checkpoint past the batch; the handler writes in it."""
+Hook = Callable[[], Awaitable[None]]
+
+DRIVER_TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+"""Driver failures that say nothing about the events (lost connection, deadlock…)."""
+TRANSIENT: tuple[type[BaseException], ...] = (
+    errors.DatabaseUnavailableError,
+    LeadershipLost,
+    *DRIVER_TRANSIENT,
+)
+"""Failures after which a follower waits and starts again from its checkpoint."""
+
+
+class FollowerStopped(errors.JobstoreError):
+    """A follower could not handle an event; it stays stopped there until it can."""
+
+    def __init__(
+        self,
+        name: str,
+        position: int,
+        error: str,
+        *,
+        stream_id: str | None = None,
+        event_type: str | None = None,
+    ) -> None:
+        where = f"position {position}"
+        if event_type is not None:
+            where += f" ({event_type} in stream {stream_id!r})"
+        super().__init__(f"{name!r} stopped at {where}: {error}")
+        self.name = name
+        self.position = position
+        self.error = error
+        self.stream_id = stream_id
+        self.event_type = event_type
+
+
+class Handler(Protocol):
+    """What a follower does with each batch."""
+
+    async def handle(self, batch: Sequence[RecordedEvent], commit: Commit) -> None:
+        """Handle ``batch`` (consecutive events, in position order); enter ``commit`` once.
+
+        Writes made on the connection ``commit`` yields commit with the checkpoint.  Side
+        effects outside the database go before it.  If the handler never enters it, the
+        follower commits the checkpoint alone.  Raising leaves the checkpoint where it was.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerConfig:
+    """How a follower reads and waits."""
+
+    batch_size: int = 500
+    idle_poll: float = 5.0
+    leader_retry: float = 1.0
+    """Seconds between a standby's tries for the role, and after an interruption."""
+    failure_retry: float = 30.0
+    """The longest wait between tries at an event the follower stopped on."""
+
+
+class Tail:
+    """The log after a position, batch by batch, waking on NOTIFY and polling when idle."""
+
+    def __init__(self, read: Read, batch_size: int, idle_poll: float) -> None:
+        self.batch_size = batch_size
+        self.idle_poll = idle_poll
+        self._read = read
+        self._wake = asyncio.Event()
+
+    async def listen(self, conn: asyncpg.Connection) -> None:
+        """Wake on the log's notifications received by ``conn`` (a dedicated connection)."""
+        await conn.add_listener(NOTIFY_CHANNEL, self._notified)
+
+    async def read(self, position: int) -> list[RecordedEvent]:
+        """The batch after ``position``; a notification arriving meanwhile is kept."""
+        self._wake.clear()
+        return await self._read(position)
+
+    async def wait(self) -> None:
+        """Until a notification arrives (since the last read) or ``idle_poll`` s pass."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.idle_poll)
+
+    def _notified(self, *_: Any) -> None:
+        self._wake.set()
+
+
+class Follower:
+    """Follows the log under ``name`` (its checkpoint, its role), handing batches on."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        name: str,
+        handler: Handler,
+        *,
+        dsn: str,
+        config: FollowerConfig | None = None,
+        elected: bool = True,
+        read: Read | None = None,
+        on_lead: Hook | None = None,
+        on_idle: Hook | None = None,
+        fatal: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.handler = handler
+        self.dsn = dsn
+        self.config = config or FollowerConfig()
+        size = self.config.batch_size
+        self.tail = Tail(
+            read or (lambda after: store.read_all(after, size)), size, self.config.idle_poll
+        )
+        self.election = Election(dsn, name, self.config.leader_retry) if elected else None
+        self.leading = asyncio.Event()
+        """Set while this follower holds its role (or follows, when not elected)."""
+        self._on_lead = on_lead
+        self._on_idle = on_idle
+        self._fatal = fatal
+        self._passthrough = (*TRANSIENT, *fatal)
+        self._failure_cleared = False
+        self._backoff = 0.0
+
+    async def run(self) -> None:
+        """Follow the log until cancelled: lead, catch up, wait for more, start over on errors."""
+        while True:
+            try:
+                async with self._session(listen=True) as (conn, lease):
+                    await self._follow(conn, lease)
+                await asyncio.sleep(self.config.leader_retry)  # stepped down: let the other in
+            except self._fatal:
+                raise
+            except FollowerStopped:
+                self._backoff = min(max(self._backoff * 2, 1.0), self.config.failure_retry)
+                await asyncio.sleep(self._backoff)
+            except Exception as exc:  # the database went away, or worse: start over
+                log.warning(
+                    "follower interrupted; starting over from its checkpoint",
+                    follower=self.name,
+                    error=str(exc)[:300],
+                    error_type=type(exc).__name__,
+                )
+                await asyncio.sleep(self.config.leader_retry)
+
+    async def run_until_caught_up(self, target: int | None = None) -> int:
+        """Handle the log up to ``target`` (default: its head once leading); return the count.
+
+        Raises FollowerStopped at an event the handler cannot handle.  For tests and tools.
+        """
+        async with self._session(listen=False):
+            if target is None:
+                target = await self.store.last_position()
+            position = await self._start()
+            handled = 0
+            while position < target:
+                position, count = await self._step(position)
+                if count == 0:
+                    break
+                handled += count
+            return handled
+
+    @contextlib.asynccontextmanager
+    async def _session(
+        self, *, listen: bool
+    ) -> AsyncIterator[tuple[asyncpg.Connection | None, Lease | None]]:
+        """Hold the role (or, not elected, a connection to listen on) for the block."""
+        if self.election is not None:
+            async with self.election.lead() as lease:
+                if listen:
+                    await self.tail.listen(lease.conn)
+                self.leading.set()
+                try:
+                    yield lease.conn, lease
+                finally:
+                    self.leading.clear()
+            return
+        conn = await database.connect(self.dsn) if listen else None
+        try:
+            if conn is not None:
+                await self.tail.listen(conn)
+            self.leading.set()
+            yield conn, None
+        finally:
+            self.leading.clear()
+            if conn is not None:
+                await database.close_quietly(conn)
+
+    async def _follow(self, conn: asyncpg.Connection | None, lease: Lease | None) -> None:
+        """Handle batches as the log grows, until someone queues for the role."""
+        position = await self._start()
+        log.info("following the log", follower=self.name, position=position)
+        if self._on_lead is not None:
+            await self._on_lead()
+        loop = asyncio.get_running_loop()
+        next_check = loop.time()
+        while True:
+            if conn is not None and conn.is_closed():
+                raise LeadershipLost(f"the dedicated connection of {self.name!r} closed")
+            if lease is not None and loop.time() >= next_check:  # a round trip: not per batch
+                next_check = loop.time() + self.config.idle_poll
+                if await lease.wanted():
+                    log.info("leadership handed over", follower=self.name)
+                    return
+            position, count = await self._step(position)
+            if count:
+                self._backoff = 0.0
+            if count < self.tail.batch_size:
+                if self._on_idle is not None:
+                    await self._on_idle()
+                await self.tail.wait()
+
+    async def _start(self) -> int:
+        self._failure_cleared = False  # another process may have recorded one meanwhile
+        return await checkpoint.read(self.store.pool, self.name)
+
+    async def _step(self, position: int) -> tuple[int, int]:
+        """Handle the batch after ``position``; return (new position, events handled)."""
+        try:
+            try:
+                batch = await self.tail.read(position)
+            except errors.DatabaseUnavailableError:
+                raise
+            except errors.JobstoreError:  # an event that cannot be decoded
+                return await self._read_singly(position)
+            if not batch:
+                return position, 0
+            return await self._handle(position, batch)
+        except DRIVER_TRANSIENT as exc:
+            raise errors.DatabaseUnavailableError(
+                f"{self.name!r} lost the database at position {position}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+    async def _handle(self, position: int, batch: Sequence[RecordedEvent]) -> tuple[int, int]:
+        try:
+            await self._commit(position, batch)
+        except self._passthrough:
+            raise
+        except Exception:
+            return await self._handle_singly(position, batch)
+        return batch[-1].position, len(batch)
+
+    async def _commit(self, expected: int, batch: Sequence[RecordedEvent]) -> None:
+        """Have the handler handle ``batch`` and move the checkpoint from ``expected``."""
+        entered = False
+
+        @contextlib.asynccontextmanager
+        async def commit() -> AsyncIterator[checkpoint.Connection]:
+            nonlocal entered
+            if entered:
+                raise RuntimeError(f"{self.name!r}: commit entered twice for one batch")
+            entered = True
+            async with self.store.pool.acquire() as conn, conn.transaction():
+                if not await checkpoint.advance(conn, self.name, expected, batch[-1].position):
+                    raise LeadershipLost(
+                        f"the checkpoint of {self.name!r} is no longer at {expected}: "
+                        "another process handled this batch"
+                    )
+                if not self._failure_cleared:
+                    await checkpoint.clear_failure(conn, self.name)
+                yield conn
+            self._failure_cleared = True
+
+        await self.handler.handle(batch, commit)
+        if not entered:
+            async with commit():
+                pass
+
+    async def _handle_singly(
+        self, position: int, batch: Sequence[RecordedEvent]
+    ) -> tuple[int, int]:
+        """Handle event by event to find the one that fails; commit those before it."""
+        for recorded in batch:
+            try:
+                await self._commit(position, [recorded])
+            except self._passthrough:
+                raise
+            except Exception as exc:
+                await self._fail(recorded.position, exc, recorded.stream_id, recorded.type_name)
+            position = recorded.position
+        return position, len(batch)
+
+    async def _read_singly(self, position: int) -> tuple[int, int]:
+        """A batch that cannot be read (decoded): handle event by event up to the bad one."""
+        handled = 0
+        while handled < self.tail.batch_size:
+            try:
+                batch = await self.store.read_all(position, 1)
+            except errors.DatabaseUnavailableError:
+                raise
+            except errors.JobstoreError as exc:
+                row = await checkpoint.next_event(self.store.pool, position)
+                if row is None:
+                    await self._fail(position + 1, exc, None, None)
+                await self._fail(row["position"], exc, row["stream_id"], row["event_type"])
+            if not batch:
+                break
+            position, count = await self._handle(position, batch)
+            handled += count
+        return position, handled
+
+    async def _fail(
+        self, position: int, exc: Exception, stream_id: str | None, event_type: str | None
+    ) -> NoReturn:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        self._failure_cleared = False
+        log.error(
+            "follower stopped on an event",
+            follower=self.name,
+            position=position,
+            stream_id=stream_id,
+            event_type=event_type,
+            error=error,
+        )
+        await checkpoint.record_failure(
+            self.store.pool, self.name, position, error, stream_id=stream_id, event_type=event_type
+        )
+        raise FollowerStopped(
+            self.name, position, error, stream_id=stream_id, event_type=event_type
+        ) from exc

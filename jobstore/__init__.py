@@ -2,6 +2,7 @@
 
 from jobstore import (
     address,
+    change,
     checkpoint,
     election,
     envelope,
@@ -115,6 +116,7 @@ __all__ = [
     "TokenUsedError",
     "UnknownEventTypeError",
     "address",
+    "change",
     "checkpoint",
     "connect",
     "create_pool",

@@ -11,7 +11,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ import structlog
 from pydantic import BaseModel
 
 from jobstore import actor as actor_of
-from jobstore import codec, envelope, errors, job_state, redaction, transition
+from jobstore import change, codec, envelope, errors, job_state, redaction, transition
 from jobstore.address import CONTEXT_KEY, STRICT, AddressPolicy
 from jobstore.event import Event
 from jobstore.job import BaseJobMetadata, EnqueueJobOptions
@@ -237,27 +237,21 @@ class Dispatcher:
 
     async def load(self, job_id: str) -> job_state.JobState | None:
         """The folded state of a job, or None if the log has no such job."""
-        if not _is_uuid(job_id):
-            return None
-        return job_state.fold(await self.store.read_stream(job_state.stream_id(job_id)))
+        return await change.load(self.store, job_id)
 
-    async def _decide(self, job_id: str, decide: Any, *, actor: str | None = None) -> int:
-        for _ in range(10):
-            state = await self.load(job_id)
-            if state is None:
-                raise errors.JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
-            new_events: list[Event] = decide(state)
-            try:
-                positions = await self.store.append(
-                    job_state.stream_id(job_id),
-                    new_events,
-                    state.version,
-                    metadata=actor_of.metadata(actor),
-                )
-            except errors.ConcurrencyError:
-                continue  # someone wrote in between: decide again on the new state
-            return positions[-1]
-        raise errors.JobError(f"job {job_id} is changing too fast to decide", "CONTENDED", job_id)
+    async def _decide(
+        self,
+        job_id: str,
+        decide: Callable[[job_state.JobState], list[Event]],
+        *,
+        actor: str | None = None,
+    ) -> int:
+        changed = await change.change(
+            self.store, job_id, lambda s: (decide(s), None), metadata=actor_of.metadata(actor)
+        )
+        if changed is None:
+            raise errors.JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
+        return changed.positions[-1]
 
     def _dispatched(self, request: JobRequest) -> JobDispatched:
         spec = self.registry.get(request.type)

@@ -19,6 +19,10 @@ from jobstore.job_events import JobDispatched
 _SCHEDULED_RUN_NAMESPACE = uuid.UUID("0b5c7f6e-9a43-4f3e-8f8b-1d2f1c6a9e01")
 
 
+FAILURE_CALLBACK_PATH = "/_jobtrail/qstash/failure"
+"""Where QStash reports a message it gave up on (every published message names it)."""
+
+
 class EnvelopeError(Exception):
     """A signed request that cannot be tied to a job."""
 

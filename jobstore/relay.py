@@ -25,7 +25,7 @@ import structlog
 from qstash import AsyncQStash
 from qstash.errors import QStashError
 
-from jobstore import envelope, follower, query
+from jobstore import envelope, follower, job_state, query
 from jobstore.event import RecordedEvent
 from jobstore.job_events import JobCancelled, JobDispatched, JobFailed
 from jobstore.relay_schedule import FAILURE_CALLBACK_PATH, ScheduleSync
@@ -199,7 +199,7 @@ class Relay:
             error_type=error_type,
             error_message=message[:500],
         )
-        await self.store.append(f"job-{dispatched.job_id}", [failed])
+        await self.store.append(job_state.stream_id(dispatched.job_id), [failed])
 
     def _request(self, dispatched: JobDispatched) -> dict[str, Any]:
         options = dispatched.options

@@ -25,7 +25,7 @@ from jobstore.store import EventStore
 
 log = structlog.get_logger("jobtrail.relay")
 Retrying = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
-FAILURE_CALLBACK_PATH = "/_jobtrail/qstash/failure"
+FAILURE_CALLBACK_PATH = envelope.FAILURE_CALLBACK_PATH
 SCHEDULE_ID_PREFIX = "jts_"
 
 

@@ -22,10 +22,11 @@ import projections
 from jobstore import DatabaseUnavailableError, JobRegistry, Settings
 from workers import builtin, callback, health, safety
 from workers.context import HOST, HostContext
+from workers.decision import Answer
 from workers.metrics import Metrics
 from workers.sweeper import Sweeper, SweeperConfig
 from workers.verification import Verifier
-from workers.worker import answer, create_job_worker
+from workers.worker import create_job_worker, respond
 
 log = structlog.get_logger("jobtrail.host")
 API_PREFIX = "/api/v1"
@@ -70,7 +71,7 @@ def make_app(
     for job_type in registry.types():
         spec = registry.get(job_type)
         app.router.add_post(spec.config.endpoint, create_job_worker())
-    app.router.add_post(callback.FAILURE_CALLBACK_PATH, callback.failure_callback)
+    app.router.add_post(jobstore.envelope.FAILURE_CALLBACK_PATH, callback.failure_callback)
     health.add_routes(app)
     access = projections.Access.from_settings(settings, options.listen_host)
     app[projections.API_ACCESS] = access
@@ -191,14 +192,12 @@ async def _json_errors(
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return answer(
-            exc.status,
-            exc.reason
-            if exc.status != 413
-            else f"request body is larger than {MAX_BODY_BYTES} bytes",
-        )
+        reason = exc.reason
+        if exc.status == 413:
+            reason = f"request body is larger than {MAX_BODY_BYTES} bytes"
+        return respond(Answer(exc.status, reason))
     except DatabaseUnavailableError:
-        return answer(503, "database unavailable; retry later", retry_after=5)
+        return respond(Answer(503, "database unavailable; retry later", retry_after=5))
     except Exception:
         log.exception("unexpected error", path=request.path)
-        return answer(500, "internal error; see the host's log")
+        return respond(Answer(500, "internal error; see the host's log"))

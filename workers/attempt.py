@@ -1,19 +1,19 @@
 """The attempt runtime: start an attempt, run its handler under a timeout, record the outcome.
 
-Every write is against the stream version the decision was made on; when another writer
-got there first (a duplicate delivery, a cancel), the state is folded again and the
-decision taken again (DESIGN.md rule 2).
+Every write goes through ``jobstore.change``: decided on the job's state, appended at the
+version the decision saw, decided again when another writer got there first (a duplicate
+delivery, a cancel; DESIGN.md rule 2).  Every path ends in one ``decision.Answer``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import inspect
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -23,7 +23,6 @@ from pydantic import BaseModel
 from jobstore import (
     BaseJob,
     BaseJobMetadata,
-    ConcurrencyError,
     DeliveryToken,
     Event,
     JobError,
@@ -32,26 +31,18 @@ from jobstore import (
     JobValidationError,
     NonRetryableJobError,
     TokenUsedError,
+    change,
     job_events,
 )
 from workers import decision, notification
-from workers.context import HostContext, current_host
+from workers.context import HostContext
+from workers.decision import Answer
 
 log = structlog.get_logger("jobtrail.worker")
 MAX_RESULT_BYTES = 16 * 1024
 MAX_TRACEBACK_CHARS = 4000
-_RACE_RETRIES = 8
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How to answer QStash after a delivery: status, reason, and retry hints."""
-
-    status: int
-    reason: str
-    non_retryable: bool = False
-    retry_after: int | None = None
-    result: Any = None
+_CONTENDED = Answer(503, "the job's stream is too contended; try again", retry_after=1)
+Prepared = tuple[JobTypeSpec, BaseModel, BaseJob]
 
 
 async def deliver(
@@ -61,39 +52,46 @@ async def deliver(
     token: DeliveryToken,
     message_id: str | None,
     handler: Callable[..., Any] | None = None,
-) -> Outcome:
+) -> Answer:
     """Carry out one delivery of ``dispatch`` of ``job_id``, signed by ``token``.
 
     The token is consumed by the ``JobStarted`` it leads to, in the same transaction: a
     captured delivery sent again gets the answer a duplicate would get, and runs nothing.
     """
     replayed = False
-    for _ in range(_RACE_RETRIES):
-        state = await ctx.dispatcher.load(job_id)
-        if state is None:
-            return Outcome(489, f"no job {job_id} in the log", non_retryable=True)
+
+    def decide(state: JobState) -> tuple[Sequence[Event], decision.Respond | Prepared]:
         choice = decision.decide_delivery(
             state, dispatch, message_id, time.time(), ctx.settings.lease_grace_seconds
         )
         if isinstance(choice, decision.Respond):
-            return Outcome(choice.status, choice.reason, choice.non_retryable, choice.retry_after)
+            return choice.events, choice
         if replayed:
             log.warning("replayed delivery token refused", job_id=job_id, token=token.token_id)
-            return Outcome(503, "this signed delivery was used before; nothing run", retry_after=1)
+            used = Answer(503, "this signed delivery was used before; nothing run", retry_after=1)
+            return [], decision.Respond(used)
         prepared = _prepare(ctx, state, choice.attempt, message_id, handler)
-        if isinstance(prepared, list):  # unknown type or invalid payload: the job fails
-            if await _append(ctx, state, prepared):
-                return Outcome(489, str(prepared[-1].reason), non_retryable=True)  # type: ignore[attr-defined]
-            continue
+        if isinstance(prepared, job_events.JobFailed):  # unknown type or invalid payload
+            return [prepared], decision.Respond(Answer(489, prepared.reason, non_retryable=True))
+        return choice.events, prepared
+
+    try:
         try:
-            appended = await _append(ctx, state, choice.events, token)
+            changed = await change.change(ctx.store, job_id, decide, token=token)
         except TokenUsedError:
             replayed = True  # answer as the duplicate of its first use would be answered
-            continue
-        if appended:
-            started = dataclasses.replace(state, version=state.version + len(choice.events))
-            return await _run(ctx, started, choice.attempt, prepared)
-    return Outcome(503, "the job's stream is too contended; try again", retry_after=1)
+            changed = await change.change(ctx.store, job_id, decide)
+    except JobError as exc:
+        if exc.code != "CONTENDED":
+            raise
+        return _CONTENDED
+    if changed is None:
+        return Answer(489, f"no job {job_id} in the log", non_retryable=True)
+    if isinstance(changed.result, decision.Respond):
+        return changed.result.answer
+    spec, payload, job = changed.result
+    started = dataclasses.replace(changed.state, version=changed.version)
+    return await _run(ctx, started, job.attempt, (spec, payload, job))
 
 
 def _prepare(
@@ -102,8 +100,8 @@ def _prepare(
     attempt: int,
     message_id: str | None,
     handler: Callable[..., Any] | None,
-) -> tuple[JobTypeSpec, BaseModel, BaseJob] | list[Event]:
-    """The handler, typed payload and job to run, or the events failing the job."""
+) -> Prepared | job_events.JobFailed:
+    """The handler, typed payload and job to run, or the event failing the job."""
     try:
         spec = ctx.registry.get(state.job_type)
         if handler is not None:
@@ -112,9 +110,9 @@ def _prepare(
             raise JobError(f"no handler is registered for {state.job_type!r}", "NO_HANDLER")
         payload = spec.payload_model.model_validate(state.payload)
     except JobError as exc:
-        return [_failed(state, "UnknownJobType", str(exc))]
+        return _failed(state, "UnknownJobType", str(exc))
     except Exception as exc:  # pydantic's ValidationError: the stored payload is invalid
-        return [_failed(state, "JobValidationError", f"payload is invalid: {exc}")]
+        return _failed(state, "JobValidationError", f"payload is invalid: {exc}")
     job = BaseJob(
         job_id=state.job_id,
         type=state.job_type,
@@ -136,23 +134,12 @@ def _failed(state: JobState, error_type: str, message: str) -> job_events.JobFai
     )
 
 
-async def _append(
-    ctx: HostContext, state: JobState, events: list[Event], token: DeliveryToken | None = None
-) -> bool:
-    """Append at the state's version; False if another writer got there first."""
-    try:
-        await ctx.store.append(f"job-{state.job_id}", events, state.version, token=token)
-    except ConcurrencyError:
-        return False
-    return True
-
-
 async def _run(
     ctx: HostContext,
     state: JobState,
     attempt: int,
-    prepared: tuple[JobTypeSpec, BaseModel, BaseJob],
-) -> Outcome:
+    prepared: Prepared,
+) -> Answer:
     spec, payload, job = prepared
     timeout = state.options.timeout
     started = time.perf_counter()
@@ -160,33 +147,42 @@ async def _run(
         job_id=job.job_id, job_type=job.type, attempt=attempt, message_id=job.message_id
     ):
         log.info("attempt started", dispatch=job.dispatch)
-        token = current_host.set(ctx)
+        args = (payload, job, ctx) if takes_host(spec.handler) else (payload, job)
         try:
-            result = await _call(spec.handler, payload, job, timeout)
+            result = await _call(spec.handler, args, timeout)
         except Exception as exc:
             duration = time.perf_counter() - started
             ctx.metrics.handler_seconds.labels(job.type).observe(duration)
             return await _record_failure(ctx, job, attempt, exc, duration, state)
-        finally:
-            current_host.reset(token)
         duration = time.perf_counter() - started
         ctx.metrics.handler_seconds.labels(job.type).observe(duration)
         return await _record_success(ctx, job, attempt, duration, _storable(result), state)
 
 
-async def _call(handler: Any, payload: BaseModel, job: BaseJob, limit: float) -> Any:
+@functools.lru_cache(maxsize=1024)
+def takes_host(handler: Callable[..., Any]) -> bool:
+    """Whether ``handler`` asks for the host as a third argument: ``(payload, job, host)``."""
+    try:
+        parameters = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in positional for p in parameters) >= 3
+
+
+async def _call(handler: Any, args: tuple[Any, ...], limit: float) -> Any:
     """Run ``handler``; a plain function runs in a thread and the timeout stops waiting."""
     if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004 - callable objects with async __call__
     ):
         async with asyncio.timeout(limit):
-            return await handler(payload, job)
-    return await asyncio.wait_for(asyncio.to_thread(handler, payload, job), limit)
+            return await handler(*args)
+    return await asyncio.wait_for(asyncio.to_thread(handler, *args), limit)
 
 
 async def _record_success(
     ctx: HostContext, job: BaseJob, attempt: int, duration: float, result: Any, known: JobState
-) -> Outcome:
+) -> Answer:
     outcome = await _record(
         ctx, job, attempt, lambda s: decision.decide_success(s, attempt, duration, result), known
     )
@@ -194,7 +190,7 @@ async def _record_success(
     if outcome is not None:
         return outcome
     await notification.job_completed(ctx, known, job.dispatch, attempt, duration, result)
-    return Outcome(200, "completed", result=result)
+    return Answer(200, "completed", result=result)
 
 
 async def _record_failure(
@@ -204,7 +200,7 @@ async def _record_failure(
     exc: BaseException,
     duration: float,
     known: JobState,
-) -> Outcome:
+) -> Answer:
     retryable = not isinstance(exc, JobValidationError | NonRetryableJobError)
     if isinstance(exc, TimeoutError):
         exc = TimeoutError(
@@ -229,10 +225,10 @@ async def _record_failure(
     if outcome is not None:
         return outcome
     if not retryable:
-        return Outcome(489, f"non-retryable: {exc}"[:300], non_retryable=True)
+        return Answer(489, f"non-retryable: {exc}"[:300], non_retryable=True)
     if len(recorded) == 1 and getattr(recorded[0], "will_retry", False):
-        return Outcome(500, f"attempt {attempt} failed: {type(exc).__name__}")
-    return Outcome(500, f"final attempt {attempt} failed: {type(exc).__name__}")
+        return Answer(500, f"attempt {attempt} failed: {type(exc).__name__}")
+    return Answer(500, f"final attempt {attempt} failed: {type(exc).__name__}")
 
 
 async def _record(
@@ -241,26 +237,32 @@ async def _record(
     attempt: int,
     decide: Callable[[JobState], list[Event]],
     known: JobState,
-) -> Outcome | None:
-    """Append an attempt's outcome; None when recorded, an Outcome when it cannot be.
+) -> Answer | None:
+    """Append an attempt's outcome; None when recorded, an Answer when it cannot be.
 
     The first try appends against ``known``, the state this attempt started from (its
     version counting the start events): nobody else wrote meanwhile in the common case, so
     the stream is not read again.  A version conflict (a cancel, a takeover) folds anew.
     """
-    for round_ in range(_RACE_RETRIES):
-        state: JobState | None = known
-        if round_ > 0:
-            state = await ctx.dispatcher.load(job.job_id)
-            if state is None or state.dispatch != job.dispatch or state.attempt != attempt:
-                log.warning("outcome of a superseded attempt not recorded")
-                return Outcome(200, "attempt was superseded; outcome not recorded")
-        assert state is not None
-        if await _append(ctx, state, decide(state)):
-            if state.status.value == "cancelled":
-                return Outcome(489, "job was cancelled while it ran", non_retryable=True)
-            return None
-    return Outcome(503, "could not record the outcome; try again", retry_after=1)
+    superseded = Answer(200, "attempt was superseded; outcome not recorded")
+
+    def outcome(state: JobState) -> tuple[Sequence[Event], Answer | None]:
+        if state is not known and (state.dispatch != job.dispatch or state.attempt != attempt):
+            return [], superseded
+        if state.status.value == "cancelled":
+            return decide(state), Answer(489, "job was cancelled while it ran", True)
+        return decide(state), None
+
+    try:
+        changed = await change.change(ctx.store, job.job_id, outcome, known=known)
+    except JobError as exc:
+        if exc.code != "CONTENDED":
+            raise
+        return Answer(503, "could not record the outcome; try again", retry_after=1)
+    if changed is None or changed.result is superseded:
+        log.warning("outcome of a superseded attempt not recorded")
+        return superseded
+    return changed.result
 
 
 def _storable(result: Any) -> Any:

@@ -17,24 +17,30 @@ import structlog
 from aiohttp import web
 
 from jobstore import (
-    ConcurrencyError,
     DatabaseUnavailableError,
     DeliveryToken,
+    Event,
+    JobError,
     JobState,
     TokenUsedError,
+    change,
     envelope,
 )
 from workers import decision, notification
 from workers.context import HOST, HostContext
+from workers.decision import Answer
 from workers.verification import REFUSED, VerificationError
-from workers.worker import answer
+from workers.worker import respond
 
 log = structlog.get_logger("jobtrail.callback")
-FAILURE_CALLBACK_PATH = "/_jobtrail/qstash/failure"
 
 
 async def failure_callback(request: web.Request) -> web.Response:
     """Record QStash's final failure of a dispatch."""
+    return respond(await _receive(request))
+
+
+async def _receive(request: web.Request) -> Answer:
     ctx = request.app[HOST]
     body = await request.read()
     try:
@@ -43,13 +49,13 @@ async def failure_callback(request: web.Request) -> web.Response:
         )
     except VerificationError as exc:
         log.warning("failure callback refused: bad signature", reason=str(exc))
-        return answer(401, REFUSED)
+        return Answer(401, REFUSED)
     try:
         report = orjson.loads(body)
         source = envelope.parse(base64.b64decode(report.get("sourceBody") or ""))
     except (orjson.JSONDecodeError, AttributeError, ValueError, envelope.EnvelopeError) as exc:
         log.info("failure callback for something that is not a job; ignored", reason=str(exc))
-        return answer(200, "not a jobtrail job; ignored")
+        return Answer(200, "not a jobtrail job; ignored")
     if not isinstance(source, envelope.JobDelivery):
         message_id = str(report.get("sourceMessageId") or "")
         job_id, dispatch = source.job_id(message_id), 1
@@ -58,35 +64,35 @@ async def failure_callback(request: web.Request) -> web.Response:
     try:
         return await _settle(ctx, job_id, dispatch, report, token)
     except DatabaseUnavailableError:
-        return answer(503, "database unavailable; retry later", retry_after=5)
+        return Answer(503, "database unavailable; retry later", retry_after=5)
 
 
 async def _settle(
     ctx: HostContext, job_id: str, dispatch: int, report: dict[str, Any], token: DeliveryToken
-) -> web.Response:
-    for _ in range(8):
-        state = await ctx.dispatcher.load(job_id)
-        if state is None:
-            return answer(200, "unknown job; ignored")
+) -> Answer:
+    def decide(state: JobState) -> tuple[list[Event], decision.Respond]:
         choice = decision.decide_qstash_gave_up(state, dispatch, time.time())
-        assert isinstance(choice, decision.Respond)
-        if not choice.events:
-            return answer(choice.status, choice.reason, retry_after=choice.retry_after)
-        try:
-            await ctx.store.append(f"job-{job_id}", choice.events, state.version, token=token)
-        except ConcurrencyError:
-            continue
-        except TokenUsedError:
-            return answer(200, "this failure callback was handled before")
+        return choice.events, choice
+
+    try:
+        changed = await change.change(ctx.store, job_id, decide, token=token)
+    except TokenUsedError:
+        return Answer(200, "this failure callback was handled before")
+    except JobError as exc:
+        if exc.code != "CONTENDED":
+            raise
+        return Answer(503, "job is contended; retry later", retry_after=1)
+    if changed is None:
+        return Answer(200, "unknown job; ignored")
+    if changed.events:
         log.warning(
             "job failed: QStash gave up",
             job_id=job_id,
             dispatch=dispatch,
             last_status=report.get("status"),
         )
-        await _notify_user(ctx, state, report)
-        return answer(200, choice.reason)
-    return answer(503, "job is contended; retry later", retry_after=1)
+        await _notify_user(ctx, changed.state, report)
+    return changed.result.answer
 
 
 async def _notify_user(ctx: HostContext, state: JobState, report: dict[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 from dataclasses import dataclass
 
 import aiohttp
@@ -31,6 +30,3 @@ class HostContext:
 
 
 HOST = web.AppKey("jobtrail_host", HostContext)
-
-current_host: contextvars.ContextVar[HostContext] = contextvars.ContextVar("jobtrail_host")
-"""The host running the current handler (built-in handlers read the log and views with it)."""

@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from jobstore import JOB_STATUSES, Event, JobState, job_events
 
-# Extra seconds on top of a job's timeout before a silent attempt counts as abandoned.
-LEASE_GRACE_SECONDS = 5.0
-
 
 @dataclass(frozen=True, slots=True)
-class Respond:
-    """Answer QStash without running the handler."""
+class Answer:
+    """How the host answers a delivery: the one answer type, made HTTP in ``respond``."""
 
     status: int
     reason: str
     non_retryable: bool = False
     retry_after: int | None = None
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Respond:
+    """Append ``events`` (maybe none) and answer, without running the handler."""
+
+    answer: Answer
     events: list[Event] = field(default_factory=list)
 
 
@@ -43,7 +49,7 @@ def decide_delivery(
     dispatch: int,
     message_id: str | None,
     now: float,
-    grace: float = LEASE_GRACE_SECONDS,
+    grace: float,
 ) -> Decision:
     """What to do with a delivery of ``dispatch`` for a job in ``state``.
 
@@ -51,14 +57,14 @@ def decide_delivery(
     unsigned header, so it can never skip attempts or spend the job's retry budget.
     """
     if dispatch != state.dispatch:
-        return Respond(489, f"dispatch {dispatch} is superseded by {state.dispatch}", True)
+        return Respond(Answer(489, f"dispatch {dispatch} is superseded by {state.dispatch}", True))
     if state.status is JOB_STATUSES.CANCELLED:
-        return Respond(489, "job is cancelled", non_retryable=True)
+        return Respond(Answer(489, "job is cancelled", non_retryable=True))
     if state.status in (JOB_STATUSES.COMPLETED, JOB_STATUSES.FAILED):
-        return Respond(200, f"job already {state.status.value}")
+        return Respond(Answer(200, f"job already {state.status.value}"))
     if state.lease_until is not None and state.lease_until > now:
         wait = max(1, math.ceil(state.lease_until - now))
-        return Respond(503, f"attempt {state.attempt} is still running", retry_after=wait)
+        return Respond(Answer(503, f"attempt {state.attempt} is still running", retry_after=wait))
     events: list[Event] = []
     if state.lease_until is not None:  # an attempt started, never finished, lease expired
         events.append(abandoned(state))
@@ -140,13 +146,13 @@ def decide_failure(
     return events
 
 
-def decide_qstash_gave_up(state: JobState, dispatch: int, now: float) -> Decision:
+def decide_qstash_gave_up(state: JobState, dispatch: int, now: float) -> Respond:
     """QStash's failure callback for ``dispatch``: fail the job, once no lease is live."""
     if dispatch != state.dispatch or state.finished:
-        return Respond(200, "nothing to do: dispatch superseded or job finished")
+        return Respond(Answer(200, "nothing to do: dispatch superseded or job finished"))
     if state.lease_until is not None and state.lease_until > now:
         wait = max(1, math.ceil(state.lease_until - now))
-        return Respond(503, "an attempt is still running", retry_after=wait)
+        return Respond(Answer(503, "an attempt is still running", retry_after=wait))
     events: list[Event] = []
     if state.lease_until is not None:
         events.append(abandoned(state).model_copy(update={"will_retry": False}))
@@ -159,7 +165,7 @@ def decide_qstash_gave_up(state: JobState, dispatch: int, now: float) -> Decisio
             error_message=state.last_error,
         )
     )
-    return Respond(200, "job failed by QStash's verdict", events=events)
+    return Respond(Answer(200, "job failed by QStash's verdict"), events)
 
 
 def decide_sweep(state: JobState, dispatch: int, qstash_state: str, now: float) -> list[Event]:

@@ -1,4 +1,4 @@
-"""Scheduled runs: QStash confirms a run's message before the host mints its job.
+"""Scheduled runs: the host mints a run's job once QStash confirms the run's message.
 
 A scheduled run's body is the same for every run of its schedule, so nothing signed tells
 one run from the next; its job id comes from ``Upstash-Message-Id``, which is not signed.
@@ -13,7 +13,15 @@ import httpx
 import structlog
 from qstash.errors import QStashError
 
-from jobstore import envelope
+from jobstore import (
+    NO_STREAM,
+    ConcurrencyError,
+    DispatchOptions,
+    JobError,
+    envelope,
+    job_events,
+    job_state,
+)
 from workers.context import HostContext
 
 log = structlog.get_logger("jobtrail.worker")
@@ -21,6 +29,35 @@ log = structlog.get_logger("jobtrail.worker")
 
 class QStashUnavailableError(Exception):
     """QStash could not be asked; the delivery should be retried later."""
+
+
+async def mint(ctx: HostContext, parsed: envelope.ScheduledRun, message_id: str, url: str) -> str:
+    """The id of the run's job: minted (``JobDispatched(source=schedule)``) on first delivery."""
+    job_id = parsed.job_id(message_id)
+    stream = job_state.stream_id(job_id)
+    if await ctx.store.stream_version(stream) > 0:
+        return job_id  # minted by an earlier delivery of the same run
+    await confirm(ctx, parsed, message_id, url)
+    try:
+        options = DispatchOptions.for_job(ctx.registry.get(parsed.type).config)
+    except JobError:  # an unknown type: the job is minted, then fails with its reason
+        options = DispatchOptions()
+    dispatched = job_events.JobDispatched(
+        job_id=job_id,
+        dispatch=1,
+        job_type=parsed.type,
+        payload=parsed.payload,
+        metadata={**parsed.metadata, "schedule_id": parsed.schedule_id},
+        options=options,
+        source="schedule",
+        reason=f"scheduled run of {parsed.schedule_id}",
+    )
+    try:
+        await ctx.store.append(stream, [dispatched], NO_STREAM)
+        log.info("scheduled run minted a job", job_id=job_id, schedule_id=parsed.schedule_id)
+    except ConcurrencyError:
+        pass  # a duplicate delivery of the same run minted it a moment ago
+    return job_id
 
 
 async def confirm(

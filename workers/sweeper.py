@@ -18,7 +18,7 @@ import structlog
 from qstash import AsyncQStash
 from qstash.errors import QStashError
 
-from jobstore import ConcurrencyError, query
+from jobstore import change, query
 from workers import decision
 from workers.context import HostContext
 
@@ -83,19 +83,23 @@ class Sweeper:
     async def _settle(
         self, qstash: AsyncQStash, job_id: str, dispatch: int, message_id: str
     ) -> int:
-        state = await self.ctx.dispatcher.load(job_id)
+        state = await change.load(self.ctx.store, job_id)
         if state is None or state.finished or state.dispatch != dispatch:
             return 0
         if state.lease_until is not None and state.lease_until > time.time():
             return 0
         where = await qstash_state(qstash, message_id)
-        events = decision.decide_sweep(state, dispatch, where, time.time())
-        if not events:
+        # Decided again on any newer state: a start, an outcome or a cancel recorded while
+        # QStash was asked makes the sweep record nothing.
+        changed = await change.change(
+            self.ctx.store,
+            job_id,
+            lambda s: (decision.decide_sweep(s, dispatch, where, time.time()), None),
+            known=state,
+        )
+        if changed is None or not changed.events:
             return 0
-        try:
-            await self.ctx.store.append(f"job-{job_id}", events, state.version)
-        except ConcurrencyError:
-            return 0  # something happened meanwhile; the next sweep looks again
+        events = changed.events
         log.warning(
             "sweeper settled a dispatch",
             job_id=job_id,

@@ -14,16 +14,12 @@ import structlog
 from aiohttp import web
 
 from jobstore import (
-    NO_STREAM,
-    ConcurrencyError,
     DatabaseUnavailableError,
-    DispatchOptions,
-    JobError,
     envelope,
-    job_events,
 )
 from workers import attempt, run
 from workers.context import HOST, HostContext
+from workers.decision import Answer
 from workers.verification import REFUSED, VerificationError
 
 log = structlog.get_logger("jobtrail.worker")
@@ -40,23 +36,24 @@ def create_job_worker(handler: Callable[..., Any] | None = None) -> Route:
     async def route(request: web.Request) -> web.StreamResponse:
         ctx = request.app[HOST]
         started = time.perf_counter()
-        response, job_type = await _receive(ctx, request, handler)
-        ctx.metrics.deliveries.labels(job_type or "unknown", _outcome(response.status)).inc()
+        answer, job_type = await _receive(ctx, request, handler)
+        ctx.metrics.deliveries.labels(job_type or "unknown", _outcome(answer.status)).inc()
         log.debug(
             "delivery answered",
-            status=response.status,
+            status=answer.status,
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
-        return response
+        return respond(answer)
 
     return route
 
 
 async def _receive(
     ctx: HostContext, request: web.Request, handler: Callable[..., Any] | None
-) -> tuple[web.Response, str | None]:
+) -> tuple[Answer, str | None]:
+    """How to answer one delivery, and the job type it named (for the metrics)."""
     if not ctx.accepting:
-        return answer(503, "host is shutting down", retry_after=5), None
+        return Answer(503, "host is shutting down", retry_after=5), None
     body = await request.read()
     try:
         token = ctx.verifier.verify(
@@ -64,35 +61,29 @@ async def _receive(
         )
     except VerificationError as exc:
         log.warning("delivery refused: bad signature", path=request.path, reason=str(exc))
-        return answer(401, REFUSED), None
+        return Answer(401, REFUSED), None
     try:
         parsed = envelope.parse(body)
     except envelope.EnvelopeError as exc:
         log.warning("signed delivery cannot be tied to a job", reason=str(exc))
-        return answer(489, str(exc), non_retryable=True), None
+        return Answer(489, str(exc), non_retryable=True), None
     message_id = request.headers.get("Upstash-Message-Id")
     if isinstance(parsed, envelope.ScheduledRun) and not message_id:
         reason = "a scheduled run without Upstash-Message-Id cannot be tied to a job"
-        return answer(489, reason, non_retryable=True), parsed.type
+        return Answer(489, reason, non_retryable=True), parsed.type
     try:
         job_id, dispatch = await _resolve(ctx, parsed, message_id, request.raw_path)
-        outcome = await attempt.deliver(ctx, job_id, dispatch, token, message_id, handler)
+        answer = await attempt.deliver(ctx, job_id, dispatch, token, message_id, handler)
     except envelope.EnvelopeError as exc:
         log.warning("scheduled run refused", reason=str(exc), message_id=message_id)
-        return answer(489, str(exc), non_retryable=True), parsed.type
+        return Answer(489, str(exc), non_retryable=True), parsed.type
     except DatabaseUnavailableError as exc:
         log.warning("database unavailable; asking QStash to retry", error=str(exc))
-        return answer(503, "database unavailable; retry later", retry_after=5), parsed.type
+        return Answer(503, "database unavailable; retry later", retry_after=5), parsed.type
     except run.QStashUnavailableError as exc:
         log.warning("QStash unavailable; asking it to retry", error=str(exc))
-        return answer(503, "QStash unavailable; retry later", retry_after=5), parsed.type
-    return answer(
-        outcome.status,
-        outcome.reason,
-        non_retryable=outcome.non_retryable,
-        retry_after=outcome.retry_after,
-        result=outcome.result,
-    ), parsed.type
+        return Answer(503, "QStash unavailable; retry later", retry_after=5), parsed.type
+    return answer, parsed.type
 
 
 async def _resolve(
@@ -109,30 +100,7 @@ async def _resolve(
     """
     if isinstance(parsed, envelope.JobDelivery):
         return parsed.job_id, parsed.dispatch
-    job_id = parsed.job_id(message_id or "")
-    if await ctx.store.stream_version(f"job-{job_id}") > 0:
-        return job_id, 1  # minted by an earlier delivery of the same run
-    await run.confirm(ctx, parsed, message_id or "", ctx.verifier.url_for(raw_path))
-    try:
-        options = DispatchOptions.for_job(ctx.registry.get(parsed.type).config)
-    except JobError:  # an unknown type: the job is minted, then fails with its reason
-        options = DispatchOptions()
-    dispatched = job_events.JobDispatched(
-        job_id=job_id,
-        dispatch=1,
-        job_type=parsed.type,
-        payload=parsed.payload,
-        metadata={**parsed.metadata, "schedule_id": parsed.schedule_id},
-        options=options,
-        source="schedule",
-        reason=f"scheduled run of {parsed.schedule_id}",
-    )
-    try:
-        await ctx.store.append(f"job-{job_id}", [dispatched], NO_STREAM)
-        log.info("scheduled run minted a job", job_id=job_id, schedule_id=parsed.schedule_id)
-    except ConcurrencyError:
-        pass  # a duplicate delivery of the same run: the job exists already
-    return job_id, 1
+    return await run.mint(ctx, parsed, message_id or "", ctx.verifier.url_for(raw_path)), 1
 
 
 def _outcome(status: int) -> str:
@@ -145,23 +113,16 @@ def _outcome(status: int) -> str:
     }.get(status, str(status))
 
 
-def answer(
-    status: int,
-    reason: str,
-    *,
-    non_retryable: bool = False,
-    retry_after: int | None = None,
-    result: Any = None,
-) -> web.Response:
-    """A JSON answer to QStash, with the headers that steer its retries."""
+def respond(answer: Answer) -> web.Response:
+    """The HTTP response for ``answer``, with the headers that steer QStash's retries."""
     headers: dict[str, str] = {}
-    if non_retryable:
+    if answer.non_retryable:
         headers["Upstash-NonRetryable-Error"] = "true"
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
-    body: dict[str, Any] = {"status": status, "message": reason}
-    if status >= 400:
-        body = {"error": reason}
-    elif result is not None:
-        body["result"] = result
-    return web.json_response(body, status=status, headers=headers)
+    if answer.retry_after is not None:
+        headers["Retry-After"] = str(answer.retry_after)
+    body: dict[str, Any] = {"status": answer.status, "message": answer.reason}
+    if answer.status >= 400:
+        body = {"error": answer.reason}
+    elif answer.result is not None:
+        body["result"] = answer.result
+    return web.json_response(body, status=answer.status, headers=headers)

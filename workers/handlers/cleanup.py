@@ -13,10 +13,12 @@ from typing import Any
 
 import structlog
 
-from jobstore import BaseJob, Settings, payloads, query
-from workers.context import current_host
+from jobstore import BaseJob, Settings, job_state, payloads, query
+from workers.context import HostContext
 
-CleanupHandler = Callable[[payloads.CleanupOldDataPayload, BaseJob], Awaitable[dict[str, Any]]]
+CleanupHandler = Callable[
+    [payloads.CleanupOldDataPayload, BaseJob, HostContext], Awaitable[dict[str, Any]]
+]
 _Q = query.load("workers.handlers", "cleanup.sql")
 BATCH = 500
 log = structlog.get_logger(__name__)
@@ -26,9 +28,8 @@ def cleanup_handler(_settings: Settings) -> CleanupHandler:
     """The cleanup-old-data handler."""
 
     async def cleanup_old_data(
-        payload: payloads.CleanupOldDataPayload, _job: BaseJob
+        payload: payloads.CleanupOldDataPayload, _job: BaseJob, host: HostContext
     ) -> dict[str, Any]:
-        host = current_host.get()
         cutoff = datetime.now(UTC) - timedelta(days=payload.retention)
         archived = 0
         while True:
@@ -36,7 +37,7 @@ def cleanup_handler(_settings: Settings) -> CleanupHandler:
             if not rows:
                 break
             moved = await host.store.archive_streams(
-                [f"job-{row['job_id']}" for row in rows], cutoff, payload.retention
+                [job_state.stream_id(row["job_id"]) for row in rows], cutoff, payload.retention
             )
             archived += len(moved)
             if len(moved) < len(rows):  # the rest are not (or no longer) archivable

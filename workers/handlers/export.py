@@ -16,18 +16,21 @@ import orjson
 
 import projections
 from jobstore import BaseJob, Settings, payloads
-from workers.context import current_host
+from workers.context import HostContext
 from workers.handlers.export_folder import inside, write_atomically
 
-ExportHandler = Callable[[payloads.ExportDataPayload, BaseJob], Awaitable[dict[str, Any]]]
+ExportHandler = Callable[
+    [payloads.ExportDataPayload, BaseJob, HostContext], Awaitable[dict[str, Any]]
+]
 PAGE = 500
 
 
 def export_handler(settings: Settings) -> ExportHandler:
     """The export-data handler writing under ``settings.exports_dir``."""
 
-    async def export_data(payload: payloads.ExportDataPayload, job: BaseJob) -> dict[str, Any]:
-        host = current_host.get()
+    async def export_data(
+        payload: payloads.ExportDataPayload, job: BaseJob, host: HostContext
+    ) -> dict[str, Any]:
         owner = (
             f"user-{payload.user_id}"
             if payload.user_id is not None

@@ -14,10 +14,12 @@ from typing import Any
 import orjson
 
 from jobstore import BaseJob, Settings, payloads, query
-from workers.context import current_host
+from workers.context import HostContext
 from workers.handlers.export_folder import inside, write_atomically
 
-ReportHandler = Callable[[payloads.GenerateReportPayload, BaseJob], Awaitable[dict[str, Any]]]
+ReportHandler = Callable[
+    [payloads.GenerateReportPayload, BaseJob, HostContext], Awaitable[dict[str, Any]]
+]
 _Q = query.load("workers.handlers", "report.sql")
 COLUMNS = (
     "job_type",
@@ -35,9 +37,8 @@ def report_handler(settings: Settings) -> ReportHandler:
     """The generate-report handler writing under ``settings.exports_dir``."""
 
     async def generate_report(
-        payload: payloads.GenerateReportPayload, job: BaseJob
+        payload: payloads.GenerateReportPayload, job: BaseJob, host: HostContext
     ) -> dict[str, Any]:
-        host = current_host.get()
         rows = await host.store.pool.fetch(
             _Q["report_rows"], payload.period_start, payload.period_end, payload.organization_id
         )

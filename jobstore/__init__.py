@@ -11,6 +11,7 @@ from jobstore import (
     job_state,
     payloads,
     redaction,
+    registry,
     role,
     schedule_events,
 )
@@ -48,7 +49,7 @@ from jobstore.registry import (
     JobTypeSpec,
     default_registry,
     get_job_config,
-    registry,
+    shared_registry,
 )
 from jobstore.relay import Relay, RelayConfig, RelayCrash
 from jobstore.schedule import validate_cron
@@ -135,6 +136,7 @@ __all__ = [
     "resolve_dsn",
     "role",
     "schedule_events",
+    "shared_registry",
     "status",
     "upcaster",
     "validate_cron",

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import structlog
 from pydantic import BaseModel
+from pydantic.alias_generators import to_snake
 
 from jobstore import actor as actor_of
 from jobstore import change, codec, envelope, errors, job_state, redaction, transition
@@ -26,8 +27,7 @@ from jobstore.event import Event
 from jobstore.job import BaseJobMetadata, EnqueueJobOptions
 from jobstore.job_events import JobDispatched
 from jobstore.options import DispatchOptions
-from jobstore.registry import JobRegistry
-from jobstore.registry import registry as default_registry
+from jobstore.registry import JobRegistry, shared_registry
 from jobstore.schedule import Schedules
 from jobstore.store import NO_STREAM, EventStore, StreamAppend
 from jobstore.validation import validate_model
@@ -43,6 +43,16 @@ MAX_JSON_DEPTH = 32
 # orjson's compact UTF-8; an envelope under a sixth of the limit needs no exact count.
 _WORST_EXPANSION = 6
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f0c7a52-3c1e-4d43-9a57-6a1f3f1d2b10")
+_EXECUTION_FIELDS = (
+    "job_id",
+    "job_type",
+    "status",
+    "payload",
+    "metadata",
+    "user_id",
+    "organization_id",
+)
+"""The fields :meth:`Dispatcher.dispatch_job_execution` takes (the seed's, camelCase too)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +85,7 @@ class Dispatcher:
     ) -> None:
         """``policy`` judges callback and webhook URLs at enqueue (strict unless given)."""
         self.store = store
-        self.registry = registry or default_registry
+        self.registry = registry or shared_registry
         self.schedules = Schedules(store, self.registry, policy)
         self.policy = policy
         self._context = {CONTEXT_KEY: policy}
@@ -118,26 +128,46 @@ class Dispatcher:
         email = {"template": template, "to": payload.get("to"), "data": data}
         return await self.enqueue("send-email", email, metadata)
 
-    async def create_job_execution(self, data: Mapping[str, Any]) -> job_state.JobExecution:
-        """Seed compatibility: record a new job (its JobDispatched) from execution fields."""
-        job_id = str(data.get("job_id") or uuid.uuid4())
+    async def dispatch_job_execution(
+        self, data: Mapping[str, Any], *, actor: str | None = None
+    ) -> job_state.JobExecution:
+        """Record a new job from the seed's execution fields and dispatch it, as enqueue does.
+
+        The relay publishes it to QStash and the job runs: the seed's ``createJobExecution``
+        only wrote a row, but here a job exists only as its ``JobDispatched``.  Fields:
+        ``job_type``, ``payload``, ``job_id`` (a UUID; new if left out), ``status`` (only
+        ``pending``), ``metadata``, ``user_id``, ``organization_id``, each also under the
+        seed's camelCase name (``jobType``).  Any other field is a JobValidationError.
+        """
+        fields = _execution_fields(data)
+        job_id = str(fields.get("job_id") or uuid.uuid4())
         if not _is_uuid(job_id):
             raise errors.JobValidationError("invalid job", [f"job_id: {job_id!r} is not a UUID"])
-        if data.get("status", "pending") != "pending":
+        if fields.get("status", "pending") != "pending":
             raise errors.JobError("a new job starts pending", "INVALID_TRANSITION", job_id)
-        metadata = {k: data[k] for k in ("user_id", "organization_id") if data.get(k)}
         event = self._dispatched(
-            JobRequest(str(data.get("job_type")), data.get("payload") or {}, metadata, None)
+            JobRequest(
+                str(fields.get("job_type")), fields.get("payload") or {}, fields["metadata"], None
+            )
         )
         event = event.model_copy(update={"job_id": job_id})
         try:
             with _as_validation_error():
-                await self.store.append(job_state.stream_id(job_id), [event], NO_STREAM)
+                positions = await self.store.append(
+                    job_state.stream_id(job_id),
+                    [event],
+                    NO_STREAM,
+                    metadata=actor_of.metadata(actor),
+                )
         except errors.ConcurrencyError:
             raise errors.JobError(f"job {job_id} already exists", "JOB_EXISTS", job_id) from None
+        _log_dispatch(event, positions[0])
         execution = await self.get_job_execution_by_job_id(job_id)
         assert execution is not None
         return execution
+
+    create_job_execution = dispatch_job_execution
+    """The seed's name for :meth:`dispatch_job_execution` (it dispatches the job too)."""
 
     async def update_job_execution(self, job_id: str, updates: Mapping[str, Any]) -> None:
         """Seed compatibility: a status change, recorded as the event that means it."""
@@ -356,6 +386,39 @@ def _job_id(metadata: BaseJobMetadata) -> str:
         return str(uuid.uuid4())
     scope = f"{metadata.organization_id or ''}:{metadata.idempotency_key}"
     return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, scope))
+
+
+def _execution_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The seed's execution fields by their snake_case names, metadata merged into one."""
+    fields: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in data.items():
+        name = to_snake(str(key))
+        if name not in _EXECUTION_FIELDS:
+            raise errors.JobValidationError(
+                "invalid job",
+                [f"{key}: not a field of a new job; known: {', '.join(_EXECUTION_FIELDS)}"],
+            )
+        if name in fields and fields[name] != value:
+            first = f"{spelled[name]}={fields[name]!r}"
+            raise errors.JobValidationError(
+                "invalid job", [f"{key}={value!r} and {first} disagree; give one of them"]
+            )
+        fields[name], spelled[name] = value, str(key)
+    metadata = fields.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        raise errors.JobValidationError("invalid job", ["metadata: must be an object"])
+    metadata = dict(metadata)
+    for name in ("user_id", "organization_id"):
+        if fields.get(name) is None:
+            continue
+        if metadata.get(name, fields[name]) != fields[name]:
+            raise errors.JobValidationError(
+                "invalid job", [f"{name}: disagrees with metadata.{name}={metadata[name]!r}"]
+            )
+        metadata[name] = fields[name]
+    fields["metadata"] = metadata
+    return fields
 
 
 def _is_uuid(value: str) -> bool:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 from jobstore.address import TargetUrl
+from jobstore.duration import Duration, to_seconds
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 # Headers QStash or the host set themselves; a job must not override them.
@@ -21,7 +23,11 @@ def _utcnow() -> datetime:
 
 
 class BaseJobMetadata(BaseModel):
-    """Metadata attached to every job; extra keys (e.g. a trace id) are kept as given."""
+    """Metadata attached to every job; extra keys (e.g. a trace id) are kept as given.
+
+    Each field also takes the seed's camelCase name (``userId`` sets ``user_id``); both
+    spellings with different values are a validation error naming the two.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -30,13 +36,42 @@ class BaseJobMetadata(BaseModel):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     created_at: datetime = Field(default_factory=_utcnow)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        """Fold the seed's camelCase names into the field names, refusing a conflict."""
+        if not isinstance(data, dict):
+            return data
+        folded = dict(data)
+        for name, camel in _SEED_NAMES.items():
+            if camel not in folded:
+                continue
+            value = folded.pop(camel)
+            if name in folded and folded[name] != value:
+                raise ValueError(
+                    f"{name}={folded[name]!r} and {camel}={value!r} disagree; "
+                    f"give one of them ({camel} is the seed's name for {name})"
+                )
+            folded[name] = value
+        return folded
+
+
+_SEED_NAMES: Final = {
+    name: to_camel(name) for name in BaseJobMetadata.model_fields if to_camel(name) != name
+}
+"""Each metadata field's camelCase name in the seed (``user_id``: ``userId``)."""
+
 
 class EnqueueJobOptions(BaseModel):
-    """Per-job overrides: delay (seconds or a timedelta), retries, callbacks, headers."""
+    """Per-job overrides: delay, retries, callbacks, headers.
+
+    ``delay`` is seconds (not the seed's milliseconds), a timedelta, or a QStash duration
+    such as ``"5m"`` (see :mod:`jobstore.duration`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    delay: float | timedelta | None = None
+    delay: Duration | None = None
     retries: int | None = Field(default=None, ge=0, le=100)
     callback: TargetUrl | None = None
     failure_callback: TargetUrl | None = None
@@ -44,13 +79,12 @@ class EnqueueJobOptions(BaseModel):
 
     @field_validator("delay")
     @classmethod
-    def _delay_in_range(cls, value: float | timedelta | None) -> float | None:
-        if value is None:
-            return None
-        seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-        if not 0 <= seconds <= MAX_DELAY_SECONDS:
-            raise ValueError(f"must be between 0 and {MAX_DELAY_SECONDS} seconds (7 days)")
-        return seconds
+    def _delay_in_range(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= MAX_DELAY_SECONDS:
+            raise ValueError(
+                f"{value:g} seconds is not between 0 and {MAX_DELAY_SECONDS} seconds (7 days)"
+            )
+        return value
 
     @field_validator("headers")
     @classmethod
@@ -67,10 +101,7 @@ class EnqueueJobOptions(BaseModel):
     @property
     def delay_seconds(self) -> float:
         """The delay in seconds (0 when none)."""
-        delay = self.delay
-        if isinstance(delay, timedelta):
-            return delay.total_seconds()
-        return float(delay or 0)
+        return 0.0 if self.delay is None else to_seconds(self.delay)
 
 
 class BaseJob(BaseModel):

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobstore import errors, payloads
+from jobstore.duration import Seconds
 
 
 class JOB_TYPES(StrEnum):
@@ -35,14 +36,18 @@ class JOB_STATUSES(StrEnum):
 
 
 class JobConfig(BaseModel):
-    """How a job type runs: its endpoint on the host, retries, and timeout in seconds."""
+    """How a job type runs: its endpoint on the host, retries, and timeout.
+
+    ``timeout`` is seconds (not the seed's milliseconds), a timedelta, or a QStash duration
+    such as ``"5m"`` (see :mod:`jobstore.duration`).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     type: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9._-]*$")
     endpoint: str = Field(pattern=r"^/[A-Za-z0-9/._-]*$")
     retries: int = Field(ge=0, le=100)
-    timeout: float = Field(gt=0, le=86400, description="seconds")
+    timeout: Seconds = Field(gt=0, le=86400, description="seconds, a timedelta or e.g. '5m'")
     description: str = ""
 
 
@@ -162,10 +167,13 @@ def default_registry() -> JobRegistry:
     return registry
 
 
-registry = default_registry()
-"""The process-wide registry used when none is passed explicitly."""
+shared_registry = default_registry()
+"""The process-wide registry used when none is passed explicitly.
+
+Named apart from this module, so that ``jobstore.registry`` is always the module.
+"""
 
 
 def get_job_config(job_type: str, reg: JobRegistry | None = None) -> JobConfig:
     """The configuration of ``job_type``; JobError(code="UNKNOWN_JOB_TYPE") if unknown."""
-    return (reg or registry).get(job_type).config
+    return (reg or shared_registry).get(job_type).config

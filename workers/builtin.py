@@ -29,7 +29,7 @@ def registry_with_handlers(
     Handlers already set on ``registry`` are kept, so an application's own handler for a
     built-in type wins.
     """
-    registry = (registry or jobstore.registry).copy()
+    registry = (registry or jobstore.shared_registry).copy()
     defaults: dict[str, Callable[..., Any]] = {
         JOB_TYPES.SEND_EMAIL: send_email_handler(settings),
         JOB_TYPES.PROCESS_WEBHOOK: webhook_handler(settings),

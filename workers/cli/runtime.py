@@ -64,7 +64,7 @@ def print_json(value: Any) -> None:
 def application_registry(settings: Settings) -> JobRegistry:
     """The application's own registry (``JOBTRAIL_APP=module:function``), or the built-in one."""
     if not settings.app_registry:
-        return jobstore.registry
+        return jobstore.shared_registry
     module_name, _, attribute = settings.app_registry.partition(":")
     try:
         factory: Any = getattr(importlib.import_module(module_name), attribute or "registry")

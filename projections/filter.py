@@ -13,9 +13,9 @@ import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, ClassVar, Final, get_args
 
-from jobstore import JOB_STATUSES
+from jobstore import JOB_STATUSES, job_events
 from projections import errors
 
 MAX_TEXT: Final = 200
@@ -23,21 +23,20 @@ _BIGINT_MAX: Final = 2**63 - 1
 _TYPE = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _STATUSES: Final = ", ".join(s.value for s in JOB_STATUSES)
-FILTER_PARAMETERS: Final = (
-    "status",
-    "type",
-    "user_id",
-    "organization_id",
-    "created_from",
-    "created_to",
-    "error_contains",
-)
+SOURCES: Final[tuple[str, ...]] = get_args(job_events.DispatchSource)
+"""Where a job's current dispatch came from: api, schedule, replay or recovery."""
+_REPLAYABLE: Final = (JOB_STATUSES.FAILED, JOB_STATUSES.CANCELLED)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class JobFilter:
-    """Jobs to select; None means "any".  Times are inclusive; error_contains ignores case."""
+    """Jobs to select; None means "any".  Times are inclusive; error_contains ignores case.
 
+    ``source`` is where the job's current dispatch came from (api, schedule, replay,
+    recovery); ``schedule_id`` the schedule whose run minted the job.
+    """
+
+    SOURCES: ClassVar[tuple[str, ...]] = SOURCES
     status: JOB_STATUSES | None = None
     type: str | None = None
     user_id: int | None = None
@@ -45,6 +44,8 @@ class JobFilter:
     created_from: datetime | None = None
     created_to: datetime | None = None
     error_contains: str | None = None
+    schedule_id: str | None = None
+    source: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -55,12 +56,29 @@ class JobFilter:
         set_(self, "created_from", _time("created_from", self.created_from))
         set_(self, "created_to", _time("created_to", self.created_to))
         set_(self, "error_contains", _text("error_contains", self.error_contains))
+        set_(self, "schedule_id", _text("schedule_id", self.schedule_id))
+        set_(self, "source", _source(self.source))
         if self.created_from and self.created_to and self.created_from > self.created_to:
             raise errors.InvalidFilterError(
                 "created_from",
                 f"{self.created_from.isoformat()} is after created_to "
                 f"{self.created_to.isoformat()}",
             )
+
+    def for_replay(self) -> JobFilter:
+        """This filter, if a bulk replay may use it: not empty, replayable statuses only."""
+        if all(value is None for value in self.arguments()):
+            raise errors.InvalidFilterError(
+                "filter",
+                f"a bulk replay needs at least one filter ({', '.join(FILTER_PARAMETERS)})",
+            )
+        if self.status is not None and self.status not in _REPLAYABLE:
+            raise errors.InvalidFilterError(
+                "status",
+                f"{self.status.value!r} jobs cannot be replayed; "
+                "filter on failed or cancelled, or leave status out",
+            )
+        return self
 
     @classmethod
     def from_strings(cls, params: Mapping[str, str]) -> JobFilter:
@@ -75,7 +93,7 @@ class JobFilter:
         return cls(**values)
 
     def arguments(self) -> list[Any]:
-        """The SQL parameters $1..$7 of the list and replay queries, in order."""
+        """The SQL parameters $1..$9 of the job queries (reader.sql), in order."""
         return [
             None if self.status is None else self.status.value,
             self.type,
@@ -84,12 +102,18 @@ class JobFilter:
             self.created_from,
             self.created_to,
             None if self.error_contains is None else f"%{_escape_like(self.error_contains)}%",
+            self.schedule_id,
+            self.source,
         ]
 
     def digest(self) -> str:
         """A short stable fingerprint, binding a cursor to the filter it was issued for."""
         text = repr([None if v is None else str(v) for v in self.arguments()])
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+FILTER_PARAMETERS: Final = tuple(field.name for field in dataclasses.fields(JobFilter))
+"""Every filter's name, as the API's query parameters and JSON fields spell it."""
 
 
 def check_job_id(value: object, parameter: str = "job_id") -> str:
@@ -143,6 +167,12 @@ def _job_type(value: object) -> str | None:
             "at most 100 characters)",
         )
     return value
+
+
+def _source(value: object) -> str | None:
+    if value is None or (isinstance(value, str) and value in SOURCES):
+        return value
+    raise errors.InvalidFilterError("source", f"{_show(value)} is not one of {', '.join(SOURCES)}")
 
 
 def _id(name: str, value: object) -> int | None:

@@ -214,6 +214,7 @@ def _reason() -> dict[str, Any]:
 
 def _filter_properties() -> dict[str, Any]:
     ident = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+    text = {"type": "string", "minLength": 1, "maxLength": job_filter.MAX_TEXT}
     return {
         "status": {"type": "string", "enum": [s.value for s in JOB_STATUSES]},
         "type": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,99}$"},
@@ -221,11 +222,9 @@ def _filter_properties() -> dict[str, Any]:
         "organization_id": ident,
         "created_from": {"type": "string", "format": "date-time"},
         "created_to": {"type": "string", "format": "date-time"},
-        "error_contains": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": job_filter.MAX_TEXT,
-        },
+        "error_contains": text,
+        "schedule_id": text,
+        "source": {"type": "string", "enum": list(job_filter.SOURCES)},
     }
 
 
@@ -241,6 +240,8 @@ _QUERY_PARAMETERS = {
     "created_from": "Only jobs created at or after this time.",
     "created_to": "Only jobs created at or before this time.",
     "error_contains": "Only jobs whose last error contains this text (any case).",
+    "schedule_id": "Only jobs that runs of this schedule minted.",
+    "source": "Only jobs whose current dispatch came from this source.",
     "cursor": "next_cursor of the previous page, with the same filters.",
     "limit": f"Jobs per page, 1 to {reader.MAX_LIMIT} (default {reader.DEFAULT_LIMIT}).",
     "raw": _RAW_TEXT,

@@ -71,10 +71,16 @@ async def list_job_executions(
     created_from: datetime | None = None,
     created_to: datetime | None = None,
     error_contains: str | None = None,
+    schedule_id: str | None = None,
+    source: str | None = None,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> JobExecutionPage:
-    """Job executions matching every filter given, newest first, ``limit`` (≤ 500) per page."""
+    """Job executions matching every filter given, newest first, ``limit`` (≤ 500) per page.
+
+    ``source`` is where the job's current dispatch came from (api, schedule, replay,
+    recovery); ``schedule_id`` the schedule whose run minted it.
+    """
     job_filter = JobFilter(
         status=parse_status(status),
         type=type,
@@ -83,6 +89,8 @@ async def list_job_executions(
         created_from=created_from,
         created_to=created_to,
         error_contains=error_contains,
+        schedule_id=schedule_id,
+        source=source,
     )
     return await list_page(pool, job_filter, cursor=cursor, limit=limit)
 
@@ -99,11 +107,8 @@ async def list_page(
     limit = check_limit(limit)
     digest = job_filter.digest()
     after = None if cursor is None else keyset.decode(cursor_key, cursor, digest)
-    args = [*job_filter.arguments(), after and after.created_at, after and after.job_id]
-    async with snapshot(pool) as conn:
-        await conn.execute(_Q["force_custom_plan"])
-        rows = await conn.fetch(_Q["list_job_executions"], *args, limit + 1)
-    items = [ExecutionRow(*row) for row in rows[:limit]]
+    rows = await select_jobs(pool, job_filter, after=after, limit=limit + 1)
+    items = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]
@@ -111,6 +116,30 @@ async def list_page(
             cursor_key, keyset.Position(last.created_at, last.job_id), digest
         )
     return JobExecutionPage([row.to_execution() for row in items], next_cursor)
+
+
+async def select_jobs(
+    pool: Source,
+    job_filter: JobFilter,
+    *,
+    replayable_only: bool = False,
+    after: keyset.Position | None = None,
+    limit: int,
+) -> list[ExecutionRow]:
+    """Up to ``limit`` of ``job_filter``'s jobs after ``after``, newest first: the one query
+    behind lists (API, CLI, dashboard) and bulk replay (``replayable_only``)."""
+    args = [*job_filter.arguments(), replayable_only, after and after.created_at]
+    async with snapshot(pool) as conn:
+        await conn.execute(_Q["force_custom_plan"])
+        rows = await conn.fetch(_Q["select_jobs"], *args, after and after.job_id, limit)
+    return [ExecutionRow(*row) for row in rows]
+
+
+async def count_jobs(pool: Source, job_filter: JobFilter, *, replayable_only: bool) -> int:
+    """How many jobs ``job_filter`` selects (those a replay accepts, if ``replayable_only``)."""
+    async with snapshot(pool) as conn:
+        await conn.execute(_Q["force_custom_plan"])
+        return int(await conn.fetchval(_Q["count_jobs"], *job_filter.arguments(), replayable_only))
 
 
 async def get_job_execution(pool: Source, job_id: str) -> JobExecution | None:

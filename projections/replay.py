@@ -14,14 +14,13 @@ from typing import Any, Final
 
 import structlog
 
-from jobstore import JOB_STATUSES, Dispatcher, JobError, query
-from projections import errors, reader
+from jobstore import Dispatcher, JobError
+from projections import cursor as keyset
+from projections import reader
 from projections.filter import JobFilter
 
 log = structlog.get_logger("jobtrail.projections")
-_Q = query.load("projections", "replay.sql")
 PAGE: Final = 500
-_REPLAYABLE: Final = (JOB_STATUSES.FAILED, JOB_STATUSES.CANCELLED)
 
 Progress = Callable[[int, int], None]
 """Called after each job with (jobs handled so far, jobs selected)."""
@@ -90,38 +89,24 @@ async def replay_jobs(
     replayer = _Replayer(
         dispatcher, reason, actor, outcome, progress, asyncio.Semaphore(concurrency)
     )
-    after: tuple[Any, Any] = (None, None)
-    while True:
-        rows = await pool.fetch(_Q["replayable_jobs"], *job_filter.arguments(), *after, PAGE)
-        if not rows:
-            break
-        await asyncio.gather(*(replayer.replay(row["job_id"]) for row in rows))
-        after = (rows[-1]["created_at"], rows[-1]["job_id"])
+    after: keyset.Position | None = None
+    while rows := await reader.select_jobs(
+        pool, job_filter, replayable_only=True, after=after, limit=PAGE
+    ):
+        await asyncio.gather(*(replayer.replay(row.job_id) for row in rows))
+        after = keyset.Position(rows[-1].created_at, rows[-1].job_id)
     log.info("bulk replay done", replayed=outcome.count, skipped=len(outcome.skipped))
     return outcome
 
 
 async def count_replayable(pool: reader.Source, job_filter: JobFilter | None) -> int:
     """How many jobs a bulk replay of ``job_filter`` would select (the filter checked)."""
-    job_filter = check_filter(job_filter)
-    return int(await pool.fetchval(_Q["count_replayable"], *job_filter.arguments()))
+    return await reader.count_jobs(pool, check_filter(job_filter), replayable_only=True)
 
 
 def check_filter(job_filter: JobFilter | None) -> JobFilter:
     """``job_filter`` if a bulk replay may use it: not empty, replayable statuses only."""
-    if job_filter is None or all(value is None for value in job_filter.arguments()):
-        raise errors.InvalidFilterError(
-            "filter",
-            "a bulk replay needs at least one filter (status, type, user_id, "
-            "organization_id, created_from, created_to, error_contains)",
-        )
-    if job_filter.status is not None and job_filter.status not in _REPLAYABLE:
-        raise errors.InvalidFilterError(
-            "status",
-            f"{job_filter.status.value!r} jobs cannot be replayed; "
-            "filter on failed or cancelled, or leave status out",
-        )
-    return job_filter
+    return (job_filter or JobFilter()).for_replay()
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ import jobstore
 import projections
 from tests import pg
 from tests import projection_support as events
-from tests.cli_support import jobtrail, one_line_error
+from tests.cli_support import Result, jobtrail, one_line_error
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"
 
@@ -106,16 +106,56 @@ async def test_list_applies_every_filter_pages_with_a_cursor_and_stats_count(
 
 
 async def test_bad_filters_name_the_option_and_exit_2(db_dsn: str) -> None:
-    status, when, limit, cursor = await asyncio.gather(
+    status, when, limit, cursor, source = await asyncio.gather(
         jobtrail(db_dsn, "jobs", "list", "--status", "done"),
         jobtrail(db_dsn, "jobs", "list", "--created-from", "yesterday"),
         jobtrail(db_dsn, "jobs", "list", "--limit", "0"),
         jobtrail(db_dsn, "jobs", "list", "--cursor", "bogus"),
+        jobtrail(db_dsn, "jobs", "replay", "--source", "cron"),
     )
     one_line_error(status, 2, "--status: 'done' is not one of pending, processing")
     one_line_error(when, 2, "--created-from: 'yesterday' is not an ISO 8601 time")
     one_line_error(limit, 2, "--limit: 0 is not an integer from 1 to 500")
     one_line_error(cursor, 2, "--cursor: ")
+    one_line_error(source, 2, "--source: 'cron' is not one of api, schedule, replay, recovery")
+
+
+async def test_seed_metadata_schedule_and_source_filters_select_jobs(
+    db_dsn: str, store: jobstore.EventStore, dispatcher: jobstore.Dispatcher
+) -> None:
+    """{"userId": 7} is found by --user-id 7; --schedule-id and --source list and replay."""
+    seeded = await dispatcher.enqueue(
+        "cleanup-old-data", {"retention": 30}, {"userId": 7, "organizationId": 42}
+    )
+    replayed = await failed_job(dispatcher, "cleanup-old-data", "disk full")
+    await dispatcher.replay_job(replayed, "by hand")
+    await dispatcher.update_job_execution(replayed, {"status": "processing"})
+    await dispatcher.update_job_execution(replayed, {"status": "failed", "error": "again"})
+    untouched = await failed_job(dispatcher, "cleanup-old-data", "disk full")
+    run = events.new_job_id()
+    meta = {"schedule_id": "sched_nightly"}
+    await events.append(store, run, events.dispatched(run, metadata=meta, source="schedule"))
+
+    def ids(result: Result) -> set[str]:
+        assert result.code == 0, result.err
+        return {item["job_id"] for item in json.loads(result.out)["items"]}
+
+    of_user, of_org, of_schedule, by_replay = await asyncio.gather(
+        jobtrail(db_dsn, "jobs", "list", "--user-id", "7", "--json"),
+        jobtrail(db_dsn, "jobs", "list", "--organization-id", "42", "--json"),
+        jobtrail(db_dsn, "jobs", "list", "--schedule-id", "sched_nightly", "--json"),
+        jobtrail(db_dsn, "jobs", "list", "--source", "replay", "--json"),
+    )
+    assert ids(of_user) == ids(of_org) == {seeded}
+    assert ids(of_schedule) == {run}
+    assert ids(by_replay) == {replayed}
+
+    again = await jobtrail(db_dsn, "jobs", "replay", "--source", "replay", stdin="y\n")
+    assert again.code == 0, again.err
+    assert "Replay 1 failed or cancelled job(s) dispatched by replay?" in again.err
+    assert "replayed 1 of 1 jobs" in again.out
+    state = await dispatcher.load(untouched)
+    assert state is not None and state.status == "failed", "--source replay left api jobs alone"
 
 
 async def test_show_is_a_timeline_of_every_event_and_attempt(

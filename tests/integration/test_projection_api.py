@@ -195,6 +195,11 @@ BAD_FILTERS: list[tuple[Any, str]] = [
     ({"cursor": "\x00"}, "cursor"),
     ({"colour": "red"}, "colour"),
     ([("status", "failed"), ("status", "pending")], "status"),
+    ({"source": "'; DROP TABLE jobtrail.events; --"}, "source"),
+    ({"source": "cron"}, "source"),
+    ({"schedule_id": "s\x00"}, "schedule_id"),
+    ({"schedule_id": "s" * 201}, "schedule_id"),
+    ([("source", "api"), ("source", "replay")], "source"),
 ]
 
 
@@ -207,8 +212,34 @@ async def test_an_invalid_filter_is_a_400_naming_the_parameter(api: Api) -> None
 
 async def test_hostile_but_valid_filter_text_is_just_text(api: Api) -> None:
     for text in ("'; DROP TABLE jobtrail.events; --", "%", "_", "\\", "💥", "a" * 200):
-        status, page = await api.call("GET", "/jobs", params={"error_contains": text})
-        assert (status, page["items"]) == (200, [])
+        for parameter in ("error_contains", "schedule_id"):
+            status, page = await api.call("GET", "/jobs", params={parameter: text})
+            assert (status, page["items"]) == (200, [])
+
+
+async def test_seed_metadata_schedule_and_source_filter_the_list(api: Api) -> None:
+    status, created = await api.call(
+        "POST",
+        "/jobs",
+        json={"type": "cleanup-old-data", "payload": CLEANUP, "metadata": {"userId": 7}},
+    )
+    assert status == 201
+    store = jobstore.EventStore(api.pool)
+    run = new_job_id()
+    meta = {"schedule_id": "sched_nightly"}
+    await append(store, run, dispatched(run, metadata=meta, source="schedule"))
+    await api.catch_up()
+
+    async def listed(**params: str) -> list[str]:
+        status, page = await api.call("GET", "/jobs", params=params)
+        assert status == 200, page
+        return [item["job_id"] for item in page["items"]]
+
+    assert await listed(user_id="7") == [created["job_id"]]
+    assert await listed(schedule_id="sched_nightly") == [run]
+    assert await listed(source="schedule") == [run]
+    assert await listed(source="api") == [created["job_id"]]
+    assert await listed(source="replay") == []
 
 
 async def test_pages_follow_the_cursor_and_a_foreign_cursor_is_refused(api: Api) -> None:

@@ -60,6 +60,57 @@ async def test_each_filter_selects_its_jobs(pool: asyncpg.Pool, db_dsn: str) -> 
     assert await select(status="failed", type="export-data") == set()
 
 
+async def test_schedule_and_source_filters_select_their_jobs(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    store = jobstore.EventStore(pool)
+    run, other_run, replayed, plain = (new_job_id() for _ in range(4))
+    for job, schedule in ((run, "sched_a"), (other_run, "sched_b")):
+        meta = {"user_id": 7, "schedule_id": schedule}
+        await append(store, job, dispatched(job, metadata=meta, source="schedule"))
+    await append(
+        store,
+        replayed,
+        dispatched(replayed),
+        started(),
+        failed(),
+        dispatched(replayed, dispatch=2, source="replay", reason="retry by hand"),
+    )
+    await append(store, plain, dispatched(plain), started(), failed())
+    await catch_up(pool, db_dsn)
+
+    async def select(**filters: object) -> set[str]:
+        page = await reader.list_job_executions(pool, **filters)  # type: ignore[arg-type]
+        return {item.job_id for item in page.items}
+
+    assert await select(schedule_id="sched_a") == {run}
+    assert await select(source="schedule") == {run, other_run}
+    assert await select(source="schedule", schedule_id="sched_b") == {other_run}
+    assert await select(source="replay") == {replayed}
+    assert await select(source="api") == {plain}
+    assert await select(source="recovery") == set()
+    assert await select(schedule_id="sched_a", source="api") == set()
+    only_api = projections.JobFilter(source="api")
+    assert await projections.count_replayable(pool, only_api) == 1
+
+
+async def test_a_job_with_the_seeds_camelcase_metadata_is_found_by_its_user(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    """{"userId": 7} sets user_id (it used to be stored as an extra key no filter saw)."""
+    dispatcher = jobstore.Dispatcher(jobstore.EventStore(pool))
+    job_id = await dispatcher.enqueue(
+        "cleanup-old-data", {"retention": 30}, {"userId": 7, "organizationId": 42}
+    )
+    await catch_up(pool, db_dsn)
+    assert await ids(await reader.list_job_executions(pool, user_id=7)) == [job_id]
+    assert await ids(await reader.list_job_executions(pool, organization_id=42)) == [job_id]
+    execution = await reader.get_job_execution(pool, job_id)
+    assert execution is not None
+    assert (execution.user_id, execution.organization_id) == (7, 42)
+    assert "userId" not in execution.metadata
+
+
 async def test_pages_walk_every_job_once_newest_first(pool: asyncpg.Pool, db_dsn: str) -> None:
     store = jobstore.EventStore(pool)
     created = []

@@ -32,7 +32,42 @@ def test_a_filter_parses_text_values() -> None:
     assert parsed.user_id == 42
     assert parsed.created_from == datetime(2026, 1, 1, tzinfo=UTC)
     assert parsed.created_to == datetime(2026, 2, 1, tzinfo=UTC)
-    assert parsed.arguments()[-1] == "%50\\%\\_off\\\\%"
+    assert parsed.arguments()[6] == "%50\\%\\_off\\\\%"
+
+
+def test_schedule_and_source_filters_parse_and_reach_the_query() -> None:
+    parsed = JobFilter.from_strings({"schedule_id": "sched_1", "source": "replay"})
+    assert (parsed.schedule_id, parsed.source) == ("sched_1", "replay")
+    assert parsed.arguments()[7:] == ["sched_1", "replay"]
+    assert parsed.digest() != JobFilter(schedule_id="sched_2", source="replay").digest()
+
+
+def test_every_filter_is_a_parameter_of_the_api_and_the_cli() -> None:
+    """The filter model is the one list: the API's query, its OpenAPI and the CLI follow it."""
+    from typer.testing import CliRunner
+
+    from projections import openapi
+    from projections.filter import FILTER_PARAMETERS
+    from workers.cli import app
+
+    document = openapi.document()
+    listed = {p["name"] for p in document["paths"]["/jobs"]["get"]["parameters"]}
+    assert set(FILTER_PARAMETERS) <= listed
+    body = document["components"]["schemas"]["FilterBody"]["properties"]
+    assert set(FILTER_PARAMETERS) <= set(body)
+    for command in ("list", "replay"):
+        shown = CliRunner().invoke(app, ["jobs", command, "--help"], env={"COLUMNS": "200"})
+        for name in FILTER_PARAMETERS:
+            option = "--type" if name == "type" else f"--{name.replace('_', '-')}"
+            assert option in shown.output, (command, option)
+
+
+def test_a_bulk_replay_filter_must_select_something_replayable() -> None:
+    with pytest.raises(errors.InvalidFilterError, match="needs at least one filter"):
+        JobFilter().for_replay()
+    with pytest.raises(errors.InvalidFilterError, match="'completed' jobs cannot be replayed"):
+        JobFilter(status=JOB_STATUSES.COMPLETED).for_replay()
+    assert JobFilter(source="schedule").for_replay().source == "schedule"
 
 
 @pytest.mark.parametrize(
@@ -48,6 +83,12 @@ def test_a_filter_parses_text_values() -> None:
         ({"error_contains": "a\x00b"}, "error_contains", "without NUL"),
         ({"error_contains": ""}, "error_contains", "1 to 200"),
         ({"colour": "red"}, "colour", "unknown filter"),
+        ({"source": "cron"}, "source", "not one of api, schedule, replay, recovery"),
+        ({"source": "API"}, "source", "not one of api"),
+        ({"source": "api' OR '1'='1"}, "source", "not one of api"),
+        ({"schedule_id": "s\x00"}, "schedule_id", "without NUL"),
+        ({"schedule_id": "s" * 201}, "schedule_id", "1 to 200"),
+        ({"schedule_id": ""}, "schedule_id", "1 to 200"),
         (
             {"created_from": "2026-02-01", "created_to": "2026-01-01"},
             "created_from",

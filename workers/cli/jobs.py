@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import asyncpg
 import typer
@@ -22,8 +23,6 @@ from workers.cli import database, operator, runtime, timeline
 
 jobs_app = typer.Typer(help="Jobs: list, show, replay and cancel.", no_args_is_help=True)
 
-_REPLAYABLE: Final = (JOB_STATUSES.FAILED, JOB_STATUSES.CANCELLED)
-
 Status = Annotated[
     str | None, typer.Option(help=f"One of {', '.join(s.value for s in JOB_STATUSES)}.")
 ]
@@ -36,6 +35,14 @@ CreatedFrom = Annotated[
 CreatedTo = Annotated[str | None, typer.Option(help="Created at or before this ISO 8601 time.")]
 ErrorContains = Annotated[
     str | None, typer.Option(help="Last error contains this text (any case).")
+]
+ScheduleId = Annotated[str | None, typer.Option(help="Jobs that runs of this schedule minted.")]
+Source = Annotated[
+    str | None,
+    typer.Option(
+        help="Where the job's current dispatch came from: "
+        f"{', '.join(projections.JobFilter.SOURCES)}."
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 Raw = Annotated[
@@ -58,6 +65,8 @@ def list_(
     created_from: CreatedFrom = None,
     created_to: CreatedTo = None,
     error_contains: ErrorContains = None,
+    schedule_id: ScheduleId = None,
+    source: Source = None,
     limit: int = typer.Option(50, help="Jobs per page (1 to 500)."),
     cursor: str | None = typer.Option(None, help="The page after this one (from --json)."),
     as_json: AsJson = False,
@@ -66,7 +75,15 @@ def list_(
     """List jobs, newest first, with every filter of the read API."""
     settings = database.load_settings()
     filters = _filters(
-        status, job_type, user_id, organization_id, created_from, created_to, error_contains
+        status=status,
+        type=job_type,
+        user_id=user_id,
+        organization_id=organization_id,
+        created_from=created_from,
+        created_to=created_to,
+        error_contains=error_contains,
+        schedule_id=schedule_id,
+        source=source,
     )
 
     async def main() -> projections.JobExecutionPage:
@@ -75,7 +92,7 @@ def list_(
             async with database.open_database(settings) as db:
                 await database.catch_up(db)
                 return await projections.list_job_executions(
-                    db.pool, **_arguments(job_filter), cursor=cursor, limit=limit
+                    db.pool, **dataclasses.asdict(job_filter), cursor=cursor, limit=limit
                 )
 
     page = database.run(main)
@@ -141,12 +158,22 @@ def replay(
     created_from: CreatedFrom = None,
     created_to: CreatedTo = None,
     error_contains: ErrorContains = None,
+    schedule_id: ScheduleId = None,
+    source: Source = None,
     yes: bool = typer.Option(False, "--yes", "-y", help="Replay many without asking."),
     as_json: AsJson = False,
 ) -> None:
     """Dispatch a failed (or cancelled) job again, or every one the filters select."""
     filters = _filters(
-        status, job_type, user_id, organization_id, created_from, created_to, error_contains
+        status=status,
+        type=job_type,
+        user_id=user_id,
+        organization_id=organization_id,
+        created_from=created_from,
+        created_to=created_to,
+        error_contains=error_contains,
+        schedule_id=schedule_id,
+        source=source,
     )
     if job_id is not None and filters:
         runtime.fail("give a job ID or filters, not both", database.BAD_INPUT)
@@ -215,13 +242,7 @@ def _replay_many(
 
     async def main() -> projections.ReplayOutcome:
         with _option_names():
-            job_filter = projections.JobFilter.from_strings(filters)
-            if job_filter.status is not None and job_filter.status not in _REPLAYABLE:
-                raise projections.InvalidFilterError(
-                    "status",
-                    f"{job_filter.status.value!r} jobs cannot be replayed; use "
-                    "failed or cancelled, or leave --status out",
-                )
+            job_filter = projections.JobFilter.from_strings(filters).for_replay()
             async with database.open_database(settings) as db:
                 await database.catch_up(db)
                 count = await projections.count_replayable(db.pool, job_filter)
@@ -306,40 +327,16 @@ def _describe(job_filter: projections.JobFilter) -> str:
         words.append(f"created to {database.when(job_filter.created_to)}")
     if job_filter.error_contains:
         words.append(f"whose error contains {job_filter.error_contains!r}")
+    if job_filter.schedule_id:
+        words.append(f"of schedule {job_filter.schedule_id}")
+    if job_filter.source:
+        words.append(f"dispatched by {job_filter.source}")
     return " ".join(words)
 
 
-def _filters(
-    status: str | None,
-    job_type: str | None,
-    user_id: int | None,
-    organization_id: int | None,
-    created_from: str | None,
-    created_to: str | None,
-    error_contains: str | None,
-) -> dict[str, Any]:
-    given = {
-        "status": status,
-        "type": job_type,
-        "user_id": user_id,
-        "organization_id": organization_id,
-        "created_from": created_from,
-        "created_to": created_to,
-        "error_contains": error_contains,
-    }
+def _filters(**given: Any) -> dict[str, Any]:
+    """The filter options given, by their JobFilter names."""
     return {name: value for name, value in given.items() if value is not None}
-
-
-def _arguments(job_filter: projections.JobFilter) -> dict[str, Any]:
-    return {
-        "status": job_filter.status,
-        "type": job_filter.type,
-        "user_id": job_filter.user_id,
-        "organization_id": job_filter.organization_id,
-        "created_from": job_filter.created_from,
-        "created_to": job_filter.created_to,
-        "error_contains": job_filter.error_contains,
-    }
 
 
 @contextlib.contextmanager

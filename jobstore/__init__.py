@@ -40,6 +40,7 @@ from jobstore.follower import Follower, FollowerConfig, FollowerStopped
 from jobstore.job import BaseJob, BaseJobMetadata, EnqueueJobOptions
 from jobstore.job_state import JobExecution, JobState
 from jobstore.migrations import MigrationState, migrate, status
+from jobstore.notifier import Notifier, NotifierConfig
 from jobstore.options import DispatchOptions
 from jobstore.registry import (
     JOB_STATUSES,
@@ -107,6 +108,8 @@ __all__ = [
     "MigrationError",
     "MigrationState",
     "NonRetryableJobError",
+    "Notifier",
+    "NotifierConfig",
     "RecordedEvent",
     "Relay",
     "RelayConfig",

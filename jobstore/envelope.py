@@ -21,6 +21,8 @@ _SCHEDULED_RUN_NAMESPACE = uuid.UUID("0b5c7f6e-9a43-4f3e-8f8b-1d2f1c6a9e01")
 
 FAILURE_CALLBACK_PATH = "/_jobtrail/qstash/failure"
 """Where QStash reports a message it gave up on (every published message names it)."""
+NOTIFY_PATH = "/_jobtrail/notify"
+"""Where the notifier's messages come back to the host, which calls the job's callback."""
 
 
 class EnvelopeError(Exception):

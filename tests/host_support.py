@@ -210,6 +210,7 @@ async def running_host(
     *,
     config: qstash_local.Config = TEST_CONFIG,
     relay: bool = True,
+    notifier: bool = True,
     qstash_url: str | None = None,
     **settings_overrides: Any,
 ) -> AsyncIterator[Host]:
@@ -225,7 +226,7 @@ async def running_host(
             )
             qstash_url = qstash.url
         yield await stack.enter_async_context(
-            _host(db_dsn, qstash, qstash_url, config.token, relay, settings_overrides)
+            _host(db_dsn, qstash, qstash_url, config.token, relay, settings_overrides, notifier)
         )
 
 
@@ -237,6 +238,7 @@ async def _host(
     token: str,
     relay: bool,
     overrides: dict[str, Any],
+    notifier: bool = True,
     projections: bool = True,
 ) -> AsyncIterator[Host]:
     port = free_port()
@@ -260,6 +262,7 @@ async def _host(
         dsn=db_dsn,
         options=HostOptions(
             relay=relay,
+            notifier=notifier,
             sweeper=False,
             relay_config=relay_config,
             sweeper_config=SweeperConfig(min_age=0),

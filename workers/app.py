@@ -20,7 +20,7 @@ from qstash import AsyncQStash
 import jobstore
 import projections
 from jobstore import DatabaseUnavailableError, JobRegistry, Settings
-from workers import builtin, callback, health, safety
+from workers import builtin, callback, health, notification, safety
 from workers.context import HOST, HostContext
 from workers.decision import Answer
 from workers.metrics import Metrics
@@ -40,6 +40,7 @@ class HostOptions:
     """What a host runs besides answering deliveries."""
 
     relay: bool = True
+    notifier: bool = True
     sweeper: bool = True
     projections: bool = True
     sweeper_config: SweeperConfig = field(default_factory=SweeperConfig)
@@ -72,6 +73,7 @@ def make_app(
         spec = registry.get(job_type)
         app.router.add_post(spec.config.endpoint, create_job_worker())
     app.router.add_post(jobstore.envelope.FAILURE_CALLBACK_PATH, callback.failure_callback)
+    app.router.add_post(jobstore.envelope.NOTIFY_PATH, notification.notify)
     health.add_routes(app)
     access = projections.Access.from_settings(settings, options.listen_host)
     app[projections.API_ACCESS] = access
@@ -158,12 +160,27 @@ def _qstash_client(settings: Settings) -> AsyncQStash | None:
     return AsyncQStash(token, base_url=settings.qstash_url, retry=False)
 
 
+def notifier_for(ctx: HostContext, options: HostOptions) -> jobstore.Notifier:
+    """The notifier of this host, following the log like its relay."""
+    assert ctx.qstash is not None, "notifications go through QStash"
+    relay = options.relay_config or jobstore.RelayConfig(public_url=ctx.settings.public_url)
+    config = jobstore.NotifierConfig(
+        public_url=relay.public_url,
+        follower=jobstore.follower.FollowerConfig(
+            idle_poll=relay.idle_poll, leader_retry=relay.leader_retry
+        ),
+    )
+    return jobstore.Notifier(ctx.store, ctx.dsn, ctx.qstash, config)
+
+
 def _start_background(ctx: HostContext, options: HostOptions) -> list[asyncio.Task[None]]:
     jobs: list[tuple[str, Awaitable[None]]] = []
     if options.relay and ctx.qstash is not None:
         config = options.relay_config or jobstore.RelayConfig(public_url=ctx.settings.public_url)
         relay = jobstore.Relay(ctx.store, ctx.dsn, ctx.qstash, config)
         jobs.append(("relay", relay.run()))
+    if options.notifier and ctx.qstash is not None:
+        jobs.append(("notifier", notifier_for(ctx, options).run()))
     if options.sweeper and ctx.qstash is not None:
         jobs.append(("sweeper", Sweeper(ctx, options.sweeper_config).run()))
     if options.projections:

@@ -34,7 +34,7 @@ from jobstore import (
     change,
     job_events,
 )
-from workers import decision, notification
+from workers import decision
 from workers.context import HostContext
 from workers.decision import Answer
 
@@ -189,7 +189,6 @@ async def _record_success(
     log.info("attempt completed", duration_seconds=round(duration, 4))
     if outcome is not None:
         return outcome
-    await notification.job_completed(ctx, known, job.dispatch, attempt, duration, result)
     return Answer(200, "completed", result=result)
 
 

@@ -2,8 +2,8 @@
 
 QStash calls it once when a message finally fails.  For the current dispatch of an
 unfinished job it records ``JobFailed`` (answering "try later" while an attempt's lease is
-live), then calls the job's own failure callback if it has one.  Anything else is
-acknowledged and ignored.
+live); the job's own failure callback hears of it from the notifier, as for every other
+way a job fails.  Anything else is acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from jobstore import (
     change,
     envelope,
 )
-from workers import decision, notification
+from workers import decision
 from workers.context import HOST, HostContext
 from workers.decision import Answer
 from workers.verification import REFUSED, VerificationError
@@ -91,26 +91,4 @@ async def _settle(
             dispatch=dispatch,
             last_status=report.get("status"),
         )
-        await _notify_user(ctx, changed.state, report)
     return changed.result.answer
-
-
-async def _notify_user(ctx: HostContext, state: JobState, report: dict[str, Any]) -> None:
-    """Call the job's own failure callback, if it has one, under the address policy."""
-    url = state.options.failure_callback
-    if not url:
-        return
-    body = {
-        "job_id": state.job_id,
-        "job_type": state.job_type,
-        "dispatch": state.dispatch,
-        "status": "failed",
-        "last_error": state.last_error,
-        "qstash": {
-            "status": report.get("status"),
-            "retried": report.get("retried"),
-            "message_id": report.get("sourceMessageId"),
-        },
-    }
-    notification_id = notification.notification_id(state.job_id, state.dispatch, "failed")
-    await notification.call_callback(ctx, str(url), body, "failed", notification=notification_id)

@@ -32,6 +32,12 @@ class Metrics:
             "Events in the log the relay has not handled",
             registry=self.registry,
         )
+        self.notifications = Counter(
+            "jobtrail_notifications",
+            "Job callbacks called for notifications, by outcome kind and result",
+            ["kind", "result"],
+            registry=self.registry,
+        )
         self.projection_lag = Gauge(
             "jobtrail_projection_lag_events",
             "Events a projection has not applied yet",

@@ -1,16 +1,19 @@
-"""Calling a job's own callbacks (``callback``, ``failure_callback``) once its outcome is recorded.
+"""The host's notification endpoint: it calls a job's own callback once QStash delivers.
 
-The host makes these calls itself, never QStash, so that the address policy applies to
-them exactly as to process-webhook targets (:mod:`jobstore.address`): the URL's scheme,
-port and literal address are checked, its host is resolved once and every address
-checked, the connection is pinned to those addresses, redirects are not followed and no
-proxy is taken from the environment.  The body is JSON, signed like a webhook
-(``X-Jobtrail-Signature``, :mod:`workers.handlers.webhook`), and carries a notification
-id that is the same every time one outcome is notified (``X-Jobtrail-Notification-Id``
-and ``Idempotency-Key``: ``<job id>:<dispatch>:<kind>``), so a receiver can drop repeats.
+``jobstore.notifier`` follows the log and publishes a notification for each outcome a job
+asked to hear about; QStash delivers it, signed, to ``NOTIFY_PATH`` here, and the host
+calls the job's ``callback`` / ``failure_callback`` itself, so the address policy applies
+exactly as to process-webhook targets (:mod:`jobstore.address`): the URL's scheme, port
+and literal address are checked, its host is resolved once and every address checked,
+the connection is pinned to those addresses, redirects are not followed and no proxy is
+taken from the environment.  The body is JSON, signed like a webhook
+(``X-Jobtrail-Signature``, :mod:`workers.handlers.webhook`), and carries a notification id
+that is the same on every delivery of one outcome (``X-Jobtrail-Notification-Id`` and
+``Idempotency-Key``: ``<job id>:<dispatch>:<outcome>``), so a receiver can drop repeats.
 
-A callback that fails or is refused is logged, never retried here, and never changes
-the job's recorded outcome.  URLs are logged without their query string or credentials.
+A receiver that answers an error or cannot be reached makes this endpoint answer 500,
+and QStash tries again (at least once, never lost).  A URL the policy refuses is final
+(489).  URLs are logged without their query string or credentials.
 """
 
 from __future__ import annotations
@@ -19,22 +22,24 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import aiohttp
+import orjson
 import structlog
 import yarl
+from aiohttp import web
 
-from jobstore import AddressPolicy, JobState, NonRetryableJobError
-from workers.context import HostContext
+from jobstore import AddressPolicy, NonRetryableJobError
+from workers.context import HOST, HostContext
+from workers.decision import Answer
 from workers.handlers import HandlerError, target, webhook
+from workers.verification import REFUSED, VerificationError
+from workers.worker import respond
 
 Kind = Literal["completed", "failed"]
+Called = int | Literal["refused", "unreachable"]
+"""The receiver's status, or why the call was not answered."""
 TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5, sock_read=10)
 NOTIFICATION_ID_HEADER = "X-Jobtrail-Notification-Id"
 log = structlog.get_logger("jobtrail.notification")
-
-
-def notification_id(job_id: str, dispatch: int, kind: Kind) -> str:
-    """The id of the notification that ``dispatch`` of ``job_id`` ended as ``kind``."""
-    return f"{job_id}:{dispatch}:{kind}"
 
 
 async def call_callback(
@@ -45,8 +50,8 @@ async def call_callback(
     *,
     notification: str,
     lookup: target.Lookup = target.getaddrinfo_lookup,
-) -> int | None:
-    """POST ``body`` to ``url`` under the address policy; the answer's status, or None.
+) -> Called:
+    """POST ``body`` to ``url`` under the address policy; the answer's status, or why not.
 
     Never raises for the callback's own failure (refused, unreachable, an error answer):
     that is logged, and the job's outcome stands.
@@ -70,36 +75,66 @@ async def call_callback(
             status = response.status
     except (HandlerError, NonRetryableJobError) as exc:
         log.warning("job callback refused", kind=kind, url=where, reason=str(exc))
-        return None
+        return "refused"
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         log.warning(
             "job callback failed", kind=kind, url=where, error=f"{type(exc).__name__}: {exc}"
         )
-        return None
+        return "unreachable"
     log.info("job callback called", kind=kind, url=where, status=status)
     return status
 
 
-async def job_completed(
-    ctx: HostContext, state: JobState, dispatch: int, attempt: int, duration: float, result: Any
-) -> int | None:
-    """Call the job's success ``callback``, if it has one, after ``JobCompleted`` is recorded."""
-    url = state.options.callback
-    if not url:
-        return None
-    body = {
-        "job_id": state.job_id,
-        "job_type": state.job_type,
-        "dispatch": dispatch,
-        "attempt": attempt,
-        "status": "completed",
-        "duration_seconds": round(duration, 6),
-        "result": result,
-    }
-    return await call_callback(
-        ctx,
-        str(url),
-        body,
-        "completed",
-        notification=notification_id(state.job_id, dispatch, "completed"),
+async def notify(request: web.Request) -> web.Response:
+    """``POST NOTIFY_PATH``: QStash delivers a notification; call the job's callback."""
+    ctx = request.app[HOST]
+    body = await request.read()
+    try:
+        ctx.verifier.verify(request.headers.get("Upstash-Signature"), body, request.raw_path)
+    except VerificationError as exc:
+        log.warning("notification refused: bad signature", reason=str(exc))
+        return respond(Answer(401, REFUSED))
+    try:
+        message = orjson.loads(body)
+        url, kind, nid, job = (
+            message["url"],
+            message["kind"],
+            message["notification_id"],
+            message["job"],
+        )
+        if kind not in ("completed", "failed") or not isinstance(job, dict):
+            raise ValueError(f"unknown notification kind {kind!r}")
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        log.warning("signed notification is malformed", reason=str(exc))
+        return respond(Answer(489, "not a jobtrail notification", non_retryable=True))
+    status = await call_callback(
+        ctx, str(url), {"notification_id": nid, **job}, kind, notification=nid
     )
+    answer = _answer(status)
+    ctx.metrics.notifications.labels(kind, _outcome(status)).inc()
+    return respond(answer)
+
+
+def _outcome(status: Called) -> str:
+    if isinstance(status, str):
+        return status
+    if 200 <= status < 300:
+        return "delivered"
+    return "rejected" if _final(status) else "error"
+
+
+def _final(status: int) -> bool:
+    """A redirect (never followed) or a client error other than 408/429 will not change."""
+    return 300 <= status < 500 and status not in (408, 429)
+
+
+def _answer(status: Called) -> Answer:
+    if status == "refused":
+        return Answer(489, "the callback URL is refused by the address policy", True)
+    if status == "unreachable":
+        return Answer(500, "the callback could not be reached; QStash will try again")
+    if 200 <= status < 300:
+        return Answer(200, f"callback answered {status}")
+    if _final(status):
+        return Answer(489, f"callback answered {status}; not tried again", True)
+    return Answer(500, f"callback answered {status}; QStash will try again")

@@ -184,6 +184,10 @@ async def test_rule5_qstash_verdict_fails_the_dispatch_and_calls_the_users_callb
         assert status == 200
         await host.wait_status(job_id, "failed")
         assert (await host.types(job_id))[-1] == "job.failed"
+        deadline = time.monotonic() + 10
+        while not received:  # the notifier follows the log and calls through QStash
+            assert time.monotonic() < deadline, "the failure callback never came"
+            await asyncio.sleep(0.02)
         assert received[0]["job_id"] == job_id
 
         status, _, _ = await host.post(path, await _failure_report(job_id))

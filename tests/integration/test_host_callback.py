@@ -7,8 +7,10 @@ policy is made strict by swapping its settings, as a production host's would be.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,8 +19,9 @@ import orjson
 import pytest
 from aiohttp import web
 
+from jobstore import job_events
 from tests.host_support import Host, dispatched, free_port, running_host
-from workers import notification
+from workers import decision
 from workers.handlers import verify_signature
 
 FAILURE_PATH = "/_jobtrail/qstash/failure"
@@ -30,9 +33,17 @@ class Receiver:
 
     port: int
     requests: list[tuple[str, dict[str, str], bytes]] = dataclasses.field(default_factory=list)
+    fail_first: int = 0
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    async def wait(self, count: int = 1, within: float = 15.0) -> None:
+        """Wait until ``count`` requests arrived."""
+        deadline = time.monotonic() + within
+        while len(self.requests) < count:
+            assert time.monotonic() < deadline, f"{len(self.requests)} of {count} callbacks came"
+            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -44,6 +55,8 @@ async def receiver() -> AsyncIterator[Receiver]:
         got.requests.append((request.path, dict(request.headers), await request.read()))
         if request.path == "/redirect":
             raise web.HTTPFound("/done")
+        if len(got.requests) <= got.fail_first:
+            return web.Response(status=503, text="not now")
         return web.Response(text="ok")
 
     app = web.Application()
@@ -88,10 +101,22 @@ async def failed_by_qstash(host: Host, failure_callback: str) -> str:
     return job_id
 
 
+async def notified(host: Host, kind: str, result: str, count: int = 1) -> None:
+    """Wait until the host counted ``count`` notifications of ``kind`` ending as ``result``."""
+    deadline = time.monotonic() + 15
+    labels = {"kind": kind, "result": result}
+    while (
+        host.ctx.metrics.registry.get_sample_value("jobtrail_notifications_total", labels) or 0
+    ) < count:
+        assert time.monotonic() < deadline, f"no {kind} notification ended {result}"
+        await asyncio.sleep(0.02)
+
+
 async def test_failure_callback_is_signed_and_carries_a_stable_notification_id(
     host: Host, receiver: Receiver
 ) -> None:
     job_id = await failed_by_qstash(host, receiver.url("/done?token=abc"))
+    await receiver.wait()
 
     [(path, headers, raw_body)] = receiver.requests
     assert path == "/done"
@@ -112,6 +137,7 @@ async def test_failure_callback_to_a_private_address_is_not_called_by_a_strict_h
     make_strict(host)
 
     await failed_by_qstash(host, where.format(port=receiver.port))
+    await notified(host, "failed", "refused")
 
     assert receiver.requests == []
 
@@ -122,12 +148,15 @@ async def test_failure_callback_port_outside_the_allow_list_is_not_called(
     host.ctx.settings = host.settings.model_copy(update={"webhook_allowed_ports": "80,443"})
 
     await failed_by_qstash(host, receiver.url("/done"))
+    await notified(host, "failed", "refused")
 
     assert receiver.requests == []
 
 
 async def test_failure_callback_redirect_is_not_followed(host: Host, receiver: Receiver) -> None:
     await failed_by_qstash(host, receiver.url("/redirect"))
+    await receiver.wait()
+    await notified(host, "failed", "rejected")
 
     assert [path for path, _, _ in receiver.requests] == ["/redirect"]
 
@@ -154,6 +183,7 @@ async def test_failure_callback_ignores_proxies_from_the_environment(
         monkeypatch.delenv(name, raising=False)
     try:
         await failed_by_qstash(host, receiver.url("/done"))
+        await receiver.wait()
     finally:
         await runner.cleanup()
 
@@ -161,38 +191,83 @@ async def test_failure_callback_ignores_proxies_from_the_environment(
     assert [path for path, _, _ in receiver.requests] == ["/done"]
 
 
-async def test_success_callback_is_signed_and_called_under_the_policy(
-    host: Host, receiver: Receiver
+async def test_a_refused_callback_url_is_final_and_counted(host: Host, receiver: Receiver) -> None:
+    make_strict(host)
+    # A URL the strict policy refuses, written straight into the log (as if recorded before
+    # the policy tightened): the host never calls it, and QStash does not retry.
+    event = dispatched(str(uuid.uuid4()), retries=0, failure_callback=receiver.url("/done"))
+    await host.ctx.store.append(f"job-{event.job_id}", [event], "no_stream")
+    await host.ctx.store.append(
+        f"job-{event.job_id}",
+        [job_events.JobFailed(dispatch=1, reason="test", error_type="X", error_message="y")],
+    )
+
+    await notified(host, "failed", "refused")
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [
+        ({"tag": "fine"}, "completed"),
+        ({"fail_times": 9}, "failed"),  # the last attempt raised
+        ({"raise_kind": "nonretryable"}, "failed"),  # a non-retryable error
+    ],
+)
+async def test_every_outcome_the_host_records_calls_the_jobs_callback_once(
+    db_dsn: str, receiver: Receiver, payload: dict[str, Any], kind: str
 ) -> None:
-    state = await _completed_job_state(host, receiver.url("/done"))
+    options = {
+        "retries": 0,
+        "callback": receiver.url("/done"),
+        "failure_callback": receiver.url("/failed"),
+    }
+    async with running_host(db_dsn) as host:
+        job_id = await host.dispatcher.enqueue("test-job", payload, None, options)
+        await host.wait_status(job_id, kind)
+        await receiver.wait()
+        await notified(host, kind, "delivered")
 
-    status = await notification.job_completed(host.ctx, state, 1, 1, 0.25, {"ok": True})
-
-    assert status == 200
-    [(_, headers, raw_body)] = receiver.requests
+    [(path, headers, raw_body)] = receiver.requests
+    assert path == ("/done" if kind == "completed" else "/failed")
+    assert headers["X-Jobtrail-Notification-Id"] == f"{job_id}:1:{kind}"
     secret = host.settings.webhook_signing_secret.get_secret_value()
     assert verify_signature(secret, headers["X-Jobtrail-Signature"], raw_body)
-    assert headers["X-Jobtrail-Notification-Id"] == f"{state.job_id}:1:completed"
     body = orjson.loads(raw_body)
-    assert body["status"] == "completed"
-    assert body["result"] == {"ok": True}
-
-    make_strict(host)
-    assert await notification.job_completed(host.ctx, state, 1, 1, 0.25, None) is None
-    assert len(receiver.requests) == 1
+    assert (body["job_id"], body["status"], body["job_type"]) == (job_id, kind, "test-job")
+    assert body["notification_id"] == f"{job_id}:1:{kind}"
 
 
-async def test_completed_job_calls_its_success_callback(db_dsn: str, receiver: Receiver) -> None:
-    async with running_host(db_dsn) as host:
-        job_id = await host.dispatcher.enqueue(
-            "test-job", {"tag": "t"}, None, {"callback": receiver.url("/done")}
-        )
-        await host.wait_status(job_id, "completed")
+async def test_a_sweeper_verdict_calls_the_failure_callback(host: Host, receiver: Receiver) -> None:
+    job_id = str(uuid.uuid4())
+    event = dispatched(job_id, retries=0, failure_callback=receiver.url("/failed"))
+    await host.ctx.store.append(f"job-{job_id}", [event], "no_stream")
+    state = await host.dispatcher.load(job_id)
+    verdict = decision.decide_sweep(state, 1, "failed", time.time())
+    await host.ctx.store.append(f"job-{job_id}", verdict, state.version)
 
+    await receiver.wait()
     [(_, headers, _)] = receiver.requests
-    assert headers["X-Jobtrail-Notification-Id"] == f"{job_id}:1:completed"
+    assert headers["X-Jobtrail-Notification-Id"] == f"{job_id}:1:failed"
 
 
-async def _completed_job_state(host: Host, callback: str) -> Any:
-    job_id = await host.dispatcher.enqueue("test-job", {"tag": "t"}, None, {"callback": callback})
-    return await host.dispatcher.load(job_id)
+async def test_a_host_killed_before_the_call_still_notifies_and_repeats_keep_their_id(
+    db_dsn: str, receiver: Receiver
+) -> None:
+    """The failure is recorded by a host whose notifier never ran (it died); the next host
+    catches up from the notifier's checkpoint.  The receiver fails the first call, so the
+    notification arrives twice, both times with the same id."""
+    receiver.fail_first = 1
+    options = {"retries": 0, "failure_callback": receiver.url("/failed")}
+    async with running_host(db_dsn, notifier=False) as first:
+        job_id = await first.dispatcher.enqueue("test-job", {"fail_times": 9}, None, options)
+        await first.wait_status(job_id, "failed")
+        await asyncio.sleep(0.3)
+    assert receiver.requests == []
+
+    async with running_host(db_dsn) as second:
+        await receiver.wait(2)
+        await notified(second, "failed", "delivered")
+
+    ids = {headers["X-Jobtrail-Notification-Id"] for _, headers, _ in receiver.requests}
+    assert ids == {f"{job_id}:1:failed"}

@@ -1,0 +1,168 @@
+"""Notifications are reactions to the log (DESIGN.md, delivery rule 5).
+
+Whoever records a job's ``JobCompleted`` or ``JobFailed`` (the host after a handler, QStash's
+verdict, the sweeper), this checkpointed follower of the log sees it.  When the job's
+dispatch named a ``callback`` (completion) or ``failure_callback`` (failure), it publishes
+a notification through QStash to the host's own signed endpoint (``NOTIFY_PATH``), and the
+host makes the call under its address policy.  QStash retries until the host answers 2xx,
+so a notification is delivered at least once and never lost: a crash before the publish
+leaves the checkpoint behind and publishes again (deduplicated by QStash under the
+notification id, and by receivers after QStash's ten-minute window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+import orjson
+import structlog
+from qstash import AsyncQStash
+from qstash.message import BatchJsonRequest
+
+from jobstore import envelope, follower, job_state, query
+from jobstore.event import RecordedEvent
+from jobstore.job_events import JobCompleted, JobFailed
+from jobstore.relay import is_transient
+from jobstore.store import EventStore
+
+log = structlog.get_logger("jobtrail.notifier")
+_Q = query.load("jobstore", "notifier.sql")
+Kind = Literal["completed", "failed"]
+NOTIFY_RETRIES = 5
+QSTASH_BATCH = 100
+MAX_BACKOFF_SECONDS = 10.0
+
+
+def notification_id(job_id: str, dispatch: int, kind: Kind) -> str:
+    """The id every delivery of one outcome's notification carries: job, dispatch, outcome."""
+    return f"{job_id}:{dispatch}:{kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierConfig:
+    """Where the host is and how the notifier follows the log."""
+
+    public_url: str
+    name: str = "notifications"
+    follower: follower.FollowerConfig = field(default_factory=follower.FollowerConfig)
+
+
+class Notifier:
+    """Publishes a notification for every recorded outcome of a job that asked for one."""
+
+    def __init__(
+        self, store: EventStore, dsn: str, qstash: AsyncQStash, config: NotifierConfig
+    ) -> None:
+        self.store = store
+        self.qstash = qstash
+        self.config = config
+        self.published = 0
+        self.follower = follower.Follower(store, config.name, self, dsn=dsn, config=config.follower)
+
+    async def run(self) -> None:
+        """Notify forever (one notifier per database at a time)."""
+        await self.follower.run()
+
+    async def run_until_caught_up(self) -> int:
+        """Publish the notifications of everything in the log up to now."""
+        return await self.follower.run_until_caught_up()
+
+    async def handle(self, batch: Sequence[RecordedEvent], commit: follower.Commit) -> None:
+        """Publish the batch's notifications; the checkpoint moves once QStash has them."""
+        outcomes = [
+            r for r in batch if isinstance(r.event, JobCompleted | JobFailed) and _job_id(r)
+        ]
+        if not outcomes:
+            return
+        wanted = await self._callbacks({_job_id(r) for r in outcomes})
+        messages = [m for r in outcomes if (m := self._message(r, wanted)) is not None]
+        for start in range(0, len(messages), QSTASH_BATCH):
+            chunk = cast("list[BatchJsonRequest]", messages[start : start + QSTASH_BATCH])
+            await self._publish(chunk)
+        self.published += len(messages)
+        if messages:
+            log.info("notifications published", count=len(messages))
+
+    async def _publish(self, chunk: list[BatchJsonRequest]) -> None:
+        """Publish, waiting out QStash being unreachable (the checkpoint waits too)."""
+        delay = 0.2
+        while True:
+            try:
+                await self.qstash.message.batch_json(chunk)
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("qstash unreachable; backing off", error=str(exc)[:200], delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+    async def _callbacks(self, job_ids: set[str]) -> dict[tuple[str, int], dict[str, Any]]:
+        """The options (callbacks) of every dispatch of these jobs, by (job id, dispatch)."""
+        streams = [job_state.stream_id(job_id) for job_id in job_ids]
+        async with self.store.pool.acquire() as conn:
+            rows = await conn.fetch(_Q["dispatch_callbacks"], streams)
+        return {
+            (row["stream_id"][4:], row["dispatch"]): {
+                "job_type": row["job_type"],
+                "callback": row["callback"],
+                "failure_callback": row["failure_callback"],
+            }
+            for row in rows
+        }
+
+    def _message(
+        self, recorded: RecordedEvent, wanted: dict[tuple[str, int], dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        event = recorded.event
+        job_id = _job_id(recorded)
+        assert isinstance(event, JobCompleted | JobFailed)
+        callbacks = wanted.get((job_id, event.dispatch), {})
+        kind: Kind = "completed" if isinstance(event, JobCompleted) else "failed"
+        url = callbacks.get("callback" if kind == "completed" else "failure_callback")
+        if not url:
+            return None
+        nid = notification_id(job_id, event.dispatch, kind)
+        body = {
+            "notification_id": nid,
+            "url": url,
+            "kind": kind,
+            "position": recorded.position,
+            "job": {
+                "job_id": job_id,
+                "job_type": callbacks.get("job_type"),
+                "dispatch": event.dispatch,
+                "status": kind,
+                **_details(event),
+            },
+        }
+        return {
+            "url": self.config.public_url.rstrip("/") + envelope.NOTIFY_PATH,
+            "body": body,
+            "retries": NOTIFY_RETRIES,
+            "deduplication_id": nid.replace(":", "-"),
+            "label": "jobtrail-notification",
+        }
+
+
+def _job_id(recorded: RecordedEvent) -> str:
+    return recorded.stream_id[4:] if recorded.stream_id.startswith("job-") else ""
+
+
+def _details(event: JobCompleted | JobFailed) -> dict[str, Any]:
+    if isinstance(event, JobCompleted):
+        result = event.result if len(orjson.dumps(event.result)) <= 16 * 1024 else None
+        return {
+            "attempt": event.attempt,
+            "duration_seconds": event.duration_seconds,
+            "result": result,
+        }
+    return {
+        "attempt": event.attempt,
+        "reason": event.reason,
+        "error_type": event.error_type,
+        "error_message": event.error_message,
+    }

@@ -251,14 +251,63 @@ class Dispatcher:
         return await self._decide(job_id, lambda s: job_state.decide_cancel(s, reason), actor=actor)
 
     async def replay_job(
-        self, job_id: str, reason: str | None = None, *, actor: str | None = None
+        self,
+        job_id: str,
+        reason: str | None = None,
+        *,
+        payload: Mapping[str, Any] | BaseModel | None = None,
+        options: Mapping[str, Any] | EnqueueJobOptions | None = None,
+        actor: str | None = None,
     ) -> int:
-        """Dispatch a failed (or never-completed cancelled) job again, keeping its history."""
-        position = await self._decide(
-            job_id, lambda s: job_state.decide_replay(s, reason), actor=actor
+        """Dispatch a failed (or never-completed cancelled) job again, keeping its history.
+
+        ``payload`` (validated against the job type's model) replaces the job's payload, and
+        ``options`` (``retries``, ``delay``, ``callback``, ``failure_callback``, ``headers``)
+        replace those of its previous dispatch; what is not given stays as it was.  The
+        replay's ``JobDispatched`` records the new values, the reason and ``actor``.
+        """
+
+        def decide(state: job_state.JobState) -> list[Event]:
+            new_payload = None if payload is None else self._replay_payload(state, payload)
+            new_options = None if options is None else self._replay_options(state, options)
+            return job_state.decide_replay(state, reason, new_payload, new_options)
+
+        position = await self._decide(job_id, decide, actor=actor)
+        log.info(
+            "job replayed",
+            job_id=job_id,
+            reason=reason,
+            actor=actor,
+            payload_changed=payload is not None,
+            options_changed=options is not None,
         )
-        log.info("job replayed", job_id=job_id, reason=reason, actor=actor)
         return position
+
+    def _replay_payload(
+        self, state: job_state.JobState, payload: Mapping[str, Any] | BaseModel
+    ) -> dict[str, Any]:
+        _check_depth(payload, "payload")
+        spec = self.registry.get(state.job_type)
+        valid = validate_model(spec.payload_model, payload, "payload", self._context)
+        return _dump(valid, "payload")
+
+    def _replay_options(
+        self, state: job_state.JobState, given: Mapping[str, Any] | EnqueueJobOptions
+    ) -> DispatchOptions:
+        options = validate_model(EnqueueJobOptions, given, "options", self._context)
+        changes: dict[str, Any] = {"not_before": None}
+        for name in options.model_fields_set:
+            if name == "delay":
+                delay = options.delay_seconds
+                changes["not_before"] = time.time() + delay if delay else None
+            elif name in ("callback", "failure_callback"):
+                value = getattr(options, name)
+                changes[name] = str(value) if value else None
+            elif name == "headers":
+                changes["headers"] = dict(options.headers or {})
+            elif name == "retries" and options.retries is not None:
+                changes["retries"] = options.retries
+        return DispatchOptions.model_validate(state.options.model_dump() | changes)
 
     async def get_job_execution_by_job_id(self, job_id: str) -> job_state.JobExecution | None:
         """The job's execution record, folded from its events (always current)."""

@@ -183,8 +183,17 @@ def decide_cancel(state: JobState, reason: str | None) -> list[Event]:
     return [JobCancelled(dispatch=state.dispatch, reason=reason)]
 
 
-def decide_replay(state: JobState, reason: str | None) -> list[Event]:
-    """Dispatch a failed job (or a cancelled one that never completed) again."""
+def decide_replay(
+    state: JobState,
+    reason: str | None,
+    payload: dict[str, Any] | None = None,
+    options: DispatchOptions | None = None,
+) -> list[Event]:
+    """Dispatch a failed job (or a cancelled one that never completed) again.
+
+    ``payload`` and ``options`` (already valid for the job's type) replace the previous
+    dispatch's; the history keeps the original in its earlier ``JobDispatched``.
+    """
     replayable = state.status is JOB_STATUSES.FAILED or (
         state.status is JOB_STATUSES.CANCELLED and not state.ever_completed
     )
@@ -200,9 +209,9 @@ def decide_replay(state: JobState, reason: str | None) -> list[Event]:
             job_id=state.job_id,
             dispatch=state.dispatch + 1,
             job_type=state.job_type,
-            payload=state.payload,
+            payload=state.payload if payload is None else payload,
             metadata=state.metadata,
-            options=state.options,
+            options=state.options.without_delay() if options is None else options,
             source="replay",
             reason=reason,
         )

@@ -215,7 +215,7 @@ class Relay:
         }
         # The job's own callback is called by the host under its address policy once the
         # outcome is recorded (workers/notification.py); QStash never gets the user's URL.
-        if options.not_before and dispatched.source == "api":
+        if options.not_before:  # a replay or recovery runs now unless it was given a delay
             request["not_before"] = int(options.not_before)
         return request
 

@@ -195,6 +195,23 @@ def _body_schemas() -> dict[str, Any]:
             },
         },
         "ReasonBody": {**closed, "properties": {"reason": _reason()}},
+        "ReplayBody": {
+            **closed,
+            "properties": {
+                "reason": _reason(),
+                "payload": {
+                    **_OBJECT,
+                    "nullable": True,
+                    "description": "A corrected payload, validated against the job type",
+                },
+                "options": {
+                    **_OBJECT,
+                    "nullable": True,
+                    "description": "retries, delay, callback, failure_callback or headers "
+                    "replacing those of the previous dispatch",
+                },
+            },
+        },
         "EnqueueBody": {
             **closed,
             "required": ["type", "payload"],
@@ -398,7 +415,7 @@ def _job_action_paths() -> dict[str, Any]:
                 "replayJob",
                 {"200": _answer("Dispatched again.", "Changed"), **changed},
                 by_id=True,
-                body=reason,
+                body=_body("ReplayBody", False),
             )
         },
         "/jobs/{id}/cancel": {

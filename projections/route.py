@@ -130,8 +130,14 @@ async def enqueue(request: web.Request) -> web.Response:
 async def replay_one(request: web.Request) -> web.Response:
     """POST /jobs/{id}/replay: dispatch a failed or cancelled job again (409 otherwise)."""
     job_id = check_job_id(request.match_info["id"], "id")
-    reason = _reason(await _body(request, ("reason",)))
-    position = await context_of(request).dispatcher.replay_job(job_id, reason, actor=actor(request))
+    body = await _body(request, ("reason", "payload", "options"))
+    position = await context_of(request).dispatcher.replay_job(
+        job_id,
+        _reason(body),
+        payload=_object(body, "payload"),
+        options=_object(body, "options"),
+        actor=actor(request),
+    )
     return json({"job_id": job_id, "position": position})
 
 
@@ -231,6 +237,14 @@ async def _body(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any
             raise errors.InvalidFilterError(
                 name[:60], f"unknown field; known: {', '.join(allowed)}"
             )
+    return value
+
+
+def _object(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """An optional JSON object field of ``body`` (400 naming it when it is not one)."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise errors.InvalidFilterError(name, "must be a JSON object")
     return value
 
 

@@ -42,3 +42,10 @@ def registry(settings: jobstore.Settings) -> jobstore.JobRegistry:
         slow_handler,
     )
     return reg
+
+
+def with_test_job(settings: jobstore.Settings) -> jobstore.JobRegistry:
+    """The built-in types plus ``test-job`` of ``tests.host_support`` (for CLI subprocesses)."""
+    from tests.host_support import TestHandler, test_registry
+
+    return test_registry(TestHandler(), settings)

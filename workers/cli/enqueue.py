@@ -66,15 +66,15 @@ def enqueue(
         )
 
 
-def parse_payload(text: str) -> dict[str, Any]:
-    """``--payload`` as a JSON object, or one line saying what is wrong with it (exit 2)."""
+def parse_payload(text: str, option: str = "--payload") -> dict[str, Any]:
+    """``option`` as a JSON object, or one line saying what is wrong with it (exit 2)."""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        runtime.fail(f"--payload is not valid JSON: {exc}", database.BAD_INPUT)
+        runtime.fail(f"{option} is not valid JSON: {exc}", database.BAD_INPUT)
     if not isinstance(value, dict):
         runtime.fail(
-            f'--payload must be a JSON object such as \'{{"key": "value"}}\', '
+            f'{option} must be a JSON object such as \'{{"key": "value"}}\', '
             f"not a JSON {_json_kind(value)}",
             database.BAD_INPUT,
         )

@@ -19,7 +19,7 @@ from rich.table import Table
 import jobstore
 import projections
 from jobstore import JOB_STATUSES, JobExecution, job_state, redaction
-from workers.cli import database, operator, runtime, timeline
+from workers.cli import database, enqueue, operator, runtime, timeline
 
 jobs_app = typer.Typer(help="Jobs: list, show, replay and cancel.", no_args_is_help=True)
 
@@ -151,6 +151,14 @@ def replay(
         None, metavar="ID", help="The job to replay; leave out and filter to replay many."
     ),
     reason: str | None = typer.Option(None, help="Why (kept in the job's history)."),
+    payload: str | None = typer.Option(
+        None, help="A corrected payload (JSON object) for one job, validated for its type."
+    ),
+    options: str | None = typer.Option(
+        None,
+        help="New options for one job (JSON: retries, delay, callback, failure_callback, "
+        "headers); the rest stay as they were.",
+    ),
     status: Status = None,
     job_type: JobType = None,
     user_id: UserId = None,
@@ -177,6 +185,13 @@ def replay(
     )
     if job_id is not None and filters:
         runtime.fail("give a job ID or filters, not both", database.BAD_INPUT)
+    if job_id is None and (payload is not None or options is not None):
+        runtime.fail(
+            "--payload and --options replay one job (give its ID); bulk replay keeps payloads",
+            database.BAD_INPUT,
+        )
+    new_payload = None if payload is None else enqueue.parse_payload(payload, "--payload")
+    new_options = None if options is None else enqueue.parse_payload(options, "--options")
     if job_id is None and not filters:
         runtime.fail(
             "give a job ID, or filters such as --status failed --type send-email to replay many",
@@ -188,7 +203,9 @@ def replay(
             settings,
             job_id,
             "replayed",
-            lambda d: d.replay_job(job_id, reason, actor=operator.actor()),
+            lambda d: d.replay_job(
+                job_id, reason, payload=new_payload, options=new_options, actor=operator.actor()
+            ),
             as_json,
         )
     else:
@@ -220,8 +237,10 @@ def _act(
     as_json: bool,
 ) -> None:
     async def main() -> int:
+        registry = runtime.application_registry(settings)  # a replayed payload is checked
+        policy = jobstore.AddressPolicy.from_settings(settings)
         async with database.open_database(settings) as db:
-            dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool))
+            dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool), registry, policy)
             return await action(dispatcher)
 
     position = database.run(main)

@@ -6,7 +6,7 @@ A job has dispatches 1, 2, … and each dispatch has attempts 1, 2, …; see DES
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal, TypeAlias, TypeGuard, get_args
 
 from pydantic import Field
 
@@ -83,6 +83,20 @@ class JobCancelled(Event, type_name="job.cancelled"):
 
     dispatch: int = Field(ge=1)
     reason: str | None = None
+
+
+JobEvent: TypeAlias = (
+    JobDispatched | JobStarted | JobCompleted | JobAttemptFailed | JobFailed | JobCancelled
+)
+"""Every event of a job stream: a closed union, so that a ``match`` over a job's events
+ending in ``assert_never`` is checked by mypy to handle each one (add a new job event here)."""
+
+JOB_EVENT_TYPES: Final[frozenset[type[Event]]] = frozenset(get_args(JobEvent))
+
+
+def is_job_event(event: Event) -> TypeGuard[JobEvent]:
+    """Whether ``event`` is one of a job stream's events (exact types: it is called a lot)."""
+    return type(event) in JOB_EVENT_TYPES
 
 
 class StreamsArchived(Event, type_name="log.streams_archived"):

@@ -1,15 +1,18 @@
-"""A job's current state as a fold over its events, and the dispatcher's decisions.
+"""A job's state as a fold over its events (the one job model), and the dispatcher's decisions.
 
-``evolve(state, recorded) -> state`` is pure; ``decide_*`` functions take a state and
+``apply(state, recorded)`` changes a state in place (the views fold millions of events
+through it on a rebuild); ``evolve(state, recorded) -> state`` is its pure form, and
+``fold(events)`` the state of a whole stream.  ``decide_*`` functions take a state and
 return the events to append (or raise JobError), so every rule is testable without I/O.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, assert_never
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,37 +23,56 @@ from jobstore.job_events import (
     JobCancelled,
     JobCompleted,
     JobDispatched,
+    JobEvent,
     JobFailed,
     JobStarted,
+    is_job_event,
 )
 from jobstore.options import DispatchOptions
 from jobstore.registry import JOB_STATUSES
 
 FINISHED = frozenset({JOB_STATUSES.COMPLETED, JOB_STATUSES.FAILED, JOB_STATUSES.CANCELLED})
+STREAM_PREFIX: Final = "job-"
+"""What every job stream's id starts with (the job id follows)."""
+_BIGINT_MAX: Final = 2**63 - 1
 
 
 def stream_id(job_id: str) -> str:
     """The event stream of a job."""
-    return f"job-{job_id}"
+    return STREAM_PREFIX + job_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+def job_id_of(stream: str) -> str | None:
+    """The job id of a job stream (``job-<id>``), or None for other streams."""
+    return stream[len(STREAM_PREFIX) :] if stream.startswith(STREAM_PREFIX) else None
+
+
+@dataclasses.dataclass(slots=True)
 class JobState:
-    """Everything the log says about one job, folded."""
+    """Everything the log says about one job, folded (the ``job_executions`` view holds it
+    field for field).  Changed only by ``apply``: take ``evolve`` to keep a state as it is."""
 
     job_id: str
-    version: int
     job_type: str
+    status: JOB_STATUSES
     payload: dict[str, Any]
     metadata: dict[str, Any]
+    user_id: int | None
+    """``metadata["user_id"]`` if it is an integer that fits a bigint, else None."""
+    organization_id: int | None
     options: DispatchOptions
+    """The current dispatch's options."""
     dispatch: int
     source: str
-    status: JOB_STATUSES
     created_at: datetime
+    version: int
+    """The stream version of the last event folded."""
+    position: int
+    """The log position of the last event folded."""
     attempt: int = 0
+    attempts: int = 0
+    """Attempts started, over every dispatch."""
     lease_until: float | None = None
-    attempts_total: int = 0
     ever_completed: bool = False
     cancel_requested: bool = False
     started_at: datetime | None = None
@@ -75,100 +97,112 @@ class JobState:
         return self.options.retries
 
 
-def evolve(state: JobState | None, recorded: RecordedEvent) -> JobState:
-    """The state after ``recorded``; the first event of a job must be JobDispatched."""
-    event, at = recorded.event, recorded.recorded_at
+def apply(state: JobState | None, recorded: RecordedEvent) -> JobState:
+    """``state`` changed in place by ``recorded`` (None: a new state from the job's first
+    event, which must be JobDispatched)."""
+    event = recorded.event
     if state is None:
-        if not isinstance(event, JobDispatched):
-            raise errors.EventStoreError(
-                f"stream {recorded.stream_id!r} starts with {event.type_name}, not job.dispatched"
-            )
-        return JobState(
-            job_id=event.job_id,
-            version=recorded.version,
-            job_type=event.job_type,
-            payload=event.payload,
-            metadata=event.metadata,
-            options=event.options,
-            dispatch=event.dispatch,
-            source=event.source,
-            status=JOB_STATUSES.PENDING,
-            created_at=at,
-            schedule_id=event.metadata.get("schedule_id"),
-        )
-    return dataclasses.replace(_apply(state, event, at), version=recorded.version)
+        return _first(recorded)
+    if not is_job_event(event):
+        raise errors.EventStoreError(f"{event.type_name} does not belong to a job stream")
+    _apply(state, event, recorded.recorded_at)
+    state.version = recorded.version
+    state.position = recorded.position
+    return state
 
 
-def _apply(state: JobState, event: Event, at: datetime) -> JobState:
-    replace = dataclasses.replace
-    match event:
-        case JobDispatched():
-            return replace(
-                state,
-                dispatch=event.dispatch,
-                source=event.source,
-                payload=event.payload,
-                options=event.options,
-                status=JOB_STATUSES.PENDING,
-                attempt=0,
-                lease_until=None,
-                cancel_requested=False,
-                failed_at=None,
-                cancelled_at=None,
-                replay_count=state.replay_count + (event.source == "replay"),
-            )
-        case JobStarted():
-            return replace(
-                state,
-                status=JOB_STATUSES.PROCESSING if not state.cancel_requested else state.status,
-                attempt=event.attempt,
-                lease_until=event.lease_until,
-                attempts_total=state.attempts_total + 1,
-                message_id=event.message_id,
-                started_at=state.started_at or at,
-            )
-        case JobCompleted():
-            return replace(
-                state,
-                status=JOB_STATUSES.COMPLETED,
-                lease_until=None,
-                completed_at=at,
-                ever_completed=True,
-                duration_seconds=event.duration_seconds,
-                result=event.result,
-            )
-        case JobAttemptFailed():
-            retrying = event.will_retry and not state.cancel_requested
-            return replace(
-                state,
-                lease_until=None,
-                status=JOB_STATUSES.RETRYING if retrying else state.status,
-                last_error=f"{event.error_type}: {event.error_message}",
-            )
-        case JobFailed():
-            return replace(
-                state,
-                status=JOB_STATUSES.FAILED,
-                lease_until=None,
-                failed_at=at,
-                last_error=state.last_error
-                if event.error_message is None
-                else f"{event.error_type or 'Error'}: {event.error_message}",
-            )
-        case JobCancelled():
-            return replace(
-                state, status=JOB_STATUSES.CANCELLED, cancel_requested=True, cancelled_at=at
-            )
-        case _:
-            raise errors.EventStoreError(f"{event.type_name} does not belong to a job stream")
+def evolve(state: JobState | None, recorded: RecordedEvent) -> JobState:
+    """The state after ``recorded``; ``state`` itself is left as it was."""
+    return apply(None if state is None else copy.copy(state), recorded)
 
 
 def fold(events: Iterable[RecordedEvent]) -> JobState | None:
     """The state after all ``events`` (None for an empty stream)."""
     state: JobState | None = None
     for recorded in events:
-        state = evolve(state, recorded)
+        state = apply(state, recorded)
     return state
+
+
+def _first(recorded: RecordedEvent) -> JobState:
+    event = recorded.event
+    if not isinstance(event, JobDispatched):
+        raise errors.EventStoreError(
+            f"stream {recorded.stream_id!r} starts with {event.type_name}, not job.dispatched"
+        )
+    metadata = event.metadata
+    schedule_id = metadata.get("schedule_id")
+    return JobState(
+        job_id=job_id_of(recorded.stream_id) or event.job_id,
+        job_type=event.job_type,
+        status=JOB_STATUSES.PENDING,
+        payload=event.payload,
+        metadata=metadata,
+        user_id=_bigint(metadata.get("user_id")),
+        organization_id=_bigint(metadata.get("organization_id")),
+        options=event.options,
+        dispatch=event.dispatch,
+        source=event.source,
+        created_at=recorded.recorded_at,
+        version=recorded.version,
+        position=recorded.position,
+        schedule_id=schedule_id if isinstance(schedule_id, str) else None,
+    )
+
+
+def _apply(state: JobState, event: JobEvent, at: datetime) -> None:
+    match event:
+        case JobDispatched():
+            state.dispatch = event.dispatch
+            state.source = event.source
+            state.payload = event.payload
+            state.options = event.options
+            state.status = JOB_STATUSES.PENDING
+            state.attempt = 0
+            state.lease_until = None
+            state.cancel_requested = False
+            state.failed_at = None
+            state.cancelled_at = None
+            state.replay_count += event.source == "replay"
+        case JobStarted():
+            if not state.cancel_requested:
+                state.status = JOB_STATUSES.PROCESSING
+            state.attempt = event.attempt
+            state.lease_until = event.lease_until
+            state.attempts += 1
+            state.message_id = event.message_id
+            state.started_at = state.started_at or at
+        case JobCompleted():
+            state.status = JOB_STATUSES.COMPLETED
+            state.lease_until = None
+            state.completed_at = at
+            state.ever_completed = True
+            state.duration_seconds = event.duration_seconds
+            state.result = event.result
+        case JobAttemptFailed():
+            if event.will_retry and not state.cancel_requested:
+                state.status = JOB_STATUSES.RETRYING
+            state.lease_until = None
+            state.last_error = f"{event.error_type}: {event.error_message}"
+        case JobFailed():
+            state.status = JOB_STATUSES.FAILED
+            state.lease_until = None
+            state.failed_at = at
+            if event.error_message is not None:
+                state.last_error = f"{event.error_type or 'Error'}: {event.error_message}"
+        case JobCancelled():
+            state.status = JOB_STATUSES.CANCELLED
+            state.cancel_requested = True
+            state.cancelled_at = at
+        case _:
+            assert_never(event)
+
+
+def _bigint(value: object) -> int | None:
+    """A metadata id that fits the view's bigint column, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= -_BIGINT_MAX:
+        return value if value <= _BIGINT_MAX else None
+    return None
 
 
 def decide_cancel(state: JobState, reason: str | None) -> list[Event]:
@@ -253,10 +287,10 @@ class JobExecution(BaseModel):
             status=state.status,
             payload=state.payload,
             metadata=state.metadata,
-            user_id=state.metadata.get("user_id"),
-            organization_id=state.metadata.get("organization_id"),
+            user_id=state.user_id,
+            organization_id=state.organization_id,
             dispatch=state.dispatch,
-            attempts=state.attempts_total,
+            attempts=state.attempts,
             max_retries=state.max_retries,
             error=state.last_error,
             result=state.result,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import cast
+from operator import attrgetter
+from typing import Any, assert_never
 
 from jobstore import RecordedEvent, job_events
 
@@ -43,40 +44,38 @@ class AttemptRow:
 
 
 COLUMNS: tuple[str, ...] = tuple(AttemptRow.__dataclass_fields__)
+_values = attrgetter(*COLUMNS)
 
 
-_PER_ATTEMPT = frozenset(
-    {job_events.JobStarted, job_events.JobCompleted, job_events.JobAttemptFailed}
-)
+def record(row: AttemptRow) -> tuple[Any, ...]:
+    """The view's row: its values in ``COLUMNS`` order."""
+    values: tuple[Any, ...] = _values(row)
+    return values
 
 
-def key_of(recorded: RecordedEvent) -> AttemptKey | None:
-    """The attempt an event is about, if it is about one."""
-    event = recorded.event
-    kind = type(event)  # exact types: isinstance on pydantic models is slow, and called a lot
-    if kind in _PER_ATTEMPT:
-        started = cast(job_events.JobStarted, event)  # all three carry dispatch and attempt
-        return (started.dispatch, started.attempt)
-    if kind is job_events.JobFailed:
-        failed = cast(job_events.JobFailed, event)
-        return None if failed.attempt is None else (failed.dispatch, failed.attempt)
-    return None
-
-
-def evolve(job_id: str, attempts: dict[AttemptKey, AttemptRow], recorded: RecordedEvent) -> None:
-    """Apply one event of job ``job_id`` to its ``attempts`` (changed in place)."""
+def apply(
+    job_id: str, attempts: dict[AttemptKey, AttemptRow], recorded: RecordedEvent
+) -> AttemptKey | None:
+    """Apply one event of job ``job_id`` to its ``attempts`` (changed in place); return the
+    attempt it changed, if any."""
     event, at = recorded.event, recorded.recorded_at
-    match event:
+    if not job_events.is_job_event(event):
+        return None  # not a job's event: the job_executions view names it as an error
+    match event:  # the most frequent first: each case is an isinstance check
         case job_events.JobStarted():
             row = _row(job_id, attempts, event.dispatch, event.attempt)
             row.started_at = row.started_at or at
             row.message_id = event.message_id
             row.lease_until = event.lease_until
+            return (event.dispatch, event.attempt)
         case job_events.JobCompleted():
             row = _row(job_id, attempts, event.dispatch, event.attempt)
             row.outcome = Outcome.COMPLETED
             row.finished_at = at
             row.duration_seconds = event.duration_seconds
+            return (event.dispatch, event.attempt)
+        case job_events.JobDispatched():
+            return None  # a dispatch starts no attempt
         case job_events.JobAttemptFailed():
             row = _row(job_id, attempts, event.dispatch, event.attempt)
             row.outcome = Outcome.ABANDONED if event.abandoned else Outcome.FAILED
@@ -86,26 +85,31 @@ def evolve(job_id: str, attempts: dict[AttemptKey, AttemptRow], recorded: Record
             row.error_message = event.error_message
             row.will_retry = event.will_retry
             row.abandoned = event.abandoned
+            return (event.dispatch, event.attempt)
         case job_events.JobFailed():
-            _fail_running(attempts, event, at)
+            return _fail_running(attempts, event, at)
+        case job_events.JobCancelled():
+            return None  # future attempts stop; a running one still records its outcome
         case _:
-            pass  # dispatches and cancellations start or stop no attempt
+            assert_never(event)
 
 
 def _fail_running(
     attempts: dict[AttemptKey, AttemptRow], event: job_events.JobFailed, at: datetime
-) -> None:
+) -> AttemptKey | None:
     """A dispatch's final failure ends its named attempt if that one was still running."""
     if event.attempt is None:
-        return
-    row = attempts.get((event.dispatch, event.attempt))
+        return None
+    key = (event.dispatch, event.attempt)
+    row = attempts.get(key)
     if row is None or row.outcome != Outcome.RUNNING:
-        return
+        return None
     row.outcome = Outcome.FAILED
     row.finished_at = at
     row.error_type = event.error_type
     row.error_message = event.error_message or event.reason
     row.will_retry = False
+    return key
 
 
 def _row(

@@ -1,7 +1,8 @@
 """The ``job_executions`` projection: one row per job, plus the stats kept alongside it.
 
-For a batch it loads the rows of the jobs the batch touches, folds the events into them
-in memory (``execution.evolve``), and writes the changed rows back with one statement.
+For a batch it loads the states of the jobs the batch touches (``execution.state_of``),
+folds the events into them in memory with jobstore's ``job_state.apply`` (the one job
+model), and writes the changed rows back (``execution.record``).
 ``job_stats`` and ``job_durations`` change by each touched job's old contribution taken
 away and its new one added, so they always equal what counting the rows would give (and
 a rebuild reaches the same numbers).
@@ -13,9 +14,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from jobstore import RecordedEvent, job_events, query
+from jobstore import JOB_STATUSES, JobState, RecordedEvent, job_state, query
 from projections import execution, histogram, writer
-from projections.execution import ExecutionRow
 from projections.projection import Connection
 
 _Q = query.load("projections", "execution_view.sql")
@@ -31,21 +31,21 @@ class ExecutionView:
 
     async def apply(self, conn: Connection, batch: Sequence[RecordedEvent]) -> None:
         """Fold ``batch`` into the rows and stats (inside the caller's transaction)."""
-        steps = _steps(batch)
+        steps, maybe_known = writer.job_steps(batch)
         if not steps:
             return
-        maybe_known = list(writer.jobs_with_rows(batch))
         rows = await conn.fetch(_Q["load_executions"], maybe_known) if maybe_known else []
-        before = {r["job_id"]: ExecutionRow(*r) for r in rows}
+        before = {r["job_id"]: execution.state_of(r) for r in rows}
         stats, durations = Counter[StatKey](), Counter[DurationKey]()
         _count(before.values(), stats, durations, -1)
-        after = _fold(before, steps)
+        after = _fold(dict(before), steps)  # folds the loaded states in place
         _count(after.values(), stats, durations, +1)
-        gone = [job_id for job_id, row in after.items() if row is None and job_id in before]
+        gone = [job_id for job_id, state in after.items() if state is None and job_id in before]
         if gone:
             await conn.execute(_Q["delete_executions"], gone)
-        new = [row for job_id, row in after.items() if row is not None and job_id not in before]
-        known = [row for job_id, row in after.items() if row is not None and job_id in before]
+        record = execution.record
+        new = [record(s) for job_id, s in after.items() if s is not None and job_id not in before]
+        known = [record(s) for job_id, s in after.items() if s is not None and job_id in before]
         await writer.write(
             conn, "job_executions", execution.COLUMNS, _Q["upsert_executions"], new, known
         )
@@ -53,37 +53,18 @@ class ExecutionView:
         await _add(conn, durations, "add_durations", "prune_durations")
 
 
-Step = tuple[str, RecordedEvent | None]
-"""A job's next event, or None where an archiving removes the job."""
-
-
-def _steps(batch: Sequence[RecordedEvent]) -> list[Step]:
-    """The batch as job-by-job steps (events of job streams, and archivings)."""
-    steps: list[Step] = []
-    for recorded in batch:
-        stream = recorded.stream_id
-        if stream.startswith("job-"):
-            steps.append((stream[4:], recorded))
-        elif isinstance(recorded.event, job_events.StreamsArchived):
-            steps.extend((job_id, None) for job_id in execution.archived_job_ids(recorded.event))
-    return steps
-
-
-def _fold(before: dict[str, ExecutionRow], steps: list[Step]) -> dict[str, ExecutionRow | None]:
-    """Each touched job's row after the batch (None: archived), folded from copies."""
-    after: dict[str, ExecutionRow | None] = {job_id: _copy(row) for job_id, row in before.items()}
-    evolve = execution.evolve
+def _fold(
+    states: dict[str, JobState | None], steps: list[writer.Step]
+) -> dict[str, JobState | None]:
+    """Each touched job's state after the batch (None: archived), ``states`` changed in place."""
+    apply = job_state.apply
     for job_id, recorded in steps:
-        after[job_id] = None if recorded is None else evolve(after.get(job_id), recorded)
-    return after
-
-
-def _copy(row: ExecutionRow) -> ExecutionRow:
-    return ExecutionRow(*(getattr(row, column) for column in execution.COLUMNS))
+        states[job_id] = None if recorded is None else apply(states.get(job_id), recorded)
+    return states
 
 
 def _count(
-    rows: Iterable[ExecutionRow | None],
+    rows: Iterable[JobState | None],
     stats: Counter[StatKey],
     durations: Counter[DurationKey],
     sign: int,
@@ -93,7 +74,7 @@ def _count(
         if row is None:
             continue
         stats[(row.job_type, row.status)] += sign
-        if row.status == execution.COMPLETED and row.duration_seconds is not None:
+        if row.status is JOB_STATUSES.COMPLETED and row.duration_seconds is not None:
             durations[(row.job_type, histogram.bucket_of(row.duration_seconds))] += sign
 
 

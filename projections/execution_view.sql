@@ -3,10 +3,12 @@
 
 -- name: load_executions
 -- params: job_ids
-SELECT job_id, job_type, status, payload, metadata, user_id, organization_id, dispatch,
-       attempt, attempts, max_retries, cancel_requested, ever_completed, last_error, result,
-       created_at, started_at, completed_at, failed_at, cancelled_at, duration_seconds,
-       message_id, schedule_id, replay_count, source, version, position
+-- Every field of a job's state (projections/execution.py COLUMNS).
+SELECT job_id, job_type, status, payload, metadata, user_id, organization_id, options,
+       max_retries, dispatch, source, created_at, version, position, attempt, attempts,
+       lease_until, ever_completed, cancel_requested, started_at, completed_at, failed_at,
+       cancelled_at, duration_seconds, last_error, result, message_id, replay_count,
+       schedule_id
   FROM job_executions
  WHERE job_id = ANY($1::text[]);
 
@@ -28,7 +30,8 @@ ON CONFLICT (job_id) DO UPDATE SET
        failed_at = excluded.failed_at, cancelled_at = excluded.cancelled_at,
        duration_seconds = excluded.duration_seconds, message_id = excluded.message_id,
        schedule_id = excluded.schedule_id, replay_count = excluded.replay_count,
-       source = excluded.source, version = excluded.version, position = excluded.position;
+       source = excluded.source, version = excluded.version, position = excluded.position,
+       options = excluded.options, lease_until = excluded.lease_until;
 
 -- name: delete_executions
 -- params: job_ids

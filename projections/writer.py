@@ -1,4 +1,5 @@
-"""Writing a batch's rows: rows new to the table by binary COPY, known rows by upsert.
+"""A batch for the views: its job steps, read once; its rows written back, rows new to the
+table by binary COPY, known rows by upsert.
 
 Most rows a batch writes are new (a job's first events); COPY sends them in PostgreSQL's
 binary format, which costs the server a fraction of parsing the same rows from JSON.
@@ -8,35 +9,53 @@ Rows the table already has go through the view's upsert, sent as one JSON docume
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import attrgetter
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
-from jobstore import RecordedEvent, job_events
+from jobstore import RecordedEvent, job_events, job_state
 from projections import execution
 from projections.projection import Connection
 
 COPY_FROM: Final = 32
 """Fewer new rows than this go with the upsert: COPY costs an extra round trip."""
+_JOB_STREAM: Final = job_state.STREAM_PREFIX
+_JOB_ID_FROM: Final = len(_JOB_STREAM)
 
 
-def jobs_with_rows(batch: Sequence[RecordedEvent]) -> set[str]:
-    """The jobs of ``batch`` that may already have rows: a job whose first event in the
-    batch is its stream's first (version 1) has none yet; archived jobs may."""
+Step = tuple[str, RecordedEvent | None]
+"""A job's next event, or None where an archiving removes the job."""
+
+
+class JobSteps(NamedTuple):
+    """A batch as the views fold it: job by job, and which jobs may already have rows."""
+
+    steps: list[Step]
+    """The events of job streams, and a None per job an archiving removes, in log order."""
+    maybe_known: list[str]
+    """Jobs that may have rows already: a job whose first event in the batch is its
+    stream's first (version 1) has none yet; archived jobs may."""
+
+
+def job_steps(batch: Sequence[RecordedEvent]) -> JobSteps:
+    """The batch's job steps, read in one pass (the views call this for every batch)."""
+    steps: list[Step] = []
     seen: set[str] = set()
     known: set[str] = set()
     for recorded in batch:
         stream = recorded.stream_id
-        if stream.startswith("job-"):
-            job_id = stream[4:]
+        if stream.startswith(_JOB_STREAM):  # job_state.job_id_of, inline: called a lot
+            job_id = stream[_JOB_ID_FROM:]
+            steps.append((job_id, recorded))
             if job_id not in seen:
                 seen.add(job_id)
                 if recorded.version > 1:
                     known.add(job_id)
         elif isinstance(recorded.event, job_events.StreamsArchived):
-            known.update(execution.archived_job_ids(recorded.event))
-    return known
+            archived = execution.archived_job_ids(recorded.event)
+            steps.extend((job_id, None) for job_id in archived)
+            known.update(archived)
+    return JobSteps(steps, list(known))
 
 
 async def write(
@@ -44,16 +63,16 @@ async def write(
     table: str,
     columns: Sequence[str],
     upsert: str,
-    new: list[Any],
-    known: list[Any],
+    new: list[tuple[Any, ...]],
+    known: list[tuple[Any, ...]],
 ) -> None:
-    """Insert ``new`` rows (dataclasses with ``columns``) and upsert ``known`` ones."""
+    """Insert ``new`` rows and upsert ``known`` ones (each row its values in ``columns``
+    order; JSON columns may be given as ``orjson.Fragment``)."""
     if len(new) < COPY_FROM:
         known, new = known + new, []
     if new:
-        values = attrgetter(*columns)
-        await conn.copy_records_to_table(
-            table, records=[values(row) for row in new], columns=list(columns)
-        )
+        await conn.copy_records_to_table(table, records=new, columns=list(columns))
     if known:
-        await conn.execute(upsert, orjson.dumps(known))
+        await conn.execute(
+            upsert, orjson.dumps([dict(zip(columns, row, strict=True)) for row in known])
+        )

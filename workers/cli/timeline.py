@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
 import orjson
 from rich.console import Console
@@ -131,6 +131,8 @@ def _timeline(history: list[RecordedEvent], shown: Callable[[Any], Any]) -> Tabl
 
 def _describe_event(event: jobstore.Event, shown: Callable[[Any], Any]) -> tuple[str, str, str]:
     """An event as (name, dispatch/attempt, details) for the timeline."""
+    if not job_events.is_job_event(event):
+        return event.type_name, "", short(shown(event.to_json_data()), 80)
     match event:
         case job_events.JobDispatched():
             details = f"from {event.source}, retries {event.options.retries}"
@@ -168,7 +170,7 @@ def _describe_event(event: jobstore.Event, shown: Callable[[Any], Any]) -> tuple
                 short(shown(event.reason or ""), 200),
             )
         case _:
-            return event.type_name, "", short(shown(event.to_json_data()), 80)
+            assert_never(event)
 
 
 def _attempts_table(attempts: list[Any], shown: Callable[[Any], Any]) -> Table:

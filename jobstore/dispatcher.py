@@ -23,11 +23,12 @@ from pydantic.alias_generators import to_snake
 from jobstore import actor as actor_of
 from jobstore import change, codec, envelope, errors, job_state, redaction, transition
 from jobstore.address import CONTEXT_KEY, STRICT, AddressPolicy
+from jobstore.duration import to_seconds
 from jobstore.event import Event
 from jobstore.job import BaseJobMetadata, EnqueueJobOptions
 from jobstore.job_events import JobDispatched
-from jobstore.options import DispatchOptions
-from jobstore.registry import JobRegistry, shared_registry
+from jobstore.options import DispatchOptions, FlowControl, flow_control
+from jobstore.registry import JobConfig, JobRegistry, shared_registry
 from jobstore.schedule import Schedules
 from jobstore.store import NO_STREAM, EventStore, StreamAppend
 from jobstore.validation import validate_model
@@ -295,7 +296,13 @@ class Dispatcher:
         self, state: job_state.JobState, given: Mapping[str, Any] | EnqueueJobOptions
     ) -> DispatchOptions:
         options = validate_model(EnqueueJobOptions, given, "options", self._context)
+        config = self.registry.get(state.job_type).config
         changes: dict[str, Any] = {"not_before": None}
+        if options.timeout is not None:
+            changes["timeout"] = _timeout(config, options)
+        if options.model_fields_set & {"rate", "period", "parallelism", "flow_key"}:
+            metadata = BaseJobMetadata.model_validate(state.metadata)
+            changes["flow_control"] = _flow_control(config, options, metadata)
         for name in options.model_fields_set:
             if name == "delay":
                 delay = options.delay_seconds
@@ -343,10 +350,12 @@ class Dispatcher:
         event_options = DispatchOptions.for_job(
             config,
             retries=options.retries,
+            timeout=_timeout(config, options),
             not_before=time.time() + options.delay_seconds if options.delay_seconds else None,
             callback=str(options.callback) if options.callback else None,
             failure_callback=str(options.failure_callback) if options.failure_callback else None,
             headers=dict(options.headers) if options.headers else None,
+            flow_control=_flow_control(config, options, metadata),
         )
         # Every field comes from a validated model above: build without validating again.
         event = JobDispatched.model_construct(
@@ -361,6 +370,38 @@ class Dispatcher:
         )
         _check_size(event)
         return event
+
+
+def _timeout(config: JobConfig, options: EnqueueJobOptions) -> float | None:
+    """The per-enqueue timeout, checked against the type's bound (None: the type's own)."""
+    if options.timeout is None:
+        return None
+    timeout = to_seconds(options.timeout)
+    bound = config.max_timeout or config.timeout
+    if not 0 < timeout <= bound:
+        raise errors.JobValidationError(
+            "invalid options",
+            [
+                f"options.timeout: {timeout:g} s is outside this type's bounds: more than 0 "
+                f"and at most {bound:g} s (set max_timeout on {config.type!r} to allow more)"
+            ],
+        )
+    return timeout
+
+
+def _flow_control(
+    config: JobConfig, options: EnqueueJobOptions, metadata: BaseJobMetadata
+) -> FlowControl | None:
+    """The job's limits: its type's, each replaced by the enqueue's own where given."""
+    period = options.period if options.period is not None else config.period
+    return flow_control(
+        options.flow_key or config.flow_key,
+        config.type,
+        metadata.model_dump(),
+        rate=options.rate if options.rate is not None else config.rate,
+        period=to_seconds(period),
+        parallelism=options.parallelism if options.parallelism is not None else config.parallelism,
+    )
 
 
 @contextlib.contextmanager

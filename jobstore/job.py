@@ -11,6 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from jobstore.address import TargetUrl
 from jobstore.duration import Duration, to_seconds
+from jobstore.options import check_flow_key
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 # Headers QStash or the host set themselves; a job must not override them.
@@ -76,6 +77,20 @@ class EnqueueJobOptions(BaseModel):
     callback: TargetUrl | None = None
     failure_callback: TargetUrl | None = None
     headers: dict[str, str] | None = None
+    timeout: Duration | None = None
+    """This job's timeout (within its type's ``max_timeout``, else its type's timeout)."""
+    rate: int | None = Field(default=None, ge=1)
+    """Jobs of this flow key started per ``period`` (QStash flow control)."""
+    period: Duration | None = None
+    parallelism: int | None = Field(default=None, ge=1)
+    """Attempts of this flow key in flight at once."""
+    flow_key: str | None = Field(default=None, max_length=200)
+    """Whom the limits are per, e.g. ``"{job_type}-org-{organization_id}"``."""
+
+    @field_validator("flow_key")
+    @classmethod
+    def _flow_key_names_known_fields(cls, value: str | None) -> str | None:
+        return None if value is None else check_flow_key(value)
 
     @field_validator("delay")
     @classmethod

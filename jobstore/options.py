@@ -8,6 +8,10 @@ keys (``qstash_timeout``) are ignored and derived again from the timeout.
 
 from __future__ import annotations
 
+import math
+import re
+import string
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +30,73 @@ def qstash_timeout(timeout: float) -> int:
     return int(timeout) + QSTASH_TIMEOUT_MARGIN_S
 
 
+FLOW_KEY_FIELDS: Final = ("job_type", "organization_id", "user_id")
+"""What a flow-control key template may name: ``"{job_type}-org-{organization_id}"``."""
+_FLOW_KEY_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.-]")
+"""QStash takes letters, digits, '.', '_' and '-' in a flow-control key."""
+
+
+class FlowControl(BaseModel):
+    """QStash flow control for one dispatch: at most ``parallelism`` deliveries of ``key`` in
+    flight, and ``rate`` started per ``period`` seconds (QStash enforces both)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str = Field(min_length=1, max_length=200)
+    rate: int | None = Field(default=None, ge=1)
+    period: int = Field(default=1, ge=1, le=7 * 86400)
+    parallelism: int | None = Field(default=None, ge=1)
+
+    def qstash(self) -> dict[str, Any]:
+        """The SDK's ``flow_control`` of a published message."""
+        limits: dict[str, Any] = {"key": self.key, "period": self.period}
+        if self.rate is not None:
+            limits["rate"] = self.rate
+        if self.parallelism is not None:
+            limits["parallelism"] = self.parallelism
+        return limits
+
+
+def check_flow_key(template: str) -> str:
+    """``template`` if it names only :data:`FLOW_KEY_FIELDS`; ValueError saying which else."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"flow key {template!r} is not a valid template: {exc}") from None
+    names = {name for _, name, _, _ in parts if name is not None}
+    literal = "".join(text for text, _, _, _ in parts)
+    if _FLOW_KEY_UNSAFE.search(literal):
+        raise ValueError(
+            f"flow key {template!r} may hold only letters, digits, '.', '_' and '-' "
+            "besides its {placeholders}"
+        )
+    unknown = names - set(FLOW_KEY_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"flow key {template!r} names {', '.join(sorted(unknown))}; a key may name "
+            f"{', '.join('{' + f + '}' for f in FLOW_KEY_FIELDS)}"
+        )
+    return template
+
+
+def flow_control(
+    template: str,
+    job_type: str,
+    metadata: Mapping[str, Any],
+    *,
+    rate: int | None,
+    period: float | None,
+    parallelism: int | None,
+) -> FlowControl | None:
+    """The flow control of one job (None without limits): its key rendered from the job."""
+    if rate is None and parallelism is None:
+        return None
+    values = {"job_type": job_type, **{f: metadata.get(f, "none") for f in FLOW_KEY_FIELDS[1:]}}
+    key = _FLOW_KEY_UNSAFE.sub("-", check_flow_key(template).format_map(values))
+    whole = max(1, math.ceil(period)) if period else 1
+    return FlowControl(key=key, rate=rate, period=whole, parallelism=parallelism)
+
+
 class DispatchOptions(BaseModel):
     """One dispatch's endpoint, retry budget, timeout, delay, callbacks and headers."""
 
@@ -38,6 +109,7 @@ class DispatchOptions(BaseModel):
     callback: str | None = None
     failure_callback: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    flow_control: FlowControl | None = None
 
     @classmethod
     def for_job(cls, config: JobConfig, **overrides: Any) -> DispatchOptions:

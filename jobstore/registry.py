@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobstore import errors, payloads
 from jobstore.duration import Seconds
+from jobstore.options import check_flow_key
 
 
 class JOB_TYPES(StrEnum):
@@ -49,6 +50,22 @@ class JobConfig(BaseModel):
     retries: int = Field(ge=0, le=100)
     timeout: Seconds = Field(gt=0, le=86400, description="seconds, a timedelta or e.g. '5m'")
     description: str = ""
+    rate: int | None = Field(default=None, ge=1, description="jobs started per period")
+    period: Seconds = Field(default=1, ge=1, le=7 * 86400, description="the rate's period")
+    parallelism: int | None = Field(default=None, ge=1, description="attempts in flight")
+    flow_key: str = Field(
+        default="{job_type}",
+        max_length=200,
+        description="whom the limits are per: a template of job_type, organization_id, user_id",
+    )
+    max_timeout: Seconds | None = Field(
+        default=None, gt=0, le=86400, description="the longest per-enqueue timeout allowed"
+    )
+
+    @field_validator("flow_key")
+    @classmethod
+    def _flow_key_names_known_fields(cls, value: str) -> str:
+        return check_flow_key(value)
 
 
 @dataclass(frozen=True)

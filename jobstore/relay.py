@@ -215,6 +215,8 @@ class Relay:
         }
         # The job's own callback is called by the host under its address policy once the
         # outcome is recorded (workers/notification.py); QStash never gets the user's URL.
+        if options.flow_control is not None:
+            request["flow_control"] = options.flow_control.qstash()
         if options.not_before:  # a replay or recovery runs now unless it was given a delay
             request["not_before"] = int(options.not_before)
         return request

@@ -19,11 +19,26 @@ def register(app: typer.Typer) -> None:
 def enqueue(
     job_type: str = typer.Argument(..., metavar="TYPE", help="Job type, e.g. send-email."),
     payload: str = typer.Option("{}", metavar="JSON", help="The job's payload: a JSON object."),
-    delay: float | None = typer.Option(
-        None, metavar="SECONDS", help="Run no earlier than this many seconds from now."
+    delay: str | None = typer.Option(
+        None, metavar="DURATION", help="Run no earlier than this from now: seconds, or 5m, 2h."
     ),
     retries: int | None = typer.Option(
         None, metavar="N", help="Retries after a failed attempt (default: the type's)."
+    ),
+    timeout: str | None = typer.Option(
+        None, metavar="DURATION", help="This job's timeout, within its type's bounds."
+    ),
+    rate: int | None = typer.Option(
+        None, metavar="N", help="Start at most N jobs of the flow key per --period."
+    ),
+    period: str | None = typer.Option(None, metavar="DURATION", help="The rate's period (1s)."),
+    parallelism: int | None = typer.Option(
+        None, metavar="N", help="Run at most N attempts of the flow key at once."
+    ),
+    flow_key: str | None = typer.Option(
+        None,
+        metavar="TEMPLATE",
+        help="Whom the limits are per, e.g. '{job_type}-org-{organization_id}'.",
     ),
     idempotency_key: str | None = typer.Option(
         None, metavar="K", help="Enqueue once per key and organization; a repeat changes nothing."
@@ -39,7 +54,15 @@ def enqueue(
     metadata = _given(
         user_id=user_id, organization_id=organization_id, idempotency_key=idempotency_key
     )
-    options = _given(delay=delay, retries=retries)
+    options = _given(
+        delay=_duration(delay),
+        retries=retries,
+        timeout=_duration(timeout),
+        rate=rate,
+        period=_duration(period),
+        parallelism=parallelism,
+        flow_key=flow_key,
+    )
 
     async def main() -> jobstore.Enqueued:
         registry.get(job_type)  # an unknown type fails before any database is opened
@@ -84,6 +107,16 @@ def parse_payload(text: str, option: str = "--payload") -> dict[str, Any]:
 def application_registry(settings: jobstore.Settings) -> jobstore.JobRegistry:
     """The job types the host serves: JOBTRAIL_APP's registry, else the built-in one."""
     return runtime.application_registry(settings)
+
+
+def _duration(text: str | None) -> float | str | None:
+    """A duration option: plain seconds as a number, QStash's text ('5m') as it is."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _given(**values: object) -> dict[str, object]:

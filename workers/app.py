@@ -20,7 +20,7 @@ from qstash import AsyncQStash
 import jobstore
 import projections
 from jobstore import DatabaseUnavailableError, JobRegistry, Settings
-from workers import builtin, callback, health, notification, safety
+from workers import builtin, callback, dashboard, health, notification, safety
 from workers.context import HOST, HostContext
 from workers.decision import Answer
 from workers.metrics import Metrics
@@ -49,6 +49,8 @@ class HostOptions:
     listen_host: str = "127.0.0.1"
     """The address ``serve --host`` listens on: loopback keeps /metrics and the API
     document open without a token (unless JOBTRAIL_PUBLIC_METRICS says otherwise)."""
+    dashboard: bool = True
+    """Serve the operator dashboard at ``/`` (needs API tokens to sign in with)."""
 
 
 def make_app(
@@ -84,6 +86,8 @@ def make_app(
             statement_timeout=settings.api_statement_timeout_seconds,
         )
         app.add_subapp(API_PREFIX, api)
+        if options.dashboard:
+            dashboard.mount(app, dashboard.make_dashboard(settings, access=access))
     app.cleanup_ctx.append(_lifecycle(settings, registry, options, dsn))
     return app
 

@@ -6,7 +6,7 @@ import typer
 
 from workers import logs
 
-from . import db, demo, qstash_dev, runtime, serve
+from . import dashboard, db, demo, qstash_dev, runtime, serve
 from . import enqueue as enqueue_command
 from . import events as events_command
 from . import jobs as jobs_command
@@ -32,6 +32,7 @@ stats_command.register(app)
 projections_command.register(app)
 events_command.register(app)
 demo.register(app)
+dashboard.register(app)
 
 
 def main() -> None:

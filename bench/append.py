@@ -1,26 +1,43 @@
 """Append throughput: jobstore's append against raw asyncpg on the same server, same run.
 
-    python bench/append.py [--events 20000]
+    python bench/append.py [--events 20000] [--only single|multi]
 
-Prints events/s for raw asyncpg ``executemany`` in batches of 100 (the reference), for
-``EventStore.append`` with 100 events per call, and with 1 event per call from 8
-concurrent tasks; then the batched-vs-raw ratio.
+Single process, on DATABASE_URL's server (or the embedded one): events/s for raw asyncpg
+``executemany`` in batches of 100 (the reference), for ``EventStore.append`` with 100
+events per call, and with 1 event per call from 8 concurrent tasks; then the
+batched-vs-raw ratio.
+
+Several processes (``--processes 4``, 8 tasks each, one event per call) against raw
+asyncpg single-row commits from the same number of connections, on a private scratch
+server started here (initdb/pg_ctl from ``--pg-bin``) with a remote database's commit
+latency simulated by ``commit_delay`` (µs, ``commit_siblings = 0``): the shared server's
+configuration is never touched.  Prints ``append_4proc_vs_raw_ratio``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import multiprocessing
+import os
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jobstore
-from bench.common import Timer, bench_line, scratch_database
+from bench.common import Timer, bench_line, machine, quiet_logs, scratch_database
 from jobstore import job_events
 
 ROUNDS = 5
@@ -95,6 +112,141 @@ async def append_single(store: jobstore.EventStore, total: int, tasks: int = 8) 
     return per_task * tasks / timer.elapsed
 
 
+@contextlib.contextmanager
+def scratch_server(pg_bin: Path) -> Iterator[str]:
+    """A private PostgreSQL in a temporary folder (as user postgres when run as root)."""
+    folder = Path(tempfile.mkdtemp(prefix="jobtrail-bench-pg-"))
+    data = folder / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def run(*args: str) -> None:
+        subprocess.run([*as_user, *args], check=True, capture_output=True)
+
+    run(str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    run(str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o", options,
+        "-w", "start")  # fmt: skip
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process(kind: str, dsn: str, tasks: int, seconds: float, go: ProcessEvent, out: Any) -> None:
+    try:
+        out.put(asyncio.run(_process_main(kind, dsn, tasks, seconds, go)))
+    except BaseException:
+        out.put(None)
+        raise
+
+
+async def _process_main(kind: str, dsn: str, tasks: int, seconds: float, go: ProcessEvent) -> int:
+    """One process's appends (jobstore) or single-row commits (raw) during ``seconds``."""
+    loop = asyncio.get_running_loop()
+    tag = f"{kind}-{os.getpid()}"
+    conns: list[asyncpg.Connection] = []
+    pool: asyncpg.Pool | None = None
+    if kind == "raw":
+        conns = [await jobstore.connect(dsn) for _ in range(tasks)]
+    else:
+        pool = await jobstore.create_pool(dsn, min_size=2, max_size=tasks)
+        store = jobstore.EventStore(pool)
+    data = sample_event(0).model_dump(mode="json")
+    await loop.run_in_executor(None, go.wait)
+    deadline = loop.time() + seconds
+
+    async def task(t: int) -> int:
+        i = 0
+        while loop.time() < deadline:
+            stream = f"{tag}-{t}-{i}"
+            if kind == "raw":
+                await conns[t].execute(RAW_INSERT, stream, 1, "job.started", 1, data, {})
+            else:
+                await store.append(stream, [sample_event(i)], jobstore.NO_STREAM)
+            i += 1
+        return i
+
+    try:
+        return sum(await asyncio.gather(*(task(t) for t in range(tasks))))
+    finally:
+        for conn in conns:
+            await conn.close()
+        if pool is not None:
+            await pool.close()
+
+
+def processes_round(kind: str, dsn: str, processes: int, tasks: int, seconds: float) -> float:
+    """Events/s from ``processes`` processes of ``tasks`` tasks each, one event per commit."""
+    ctx = multiprocessing.get_context("spawn")
+    go, out = ctx.Event(), ctx.Queue()
+    workers = [
+        ctx.Process(target=_process, args=(kind, dsn, tasks, seconds, go, out))
+        for _ in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    asyncio.run(asyncio.sleep(2.0))  # connections open before the start signal
+    go.set()
+    counts = [out.get(timeout=seconds + 60) for _ in workers]
+    for w in workers:
+        w.join()
+    if None in counts:
+        raise RuntimeError(f"a {kind} process failed; see its traceback above")
+    return sum(counts) / seconds
+
+
+async def _prepare_scratch(server_dsn: str, commit_delay: int) -> str:
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute("CREATE DATABASE jobtrail_bench")
+        # Only on the private scratch server: a remote database's commit latency.
+        await admin.execute(f"ALTER SYSTEM SET commit_delay = {int(commit_delay)}")
+        await admin.execute("ALTER SYSTEM SET commit_siblings = 0")
+        await admin.execute("SELECT pg_reload_conf()")
+        version = await admin.fetchval("SHOW server_version")
+    finally:
+        await admin.close()
+    dsn = server_dsn.rsplit("/", 1)[0] + "/jobtrail_bench"
+    await jobstore.migrate(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(RAW_TABLE)
+        delay = await conn.fetchval("SHOW commit_delay")
+    finally:
+        await conn.close()
+    print(f"# scratch PostgreSQL {version}, commit_delay = {delay}; {machine()}", flush=True)
+    return dsn
+
+
+def main_processes(pg_bin: Path, processes: int, tasks: int, seconds: float, delay: int) -> None:
+    """The multi-process case on a scratch server with simulated commit latency."""
+    quiet_logs()
+    with scratch_server(pg_bin) as server_dsn:
+        dsn = asyncio.run(_prepare_scratch(server_dsn, delay))
+        raws: list[float] = []
+        stores: list[float] = []
+        for round_ in range(3):
+            raws.append(processes_round("raw", dsn, processes, tasks, seconds))
+            stores.append(processes_round("jobstore", dsn, processes, tasks, seconds))
+            print(
+                f"round {round_ + 1}/3: raw {raws[-1]:,.0f} events/s, "
+                f"jobstore {stores[-1]:,.0f} events/s ({processes} processes x {tasks} tasks)",
+                flush=True,
+            )
+    raw, appended = statistics.median(raws), statistics.median(stores)
+    name = f"append_{processes}proc"
+    bench_line(f"{name}_raw_events_per_s", raw, "events/s")
+    bench_line(f"{name}_events_per_s", appended, "events/s")
+    bench_line(f"{name}_vs_raw_ratio", appended / raw, "x")
+
+
 async def main(total: int) -> None:
     async with scratch_database() as dsn:
         pool = await jobstore.create_pool(dsn, min_size=8, max_size=8)
@@ -129,4 +281,14 @@ async def main(total: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30_000, help="events per phase")
-    asyncio.run(main(parser.parse_args().events))
+    parser.add_argument("--only", choices=["single", "multi"], help="run one case only")
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--tasks", type=int, default=8, help="concurrent tasks per process")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per multi-process round")
+    parser.add_argument("--commit-delay", type=int, default=2000, help="µs, scratch server")
+    parser.add_argument("--pg-bin", type=Path, default=Path("/usr/lib/postgresql/15/bin"))
+    args = parser.parse_args()
+    if args.only != "multi":
+        asyncio.run(main(args.events))
+    if args.only != "single":
+        main_processes(args.pg_bin, args.processes, args.tasks, args.seconds, args.commit_delay)

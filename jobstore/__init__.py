@@ -16,6 +16,7 @@ from jobstore import (
     schedule_events,
 )
 from jobstore.address import AddressPolicy
+from jobstore.cursor import START, Cursor, Page
 from jobstore.database import Database, connect, create_pool, open_database, resolve_dsn
 from jobstore.dispatcher import Dispatcher, Enqueued, JobRequest
 from jobstore.election import Election, LeadershipLost, LeadershipUnavailable, Lease
@@ -61,6 +62,7 @@ from jobstore.store import (
     DeliveryToken,
     EventStore,
     ExpectedVersion,
+    ReaderLag,
     StreamAppend,
 )
 from jobstore.subscription import Subscription
@@ -70,11 +72,13 @@ __all__ = [
     "JOB_STATUSES",
     "JOB_TYPES",
     "NO_STREAM",
+    "START",
     "AddressPolicy",
     "AppendOnlyError",
     "BaseJob",
     "BaseJobMetadata",
     "ConcurrencyError",
+    "Cursor",
     "Database",
     "DatabaseUnavailableError",
     "DeliveryToken",
@@ -110,6 +114,8 @@ __all__ = [
     "NonRetryableJobError",
     "Notifier",
     "NotifierConfig",
+    "Page",
+    "ReaderLag",
     "RecordedEvent",
     "Relay",
     "RelayConfig",

@@ -118,6 +118,8 @@ class RecordedEvent:
     event: Event
     metadata: dict[str, Any]
     recorded_at: datetime
+    transaction: int = 0
+    """The id (xid8) of the transaction that wrote it; followers read by (transaction, position)."""
 
     @property
     def type_name(self) -> str:

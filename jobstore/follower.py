@@ -6,8 +6,14 @@ effects.  A projection writes its rows there, so its effects happen exactly once
 relay publishes to QStash first and commits its message ids after, so a crash in between
 repeats the publication (deduplicated downstream) and never loses it.
 
-After a short batch the follower waits for the log's NOTIFY (one per committed append),
-or ``idle_poll`` seconds in case a notification was lost.  A batch the handler cannot
+Followers read through :meth:`EventStore.read_after`: in (transaction, position) order,
+below the oldest transaction still running, so nothing can commit behind them; their
+checkpoint is the :class:`jobstore.Cursor` of the last event handled.  After a short batch
+the follower waits for the log's NOTIFY (one per committed append), or ``idle_poll``
+seconds in case a notification was lost; when committed events wait behind a running
+transaction (whose end sends no notification) it looks again soon, backing off.  Held back
+for longer than ``lag_warning`` seconds, it logs a warning, and again each time the wait
+doubles.  A batch the handler cannot
 handle is retried event by event: the events before the bad one are committed, the bad
 one is recorded (position, stream, type, error) and the follower stops there, trying
 again with a growing delay; it never moves past an event it did not handle.  With an
@@ -31,14 +37,15 @@ import asyncpg
 import structlog
 
 from jobstore import checkpoint, database, errors
+from jobstore.cursor import Cursor, Page
 from jobstore.election import Election, LeadershipLost, Lease
 from jobstore.event import RecordedEvent
 from jobstore.store import NOTIFY_CHANNEL, EventStore
 
 log = structlog.get_logger("jobtrail.follower")
 
-Read = Callable[[int], Awaitable[list[RecordedEvent]]]
-"""The batch of events after a position (``EventStore.read_all`` with a batch size)."""
+Read = Callable[[Cursor], Awaitable[Page]]
+"""The page of events after a cursor (``EventStore.read_after`` with a batch size)."""
 Commit = Callable[[], AbstractAsyncContextManager[checkpoint.Connection]]
 """A transaction that moves the checkpoint past the batch; the handler writes in it."""
 Hook = Callable[[], Awaitable[None]]
@@ -108,30 +115,87 @@ class FollowerConfig:
     """Seconds between a standby's tries for the role, and after an interruption."""
     failure_retry: float = 30.0
     """The longest wait between tries at an event the follower stopped on."""
+    lag_warning: float = 30.0
+    """Seconds held back by a running transaction before the follower logs a warning."""
 
 
 class Tail:
-    """The log after a position, batch by batch, waking on NOTIFY and polling when idle."""
+    """The log after a cursor, page by page, waking on NOTIFY and polling when idle."""
 
-    def __init__(self, read: Read, batch_size: int, idle_poll: float) -> None:
+    FIRST_RETRY = 0.002
+    """First wait (s) before looking again at events held back by a running transaction."""
+
+    def __init__(
+        self,
+        read: Read,
+        batch_size: int,
+        idle_poll: float,
+        *,
+        name: str = "tail",
+        lag_warning: float = 30.0,
+    ) -> None:
         self.batch_size = batch_size
         self.idle_poll = idle_poll
+        self.name = name
+        self.lag_warning = lag_warning
         self._read = read
         self._wake = asyncio.Event()
+        self._held_back = False
+        self._retry = self.FIRST_RETRY
+        self._held_since: float | None = None
+        self._warn_at = lag_warning
+
+    @property
+    def held_back(self) -> bool:
+        """Whether the last page was short while committed events waited behind it."""
+        return self._held_back
 
     async def listen(self, conn: asyncpg.Connection) -> None:
         """Wake on the log's notifications received by ``conn`` (a dedicated connection)."""
         await conn.add_listener(NOTIFY_CHANNEL, self._notified)
 
-    async def read(self, position: int) -> list[RecordedEvent]:
-        """The batch after ``position``; a notification arriving meanwhile is kept."""
+    async def read(self, cursor: Cursor) -> Page:
+        """The page after ``cursor``; a notification arriving meanwhile is kept."""
         self._wake.clear()
-        return await self._read(position)
+        page = await self._read(cursor)
+        self._note(page)
+        return page
 
     async def wait(self) -> None:
-        """Until a notification arrives (since the last read) or ``idle_poll`` s pass."""
+        """Until a notification arrives (since the last read) or ``idle_poll`` s pass.
+
+        When the last page said events are held back, only a short, growing while: the
+        transaction they wait for may end without a notification.
+        """
+        timeout = min(self._retry, self.idle_poll) if self._held_back else self.idle_poll
+        if self._held_back:
+            self._retry = min(self._retry * 2, self.idle_poll)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.idle_poll)
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _note(self, page: Page) -> None:
+        """Track how long this reader has been held back with nothing to read."""
+        held = page.held_back and len(page.events) < self.batch_size
+        if page.events or not held:
+            self._retry = self.FIRST_RETRY
+        self._held_back = held
+        if not held or page.events:
+            if self._held_since is not None and self._warn_at > self.lag_warning:
+                log.info("log reader no longer held back", reader=self.name)
+            self._held_since, self._warn_at = None, self.lag_warning
+            return
+        now = asyncio.get_running_loop().time()
+        if self._held_since is None:
+            self._held_since = now
+        waited = now - self._held_since
+        if waited >= self._warn_at:
+            log.warning(
+                "log reader held back by a running transaction; keep write transactions "
+                "short (see EventStore.reader_lag)",
+                reader=self.name,
+                held_back_seconds=round(waited, 1),
+            )
+            self._warn_at *= 2
 
     def _notified(self, *_: Any) -> None:
         self._wake.set()
@@ -161,7 +225,11 @@ class Follower:
         self.config = config or FollowerConfig()
         size = self.config.batch_size
         self.tail = Tail(
-            read or (lambda after: store.read_all(after, size)), size, self.config.idle_poll
+            read or (lambda after: store.read_after(after, size)),
+            size,
+            self.config.idle_poll,
+            name=name,
+            lag_warning=self.config.lag_warning,
         )
         self.election = Election(dsn, name, self.config.leader_retry) if elected else None
         self.leading = asyncio.Event()
@@ -194,21 +262,27 @@ class Follower:
                 )
                 await asyncio.sleep(self.config.leader_retry)
 
-    async def run_until_caught_up(self, target: int | None = None) -> int:
+    async def run_until_caught_up(self, target: Cursor | int | None = None) -> int:
         """Handle the log up to ``target`` (default: its head once leading); return the count.
 
-        Raises FollowerStopped at an event the handler cannot handle.  For tests and tools.
+        ``target`` is a cursor, or a position (the cursor of that event).  Events held back
+        by a running transaction are waited for.  Raises FollowerStopped at an event the
+        handler cannot handle.  For tests and tools.
         """
         async with self._session(listen=False):
             if target is None:
-                target = await self.store.last_position()
-            position = await self._start()
+                target = await self.store.head()
+            elif isinstance(target, int):
+                target = await self.store.cursor_of(target)
+            cursor = await self._start()
             handled = 0
-            while position < target:
-                position, count = await self._step(position)
-                if count == 0:
-                    break
+            while cursor < target:
+                cursor, count = await self._step(cursor)
                 handled += count
+                if count == 0:
+                    if not self.tail.held_back:
+                        break  # the rest was archived meanwhile
+                    await self.tail.wait()
             return handled
 
     @contextlib.asynccontextmanager
@@ -239,8 +313,8 @@ class Follower:
 
     async def _follow(self, conn: asyncpg.Connection | None, lease: Lease | None) -> None:
         """Handle batches as the log grows, until someone queues for the role."""
-        position = await self._start()
-        log.info("following the log", follower=self.name, position=position)
+        cursor = await self._start()
+        log.info("following the log", follower=self.name, position=cursor.position)
         if self._on_lead is not None:
             await self._on_lead()
         loop = asyncio.get_running_loop()
@@ -253,7 +327,7 @@ class Follower:
                 if await lease.wanted():
                     log.info("leadership handed over", follower=self.name)
                     return
-            position, count = await self._step(position)
+            cursor, count = await self._step(cursor)
             if count:
                 self._backoff = 0.0
             if count < self.tail.batch_size:
@@ -261,38 +335,38 @@ class Follower:
                     await self._on_idle()
                 await self.tail.wait()
 
-    async def _start(self) -> int:
+    async def _start(self) -> Cursor:
         self._failure_cleared = False  # another process may have recorded one meanwhile
         return await checkpoint.read(self.store.pool, self.name)
 
-    async def _step(self, position: int) -> tuple[int, int]:
-        """Handle the batch after ``position``; return (new position, events handled)."""
+    async def _step(self, cursor: Cursor) -> tuple[Cursor, int]:
+        """Handle the page after ``cursor``; return (new cursor, events handled)."""
         try:
             try:
-                batch = await self.tail.read(position)
+                page = await self.tail.read(cursor)
             except errors.DatabaseUnavailableError:
                 raise
             except errors.JobstoreError:  # an event that cannot be decoded
-                return await self._read_singly(position)
-            if not batch:
-                return position, 0
-            return await self._handle(position, batch)
+                return await self._read_singly(cursor)
+            if not page.events:
+                return cursor, 0
+            return await self._handle(cursor, page.events)
         except DRIVER_TRANSIENT as exc:
             raise errors.DatabaseUnavailableError(
-                f"{self.name!r} lost the database at position {position}: "
+                f"{self.name!r} lost the database after position {cursor.position}: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
 
-    async def _handle(self, position: int, batch: Sequence[RecordedEvent]) -> tuple[int, int]:
+    async def _handle(self, cursor: Cursor, batch: Sequence[RecordedEvent]) -> tuple[Cursor, int]:
         try:
-            await self._commit(position, batch)
+            await self._commit(cursor, batch)
         except self._passthrough:
             raise
         except Exception:
-            return await self._handle_singly(position, batch)
-        return batch[-1].position, len(batch)
+            return await self._handle_singly(cursor, batch)
+        return Cursor.of(batch[-1]), len(batch)
 
-    async def _commit(self, expected: int, batch: Sequence[RecordedEvent]) -> None:
+    async def _commit(self, expected: Cursor, batch: Sequence[RecordedEvent]) -> None:
         """Have the handler handle ``batch`` and move the checkpoint from ``expected``."""
         entered = False
 
@@ -303,7 +377,7 @@ class Follower:
                 raise RuntimeError(f"{self.name!r}: commit entered twice for one batch")
             entered = True
             async with self.store.pool.acquire() as conn, conn.transaction():
-                if not await checkpoint.advance(conn, self.name, expected, batch[-1].position):
+                if not await checkpoint.advance(conn, self.name, expected, Cursor.of(batch[-1])):
                     raise LeadershipLost(
                         f"the checkpoint of {self.name!r} is no longer at {expected}: "
                         "another process handled this batch"
@@ -319,37 +393,37 @@ class Follower:
                 pass
 
     async def _handle_singly(
-        self, position: int, batch: Sequence[RecordedEvent]
-    ) -> tuple[int, int]:
+        self, cursor: Cursor, batch: Sequence[RecordedEvent]
+    ) -> tuple[Cursor, int]:
         """Handle event by event to find the one that fails; commit those before it."""
         for recorded in batch:
             try:
-                await self._commit(position, [recorded])
+                await self._commit(cursor, [recorded])
             except self._passthrough:
                 raise
             except Exception as exc:
                 await self._fail(recorded.position, exc, recorded.stream_id, recorded.type_name)
-            position = recorded.position
-        return position, len(batch)
+            cursor = Cursor.of(recorded)
+        return cursor, len(batch)
 
-    async def _read_singly(self, position: int) -> tuple[int, int]:
+    async def _read_singly(self, cursor: Cursor) -> tuple[Cursor, int]:
         """A batch that cannot be read (decoded): handle event by event up to the bad one."""
         handled = 0
         while handled < self.tail.batch_size:
             try:
-                batch = await self.store.read_all(position, 1)
+                batch = (await self.store.read_after(cursor, 1)).events
             except errors.DatabaseUnavailableError:
                 raise
             except errors.JobstoreError as exc:
-                row = await checkpoint.next_event(self.store.pool, position)
+                row = await checkpoint.next_event(self.store.pool, cursor)
                 if row is None:
-                    await self._fail(position + 1, exc, None, None)
+                    await self._fail(cursor.position + 1, exc, None, None)
                 await self._fail(row["position"], exc, row["stream_id"], row["event_type"])
             if not batch:
                 break
-            position, count = await self._handle(position, batch)
+            cursor, count = await self._handle(cursor, batch)
             handled += count
-        return position, handled
+        return cursor, handled
 
     async def _fail(
         self, position: int, exc: Exception, stream_id: str | None, event_type: str | None

@@ -1,9 +1,26 @@
 """The event store: append to streams against an expected version, read, and subscribe.
 
-Ordering guarantee: every insert into the log takes one transaction-scoped advisory lock
-(see ``sql/0001_create_event_log.sql``), so positions are assigned and committed one
-transaction at a time and a reader tailing ``read_all(after_position)`` never skips an
-event that commits later with a lower position.
+Ordering guarantee (see ``sql/0019_read_by_transaction_order.sql``), the design in short:
+
+* Appends do not serialise.  Each event records the id of the transaction that wrote it
+  (``xid8``, 64 bits); the version check is made exact by an advisory lock per stream
+  (and per delivery token), held to commit, so only appends to the same stream queue.
+* Readers that follow the log read in (transaction, position) order, and only events of
+  transactions older than the oldest transaction still running on the server
+  (``pg_snapshot_xmin(pg_current_snapshot())``, the *horizon*).  Below the horizon every
+  transaction has ended and none can start, so nothing can appear behind a reader's
+  cursor (:class:`jobstore.cursor.Cursor`): ``read_after(cursor)`` never skips an event.
+  ``position`` stays each event's identity and still grows within a transaction.
+* The cost: one write transaction left open anywhere on the server holds every follower
+  back until it ends.  :meth:`EventStore.reader_lag` measures it (``/metrics``,
+  ``jobtrail projections status``) and followers log a warning while it grows.
+* The log's NOTIFY is sent after commit by the store (:class:`_Announcer`), not by the
+  appending transaction: PostgreSQL serialises the commits of notifying transactions.
+
+Alternatives weighed (a global lock through commit, which capped the log near one commit
+at a time; waiting at position gaps with a timeout, which can skip; a post-commit
+sequencer) are in the migration's header.  ``read_all(after_position)`` is kept for
+one-off reads by position; it is not a way to follow the log.
 """
 
 from __future__ import annotations
@@ -16,10 +33,14 @@ from typing import Any, Final, Literal
 
 import asyncpg
 import orjson
+import structlog
 
 from jobstore import codec, errors, query
 from jobstore.batcher import AppendBatcher
+from jobstore.cursor import START, Cursor, Page
 from jobstore.event import Event, RecordedEvent, decode
+
+log = structlog.get_logger("jobtrail.store")
 
 ANY: Final = "any"
 NO_STREAM: Final = "no_stream"
@@ -58,12 +79,76 @@ class StreamAppend:
     token: DeliveryToken | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ReaderLag:
+    """How much of the log followers cannot read yet, because a transaction is still open.
+
+    ``held_back_events``: committed events behind the horizon (capped at 100,000);
+    ``held_back_seconds``: since the oldest of them was written (0 when none);
+    ``oldest_transaction_seconds``/``oldest_transaction_pid``: the running transaction that
+    holds the horizon, when this role may see it (None otherwise).
+    """
+
+    horizon: int
+    held_back_events: int
+    held_back_seconds: float
+    oldest_transaction_seconds: float | None = None
+    oldest_transaction_pid: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The lag as JSON-compatible values."""
+        return {
+            "horizon": self.horizon,
+            "held_back_events": self.held_back_events,
+            "held_back_seconds": round(self.held_back_seconds, 3),
+            "oldest_transaction_seconds": self.oldest_transaction_seconds,
+            "oldest_transaction_pid": self.oldest_transaction_pid,
+        }
+
+
+class _Announcer:
+    """Sends the log's notification after the store's own commits, one at a time.
+
+    A lone commit is announced at once.  Wake-ups that arrive while one is being sent are
+    folded into one more, sent ``gap`` seconds after it: under a stream of commits a
+    process announces at most 1/``gap`` times a second (each announcement is a
+    transaction of its own), at the price of up to ``gap`` seconds of a follower's
+    latency.  A notification that fails is only logged: followers also poll.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, gap: float = 0.005) -> None:
+        self._pool = pool
+        self._gap = gap
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    def wake(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        self._task = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        while True:
+            self._again = False
+            try:
+                async with self._pool.acquire() as conn:
+                    await conn.execute(_Q["announce_appended"])
+            except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
+                log.warning("could not announce appended events", error=str(exc)[:300])
+                return
+            if not self._again:
+                return
+            await asyncio.sleep(self._gap)
+
+
 class EventStore:
     """The append-only event log in PostgreSQL."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._batcher = AppendBatcher(self._append_each)
+        self._announcer = _Announcer(pool)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -107,7 +192,10 @@ class EventStore:
         encoded = [_encode(r) for r in _dedupe(requests)]
         if not any(e.types for e in encoded):
             return [[] for _ in requests]
-        rows = await self._run(self._append_rows, _arguments(encoded), connection)
+        own = connection is None
+        rows = await self._run(self._append_rows, (*_arguments(encoded), own), connection)
+        if own:
+            self._announcer.wake()
         by_stream: dict[str, list[int]] = {}
         for row in rows:
             by_stream.setdefault(row["out_stream_id"], []).append(row["out_position"])
@@ -175,8 +263,51 @@ class EventStore:
         rows = await self._fetch(_Q["read_stream"], stream_id, from_version)
         return [_record(row) for row in rows]
 
+    async def read_after(self, cursor: Cursor = START, limit: int = 1000) -> Page:
+        """Up to ``limit`` events after ``cursor`` that followers may read, in reading order.
+
+        Only events of transactions older than every transaction still running are
+        returned (see the module's docstring), so a later call never finds an event
+        behind the last one returned.  ``Page.held_back`` says whether committed events
+        wait behind a running transaction.
+        """
+        if limit < 1:
+            raise errors.EventStoreError(f"limit must be at least 1, got {limit}")
+        rows = await self._fetch(_Q["read_after"], cursor.transaction, cursor.position, limit)
+        held_back = bool(rows[0]["held_back"]) if rows else False
+        return Page([_record(r) for r in rows if r["position"] is not None], held_back)
+
+    async def head(self) -> Cursor:
+        """The cursor of the newest event committed now (START when the log is empty).
+
+        A follower that has read up to it has read everything committed before the call.
+        """
+        rows = await self._fetch(_Q["head"])
+        return START if not rows else Cursor(int(rows[0]["xid"]), int(rows[0]["position"]))
+
+    async def cursor_of(self, position: int) -> Cursor:
+        """The cursor of the event at ``position`` (or of the nearest one before it)."""
+        rows = await self._fetch(_Q["cursor_of"], position)
+        return START if not rows else Cursor(int(rows[0]["xid"]), int(rows[0]["position"]))
+
+    async def reader_lag(self) -> ReaderLag:
+        """How much of the log followers are held back from by transactions still open."""
+        (row,) = await self._fetch(_Q["reader_lag"])
+        return ReaderLag(
+            horizon=int(row["horizon"]),
+            held_back_events=int(row["held_back_events"]),
+            held_back_seconds=float(row["held_back_seconds"] or 0.0),
+            oldest_transaction_seconds=row["oldest_transaction_seconds"],
+            oldest_transaction_pid=row["oldest_transaction_pid"],
+        )
+
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        """Up to ``limit`` events of all streams after ``after_position``, in position order."""
+        """Up to ``limit`` events of all streams after ``after_position``, in position order.
+
+        A one-off read by position: events of transactions still running are not there
+        yet and may later appear below ``after_position``.  To follow the log, use
+        :meth:`read_after`.
+        """
         if limit < 1:
             raise errors.EventStoreError(f"limit must be at least 1, got {limit}")
         rows = await self._fetch(_Q["read_all"], after_position, limit)
@@ -194,7 +325,7 @@ class EventStore:
         return int(rows[0][0])
 
     async def _append_rows(
-        self, conn: asyncpg.Connection, args: tuple[list[Any], ...]
+        self, conn: asyncpg.Connection, args: tuple[Any, ...]
     ) -> list[asyncpg.Record]:
         return list(await conn.fetch(_Q["append_events"], *args))
 
@@ -205,6 +336,7 @@ class EventStore:
             return list(await conn.fetch(_Q["append_events_each"], *a))
 
         rows: list[asyncpg.Record] = await self._run(run, _arguments_each(encoded), None)
+        self._announcer.wake()
         positions: dict[str, list[int]] = {}
         conflicts: dict[str, int] = {}
         used: set[str] = set()
@@ -349,6 +481,7 @@ def _record(row: asyncpg.Record) -> RecordedEvent:
         event=decode(row["event_type"], row["schema_version"], row["data"]),
         metadata=row["metadata"],
         recorded_at=row["recorded_at"],
+        transaction=int(row["xid"]),
     )
 
 

@@ -1,23 +1,94 @@
 -- name: append_events
--- params: check_streams, check_versions, stream_ids, event_types, schema_versions, datas, metadatas
+-- params: check_streams, check_versions, stream_ids, event_types, schema_versions, datas, metadatas, announce_after_commit
 SELECT out_position, out_stream_id, out_version
   FROM jobtrail.append_events($1::text[], $2::integer[], $3::text[], $4::text[],
-                              $5::smallint[], $6::json[], $7::json[]);
+                              $5::smallint[], $6::json[], $7::json[], $8::boolean);
 
 -- name: read_stream
 -- params: stream_id, from_version
-SELECT position, stream_id, version, event_type, schema_version, data, metadata, recorded_at
+SELECT position, stream_id, version, event_type, schema_version, data, metadata, recorded_at,
+       xid
   FROM jobtrail.events
  WHERE stream_id = $1 AND version >= $2
  ORDER BY version;
 
 -- name: read_all
 -- params: after_position, limit
-SELECT position, stream_id, version, event_type, schema_version, data, metadata, recorded_at
+SELECT position, stream_id, version, event_type, schema_version, data, metadata, recorded_at,
+       xid
   FROM jobtrail.events
  WHERE position > $1
  ORDER BY position
  LIMIT $2;
+
+-- name: read_after
+-- params: after_xid, after_position, limit
+-- The followers' read (see store.py): after the cursor in (xid, position) order, and only
+-- below the horizon, the oldest transaction still running.  Both use this statement's one
+-- snapshot.  Always one row at least: held_back says whether committed events wait at or
+-- above the horizon (an index probe of events_read_order).
+SELECT h.held_back, p.position, p.stream_id, p.version, p.event_type, p.schema_version,
+       p.data, p.metadata, p.recorded_at, p.xid
+  FROM (SELECT EXISTS (SELECT 1 FROM jobtrail.events w
+                        WHERE w.xid >= pg_snapshot_xmin(pg_current_snapshot())) AS held_back) h
+  LEFT JOIN LATERAL (
+      SELECT e.position, e.stream_id, e.version, e.event_type, e.schema_version, e.data,
+             e.metadata, e.recorded_at, e.xid
+        FROM jobtrail.events e
+       WHERE (e.xid, e.position) > ($1::xid8, $2::bigint)
+         AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+       ORDER BY e.xid, e.position
+       LIMIT $3) p ON true
+ ORDER BY p.xid, p.position;
+
+-- name: head
+-- params:
+SELECT xid, position FROM jobtrail.events ORDER BY xid DESC, position DESC LIMIT 1;
+
+-- name: cursor_of
+-- params: position
+-- The event at the position, else the nearest one before it (archived events included).
+SELECT xid, position FROM (
+    (SELECT xid, position FROM jobtrail.events WHERE position <= $1
+      ORDER BY position DESC LIMIT 1)
+    UNION ALL
+    (SELECT xid, position FROM jobtrail.events_archive WHERE position <= $1
+      ORDER BY position DESC LIMIT 1)
+) c ORDER BY position DESC LIMIT 1;
+
+-- name: reader_lag
+-- params:
+-- Committed events followers cannot read yet (counted up to 100,000), how long the oldest
+-- has waited, and the transaction holding the horizon when this role may see it (a
+-- session of another role shows no xid; a prepared transaction shows its age).
+WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon),
+held AS (
+    SELECT e.recorded_at FROM jobtrail.events e, h WHERE e.xid >= h.horizon LIMIT 100000
+), blocker AS (
+    SELECT a.pid, a.xact_start AS since FROM pg_stat_activity a, h
+     WHERE a.backend_xid = xid(h.horizon)
+    UNION ALL
+    SELECT NULL, p.prepared FROM pg_prepared_xacts p, h WHERE p.transaction = xid(h.horizon)
+)
+SELECT h.horizon,
+       (SELECT count(*) FROM held) AS held_back_events,
+       extract(epoch FROM clock_timestamp() - (SELECT min(held.recorded_at) FROM held))::float8
+           AS held_back_seconds,
+       extract(epoch FROM clock_timestamp() - (SELECT min(b.since) FROM blocker b))::float8
+           AS oldest_transaction_seconds,
+       (SELECT b.pid FROM blocker b ORDER BY b.since LIMIT 1) AS oldest_transaction_pid
+  FROM h;
+
+-- name: announce_appended
+-- params:
+-- The log's notification, sent by the store after its own appends commit (see sql/0019:
+-- NOTIFY in the appending transaction would serialise commits).  Asynchronous commit:
+-- the transaction writes nothing that must survive a crash, so it need not wait for a
+-- WAL flush while it holds the notification queue's lock.
+BEGIN;
+SET LOCAL synchronous_commit = off;
+SELECT pg_notify('jobtrail_events', '');
+COMMIT;
 
 -- name: last_position
 -- params:
@@ -57,7 +128,8 @@ SELECT archived_stream_id FROM jobtrail.archive_streams($1::text[], $2, $3);
 
 -- name: read_archived_stream
 -- params: stream_id
-SELECT position, stream_id, version, event_type, schema_version, data, metadata, recorded_at
+SELECT position, stream_id, version, event_type, schema_version, data, metadata, recorded_at,
+       xid
   FROM jobtrail.events_archive
  WHERE stream_id = $1
  ORDER BY version;

@@ -1,7 +1,8 @@
-"""Following the log without a checkpoint: yield events after a position, live.
+"""Following the log without a checkpoint: yield events after a cursor, live.
 
-The same tail as every follower of the log (:class:`jobstore.follower.Tail`), for readers
-that keep their position in memory (``jobtrail events tail --follow``).
+The same tail as every follower of the log (:class:`jobstore.follower.Tail`), reading by
+the same rule (:meth:`EventStore.read_after`), for readers that keep their cursor in
+memory (``jobtrail events tail --follow``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncpg
 import structlog
 
 from jobstore import database, errors
+from jobstore.cursor import Cursor
 from jobstore.event import RecordedEvent
 from jobstore.follower import Tail
 from jobstore.store import EventStore
@@ -23,7 +25,9 @@ log = structlog.get_logger("jobtrail.subscription")
 
 
 class Subscription:
-    """Events after a position, in order, forever: ``async with Subscription(...) as s``.
+    """Events after a cursor, in reading order, forever: ``async with Subscription(...) as s``.
+
+    Start ``after`` a cursor, or ``after_position`` (the cursor of the event there).
 
     A dedicated connection LISTENs for the log's notification (one per committed
     transaction); ``idle_poll`` seconds without one trigger a read anyway, so a lost
@@ -39,13 +43,27 @@ class Subscription:
         *,
         batch_size: int = 500,
         idle_poll: float = 5.0,
+        after: Cursor | None = None,
     ) -> None:
         self._dsn = dsn
-        self.position = after_position
-        self._tail = Tail(lambda after: store.read_all(after, batch_size), batch_size, idle_poll)
+        self._store = store
+        self._start = after_position
+        self.cursor = after if after is not None else Cursor(0, after_position)
+        self._resolved = after is not None or after_position == 0
+        self._tail = Tail(
+            lambda c: store.read_after(c, batch_size), batch_size, idle_poll, name="subscription"
+        )
         self._conn: asyncpg.Connection | None = None
 
+    @property
+    def position(self) -> int:
+        """The position of the last event yielded (or the one started after)."""
+        return self.cursor.position
+
     async def __aenter__(self) -> Subscription:
+        if not self._resolved:
+            self.cursor = await self._store.cursor_of(self._start)
+            self._resolved = True
         await self._listen()
         return self
 
@@ -65,15 +83,15 @@ class Subscription:
     async def _events(self) -> AsyncIterator[RecordedEvent]:
         while True:
             try:
-                batch = await self._tail.read(self.position)
+                page = await self._tail.read(self.cursor)
             except errors.DatabaseUnavailableError as exc:
                 log.warning("subscription read failed; retrying", error=str(exc))
                 await asyncio.sleep(min(self._tail.idle_poll, 1.0))
                 continue
-            for recorded in batch:
-                self.position = recorded.position
+            for recorded in page.events:
+                self.cursor = Cursor.of(recorded)
                 yield recorded
-            if len(batch) < self._tail.batch_size:
+            if len(page.events) < self._tail.batch_size:
                 await self._wait()
 
     async def _wait(self) -> None:

@@ -29,7 +29,12 @@ from projections.rebuild import RebuildResult, rebuild
 from projections.replay import CountMismatchError, ReplayOutcome, count_replayable, replay_jobs
 from projections.runner import ProjectionRunner
 from projections.stats import JobStats, get_job_stats
-from projections.status import ProjectionStatus, projection_status, wait_for_position
+from projections.status import (
+    ProjectionStatus,
+    projection_status,
+    reader_lag,
+    wait_for_position,
+)
 from projections.token import (
     Access,
     ApiToken,
@@ -80,6 +85,7 @@ __all__ = [
     "list_job_executions",
     "parse_tokens",
     "projection_status",
+    "reader_lag",
     "rebuild",
     "relaxed_gc",
     "replay_jobs",

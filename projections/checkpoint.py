@@ -12,8 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from jobstore import Cursor, query
 from jobstore import checkpoint as log_checkpoint
-from jobstore import query
 from projections.projection import Connection
 
 _Q = query.load("projections", "checkpoint.sql")
@@ -38,6 +38,12 @@ class State:
     position: int
     updated_at: datetime | None
     failure: Failure | None
+    transaction: int = 0
+
+    @property
+    def cursor(self) -> Cursor:
+        """The checkpoint as a cursor (the last event applied, in the followers' order)."""
+        return Cursor(self.transaction, self.position)
 
 
 put = log_checkpoint.put
@@ -68,4 +74,6 @@ def _state(row: Any) -> State:
             error=row["error"],
             failed_at=row["failed_at"],
         )
-    return State(row["name"], int(row["position"] or 0), row["updated_at"], failure)
+    return State(
+        row["name"], int(row["position"] or 0), row["updated_at"], failure, int(row["xid"] or 0)
+    )

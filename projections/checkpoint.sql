@@ -1,6 +1,6 @@
 -- name: read_states
 -- params: names
-SELECT n.name, c.position, c.updated_at, f.position AS failed_position,
+SELECT n.name, c.xid, c.position, c.updated_at, f.position AS failed_position,
        f.stream_id AS failed_stream_id, f.event_type AS failed_event_type,
        f.error, f.failed_at
   FROM unnest($1::text[]) AS n(name)

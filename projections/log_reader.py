@@ -1,11 +1,12 @@
 """Reading the log once for several projections that follow it side by side.
 
-Projections led by one runner usually sit at the same position, so they ask for the same
+Projections led by one runner usually sit at the same cursor, so they ask for the same
 batch.  A batch is read (and decoded) once: a read still in flight is shared, and a full
 batch is kept for a while.  Sharing never skips anything: a batch is the events right
-after a position, in order, all committed, so a kept full batch is exactly what a new
-read would return.  Short batches (the head of the log) are shared only while in flight,
-so a projection at the head always sees new events.
+after a cursor in the followers' order, all below the horizon
+(``EventStore.read_after``), so nothing can ever join it and a kept full batch is exactly
+what a new read would return.  Short batches (the head of the log) are shared only while
+in flight, so a projection at the head always sees new events.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 
-from jobstore import EventStore, RecordedEvent
+from jobstore import Cursor, EventStore, Page
 
 KEPT = 8
 
@@ -25,25 +26,25 @@ class LogReader:
     def __init__(self, store: EventStore, batch_size: int) -> None:
         self.store = store
         self.batch_size = batch_size
-        self._reads: OrderedDict[int, asyncio.Future[list[RecordedEvent]]] = OrderedDict()
+        self._reads: OrderedDict[Cursor, asyncio.Future[Page]] = OrderedDict()
 
-    async def after(self, position: int) -> list[RecordedEvent]:
-        """The next batch after ``position`` (raises what ``EventStore.read_all`` raises)."""
-        future = self._reads.get(position)
+    async def after(self, cursor: Cursor) -> Page:
+        """The next page after ``cursor`` (raises what ``EventStore.read_after`` raises)."""
+        future = self._reads.get(cursor)
         if future is None:
-            future = asyncio.ensure_future(self.store.read_all(position, self.batch_size))
-            future.add_done_callback(lambda done: self._settle(position, done))
-            self._reads[position] = future
+            future = asyncio.ensure_future(self.store.read_after(cursor, self.batch_size))
+            future.add_done_callback(lambda done: self._settle(cursor, done))
+            self._reads[cursor] = future
             while len(self._reads) > KEPT:
                 self._reads.popitem(last=False)
-        return list(await asyncio.shield(future))
+        return await asyncio.shield(future)
 
-    def _settle(self, position: int, done: asyncio.Future[list[RecordedEvent]]) -> None:
+    def _settle(self, cursor: Cursor, done: asyncio.Future[Page]) -> None:
         """Keep a full batch; forget a short one, a failure or a cancelled read."""
         keep = not done.cancelled() and done.exception() is None
-        keep = keep and len(done.result()) == self.batch_size
-        if not keep and self._reads.get(position) is done:
-            del self._reads[position]
+        keep = keep and len(done.result().events) == self.batch_size
+        if not keep and self._reads.get(cursor) is done:
+            del self._reads[cursor]
 
     def close(self) -> None:
         """Cancel reads nobody waits for any more."""

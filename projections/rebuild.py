@@ -76,9 +76,10 @@ async def rebuild(
         await pool.execute(_Q["create_shadow_tables"], tables)
         try:
             filler = _Filler(EventStore(pool), chosen, batch_size, progress)
-            position, events = await filler.fill()
+            cursor, events = await filler.fill()
+            position = cursor.position
             await _finish(pool, tables)
-            await _swap(pool, chosen, tables, position)
+            await _swap(pool, chosen, tables, cursor)
         except BaseException:
             with contextlib.suppress(Exception):
                 await pool.execute(_Q["drop_shadow_tables"], tables)
@@ -107,12 +108,12 @@ async def _finish(pool: asyncpg.Pool, tables: list[str]) -> None:
 
 
 async def _swap(
-    pool: asyncpg.Pool, chosen: Sequence[Projection], tables: list[str], position: int
+    pool: asyncpg.Pool, chosen: Sequence[Projection], tables: list[str], cursor: jobstore.Cursor
 ) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(_Q["swap_shadow_tables"], tables)
         for p in chosen:
-            await checkpoint.put(conn, p.name, position)
+            await checkpoint.put(conn, p.name, cursor)
             await checkpoint.clear_failure(conn, p.name)
 
 
@@ -131,37 +132,43 @@ class _Filler:
         self.batch_size = batch_size
         self.progress = progress
 
-    async def fill(self) -> tuple[int, int]:
-        """Apply the log up to its head; return (position reached, events read)."""
+    async def fill(self) -> tuple[jobstore.Cursor, int]:
+        """Apply the log as far as followers may read it; return (cursor reached, events read).
+
+        Events held back by a running transaction are left to the runner, which goes on
+        from the checkpoint the swap sets.
+        """
         head = await self.store.last_position()
-        position, events = 0, 0
-        pending = asyncio.ensure_future(self._read(position))
+        cursor, events = jobstore.START, 0
+        pending = asyncio.ensure_future(self._read(cursor))
         try:
             while True:
                 batch = await pending
                 if not batch:
                     break
-                position = batch[-1].position
-                pending = asyncio.ensure_future(self._read(position))
+                cursor = jobstore.Cursor.of(batch[-1])
+                pending = asyncio.ensure_future(self._read(cursor))
                 await self._apply(batch)
                 events += len(batch)
-                head = max(head, position)
+                head = max(head, cursor.position)
                 if self.progress is not None:
-                    self.progress(position, head)
+                    self.progress(cursor.position, head)
         finally:
             pending.cancel()
             with contextlib.suppress(BaseException):
                 await pending
-        return position, events
+        return cursor, events
 
-    async def _read(self, after: int) -> list[RecordedEvent]:
+    async def _read(self, after: jobstore.Cursor) -> Sequence[RecordedEvent]:
         try:
-            return await self.store.read_all(after, self.batch_size)
+            return (await self.store.read_after(after, self.batch_size)).events
         except TRANSIENT:
             raise
         except JobstoreError as exc:
             raise errors.ProjectionFailed(
-                "+".join(p.name for p in self.chosen), after + 1, f"cannot read the log: {exc}"
+                "+".join(p.name for p in self.chosen),
+                after.position + 1,
+                f"cannot read the log: {exc}",
             ) from exc
 
     async def _apply(self, batch: Sequence[RecordedEvent]) -> None:

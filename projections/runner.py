@@ -87,7 +87,7 @@ class ProjectionRunner:
         ProjectionFailed if a projection stops on an event.  For tests and tools; hosts
         call :meth:`run`.
         """
-        target = await self.store.last_position()
+        target = await self.store.head()
         # Side by side, so they share each batch the log reader reads.
         tasks = [asyncio.create_task(self._drain(f, target)) for f in self.followers.values()]
         try:
@@ -101,7 +101,7 @@ class ProjectionRunner:
             self.log.close()
         return sum(counts)
 
-    async def _drain(self, f: jobstore.Follower, target: int) -> int:
+    async def _drain(self, f: jobstore.Follower, target: jobstore.Cursor) -> int:
         try:
             return await f.run_until_caught_up(target)
         except jobstore.FollowerStopped as exc:

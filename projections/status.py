@@ -1,7 +1,10 @@
 """How far the projections got: position, lag, failure; and waiting for a position.
 
 ``wait_for_position`` is read-your-writes: after ``enqueue`` returns a log position, a
-caller waits until every view has applied it instead of sleeping.
+caller waits until every view has applied it instead of sleeping.  Projections follow the
+log in (transaction, position) order (``jobstore.store``), so "applied" compares cursors:
+the event's, looked up once, against each checkpoint.  ``reader_lag`` is what every
+follower is held back by: events committed behind a transaction still running.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from jobstore import EventStore
+from jobstore import Cursor, EventStore, ReaderLag
 from projections import catalog, checkpoint, errors
 
 _FIRST_DELAY = 0.002
@@ -64,6 +67,11 @@ async def projection_status(
     return [ProjectionStatus(s.name, s.position, head, s.failure) for s in states]
 
 
+async def reader_lag(pool: asyncpg.Pool) -> ReaderLag:
+    """Events every follower of the log is held back from by a transaction still running."""
+    return await EventStore(pool).reader_lag()
+
+
 async def wait_for_position(
     pool: asyncpg.Pool,
     position: int,
@@ -79,9 +87,10 @@ async def wait_for_position(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     delay = _FIRST_DELAY
+    target: Cursor = await EventStore(pool).cursor_of(position)
     while True:
         states = await checkpoint.states(pool, wanted)
-        behind = [s for s in states if s.position < position]
+        behind = [s for s in states if s.cursor < target]
         if not behind:
             return
         _raise_if_stopped(behind, position)

@@ -76,7 +76,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus metrics, with the relay backlog read now.
+    """Prometheus metrics, with the relay backlog and the log readers' lag read now.
 
     Open without a token only on a host listening on loopback (or JOBTRAIL_PUBLIC_METRICS);
     otherwise a token with the ``read`` scope.
@@ -91,6 +91,9 @@ async def metrics(request: web.Request) -> web.Response:
         ctx.metrics.relay_backlog.set(max(0, last - relay_at))
         for status in await projections.projection_status(ctx.store.pool):
             ctx.metrics.projection_lag.labels(status.name).set(status.lag)
+        lag = await ctx.store.reader_lag()
+        ctx.metrics.reader_held_back_events.set(lag.held_back_events)
+        ctx.metrics.reader_held_back_seconds.set(lag.held_back_seconds)
     except Exception:  # metrics must answer even when the database does not
         pass
     return web.Response(body=ctx.metrics.render(), content_type="text/plain", charset="utf-8")

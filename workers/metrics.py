@@ -9,7 +9,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 @dataclass
 class Metrics:
-    """Deliveries by type and outcome, handler durations, relay backlog, projection lag."""
+    """Deliveries by type and outcome, handler durations, relay backlog, projection lag.
+
+    And the log readers' lag: events committed behind a running transaction, which no
+    follower may read until it ends (see ``jobstore.store``).
+    """
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
@@ -42,6 +46,17 @@ class Metrics:
             "jobtrail_projection_lag_events",
             "Events a projection has not applied yet",
             ["projection"],
+            registry=self.registry,
+        )
+
+        self.reader_held_back_events = Gauge(
+            "jobtrail_log_reader_held_back_events",
+            "Committed events no follower may read yet: an older transaction is still running",
+            registry=self.registry,
+        )
+        self.reader_held_back_seconds = Gauge(
+            "jobtrail_log_reader_held_back_seconds",
+            "Seconds since the oldest event followers are held back from was written",
             registry=self.registry,
         )
 

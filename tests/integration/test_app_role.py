@@ -85,7 +85,9 @@ CHANGES = [
     "UPDATE jobtrail.events SET data = '{}'",
     "DELETE FROM jobtrail.events",
     "TRUNCATE jobtrail.events",
-    "INSERT INTO jobtrail.events_archive SELECT *, now() FROM jobtrail.events",
+    "INSERT INTO jobtrail.events_archive (position, stream_id, version, event_type, "
+    "schema_version, data, metadata, recorded_at) SELECT position, stream_id, version, "
+    "event_type, schema_version, data, metadata, recorded_at FROM jobtrail.events",
     "UPDATE jobtrail.events_archive SET data = '{}'",
     "DELETE FROM jobtrail.events_archive",
     "TRUNCATE jobtrail.events_archive",
@@ -216,7 +218,7 @@ async def test_a_host_as_the_app_role_keeps_its_views_relay_and_checkpoints(
     statuses = dict(await app_pool.fetch("SELECT job_id, status FROM jobtrail.job_executions"))
     assert statuses == {done: "completed", pending: "pending"}
     async with app_pool.acquire() as conn, conn.transaction():
-        await checkpoint.put(conn, "relay", await store.last_position())
+        await checkpoint.put(conn, "relay", await store.head())
         await conn.execute(
             "INSERT INTO jobtrail.relay_messages (job_id, dispatch, message_id) "
             "VALUES ($1, 1, 'msg_1')",

@@ -56,10 +56,14 @@ def tail(
             else:
                 events = await _last(store, limit)
                 start = events[0].position - 1 if events else await store.last_position()
+            if follow:
+                # Followed by the followers' rule (jobstore.store), from the event before
+                # the first one to show: the subscription prints them, and then any event
+                # that commits later, whatever its position, never one twice.
+                await _follow(store, db.dsn, await store.cursor_of(start), emit)
+                return
             for recorded in events:
                 emit(recorded)
-            if follow:
-                await _follow(store, db.dsn, events[-1].position if events else start, emit)
 
     database.run(main)
 
@@ -77,7 +81,10 @@ async def _last(store: jobstore.EventStore, count: int) -> list[RecordedEvent]:
 
 
 async def _follow(
-    store: jobstore.EventStore, dsn: str, after: int, emit: Callable[[RecordedEvent], None]
+    store: jobstore.EventStore,
+    dsn: str,
+    after: jobstore.Cursor,
+    emit: Callable[[RecordedEvent], None],
 ) -> None:
     """Emit every event after ``after`` as it commits, until SIGINT or SIGTERM."""
     stop = asyncio.Event()
@@ -86,7 +93,7 @@ async def _follow(
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with jobstore.Subscription(store, dsn, after) as subscription:
+        async with jobstore.Subscription(store, dsn, after=after) as subscription:
 
             async def consume() -> None:
                 async for recorded in subscription:

@@ -29,18 +29,27 @@ def register(app: typer.Typer) -> None:
 
 @projections_app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Show each projection's position, lag behind the log, and error (exit 3 if stopped)."""
+    """Show each projection's position, lag behind the log, and error (exit 3 if stopped).
+
+    Also what every follower of the log is held back by: committed events waiting behind
+    a write transaction that is still running.
+    """
     settings = runtime.load_settings()
 
-    async def main() -> list[projections.ProjectionStatus]:
+    async def main() -> tuple[list[projections.ProjectionStatus], jobstore.ReaderLag]:
         async with jobstore.open_database(settings) as db:
-            return await projections.projection_status(db.pool)
+            states = await projections.projection_status(db.pool)
+            return states, await projections.reader_lag(db.pool)
 
-    states = _run(main)
+    states, lag = _run(main)
     if as_json:
-        runtime.print_json({"projections": [s.to_json() for s in states]})
+        runtime.print_json(
+            {"projections": [s.to_json() for s in states], "reader_lag": lag.to_json()}
+        )
     else:
-        Console().print(_table(states))
+        console = Console()
+        console.print(_table(states))
+        console.print(_lag_line(lag))
     if any(s.failure is not None for s in states):
         raise typer.Exit(code=3)
 
@@ -110,6 +119,18 @@ def _result_json(result: projections.RebuildResult) -> dict[str, Any]:
         "seconds": round(result.seconds, 3),
         "events_per_second": round(result.events_per_second),
     }
+
+
+def _lag_line(lag: jobstore.ReaderLag) -> str:
+    if lag.held_back_events == 0:
+        return "readers held back: none"
+    line = (
+        f"readers held back: {lag.held_back_events:,} committed events for "
+        f"{lag.held_back_seconds:.1f} s, behind a transaction still running"
+    )
+    if lag.oldest_transaction_pid is not None:
+        line += f" (pid {lag.oldest_transaction_pid}, open {lag.oldest_transaction_seconds:.0f} s)"
+    return line
 
 
 def _table(states: list[projections.ProjectionStatus]) -> Table:

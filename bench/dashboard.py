@@ -1,0 +1,92 @@
+"""Dashboard: server time of the overview, a filtered jobs page and a job page at scale.
+
+    python bench/dashboard.py [--jobs 1000000] [--requests 200]
+
+Loads ``--jobs`` jobs into the log with ``bench/projections.py``'s generator (the same mix
+of completed, retried, failed and pending jobs), lets the projection runner catch up,
+then requests each page over loopback HTTP from the standalone dashboard, signed in
+(round trips, so an upper bound of the server time), and prints
+``BENCH dashboard_<page>_p99_ms`` (goal: < 100 ms each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiohttp.test_utils import TestClient, TestServer
+
+import jobstore
+import projections
+from bench.common import bench_line, percentile, scratch_database
+from bench.projections import EVENTS_PER_10_JOBS, job_id, load
+from workers.dashboard import make_dashboard, session
+
+SECRET = "bench-dashboard-token-0123456789"
+
+
+def pages(rng: random.Random, jobs: int) -> dict[str, str]:
+    """One request per page: a random failed job (shape 8 of every 10) for the job page."""
+    failed = rng.randrange(jobs // 10) * 10 + 8
+    return {
+        "overview": "/",
+        "jobs": "/jobs?status=failed&type=" + rng.choice(["send-email", "export-data"]),
+        "job": f"/jobs/{job_id(failed)}",
+    }
+
+
+async def measure(dsn: str, jobs: int, requests: int) -> dict[str, list[float]]:
+    token = projections.token.token("bench", SECRET, "read")
+    settings = jobstore.Settings(database_url=dsn)
+    access = projections.Access((token,), public_probes=False)
+    app = make_dashboard(settings, access=access, dsn=dsn, standalone=True)
+    cookie = session.issue(session.key_for((token,)), token)
+    samples: dict[str, list[float]] = {"overview": [], "jobs": [], "job": []}
+    rng = random.Random(7)
+    async with TestClient(TestServer(app)) as client:
+        client.session.cookie_jar.update_cookies({session.COOKIE: cookie})
+        for round_ in range(requests + 10):
+            for name, path in pages(rng, jobs).items():
+                started = time.perf_counter()
+                async with client.get(path) as response:
+                    await response.read()
+                    assert response.status == 200, (path, response.status)
+                if round_ >= 10:  # warmed up
+                    samples[name].append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+async def main(jobs: int, requests: int) -> None:
+    async with scratch_database() as dsn:
+        pool = await jobstore.create_pool(dsn, min_size=2, max_size=4)
+        try:
+            print(f"loading {jobs:,} jobs (~{jobs * EVENTS_PER_10_JOBS // 10:,} events)")
+            await load(pool, 0, jobs)
+            await pool.execute("ANALYZE jobtrail.events")
+            started = time.perf_counter()
+            runner = projections.ProjectionRunner(pool, dsn, batch_size=5000)
+            with projections.relaxed_gc():
+                await runner.run_until_caught_up()
+            count = await pool.fetchval("SELECT count(*) FROM jobtrail.job_executions")
+            print(f"views hold {count:,} jobs ({time.perf_counter() - started:.0f} s)")
+            await pool.execute("VACUUM ANALYZE jobtrail.job_executions")
+        finally:
+            await pool.close()
+        samples = await measure(dsn, jobs, requests)
+    for name, values in samples.items():
+        bench_line(f"dashboard_{name}_p50_ms", percentile(values, 50), "ms")
+        bench_line(f"dashboard_{name}_p99_ms", percentile(values, 99), "ms")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1_000_000, help="jobs in the log and views")
+    parser.add_argument("--requests", type=int, default=200, help="requests per page")
+    args = parser.parse_args()
+    asyncio.run(main(args.jobs, args.requests))

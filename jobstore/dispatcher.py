@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -43,6 +44,8 @@ MAX_JSON_DEPTH = 32
 # The SDK's json.dumps escapes non-ASCII and adds spaces, at most 6 bytes for each byte of
 # orjson's compact UTF-8; an envelope under a sixth of the limit needs no exact count.
 _WORST_EXPANSION = 6
+MAX_UNIQUE_GENERATIONS = 10_000
+"""How many windows' jobs one idempotency key may have (a guard, not a business rule)."""
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f0c7a52-3c1e-4d43-9a57-6a1f3f1d2b10")
 _EXECUTION_FIELDS = (
     "job_id",
@@ -200,21 +203,55 @@ class Dispatcher:
         *,
         actor: str | None = None,
     ) -> Enqueued:
-        """Like :meth:`enqueue`, also telling the log position (for read-your-writes)."""
-        event = self._dispatched(JobRequest(type, payload, metadata, options))
-        try:
-            with _as_validation_error():
-                positions = await self.store.append(
-                    job_state.stream_id(event.job_id),
-                    [event],
-                    NO_STREAM,
-                    metadata=actor_of.metadata(actor),
-                )
-        except errors.ConcurrencyError:
-            log.info("enqueue deduplicated by idempotency key", job_id=event.job_id, job_type=type)
-            return Enqueued(event.job_id, None, created=False)
-        _log_dispatch(event, positions[0])
-        return Enqueued(event.job_id, positions[0], created=True)
+        """Like :meth:`enqueue`, also telling the log position (for read-your-writes).
+
+        With an idempotency key, the key's job is returned instead of a new one while it
+        exists (archived or not) and, when a ``unique_for`` window is set (per enqueue or
+        per type), while it was created less than that long ago; after the window a new job
+        gets the next id of the key's chain.
+        """
+        request = JobRequest(type, payload, metadata, options)
+        event = self._dispatched(request)
+        window = self._unique_window(request)
+        key = event.metadata.get("idempotency_key")
+        for generation in range(MAX_UNIQUE_GENERATIONS):
+            if key is not None and generation:
+                event = event.model_copy(update={"job_id": _job_id_of(event, generation)})
+            stream = job_state.stream_id(event.job_id)
+            created_at = await self._archived_at(stream) if key is not None else None
+            if created_at is None:
+                try:
+                    with _as_validation_error():
+                        positions = await self.store.append(
+                            stream, [event], NO_STREAM, metadata=actor_of.metadata(actor)
+                        )
+                except errors.ConcurrencyError:
+                    created_at = await self._created_at(stream)
+                else:
+                    _log_dispatch(event, positions[0])
+                    return Enqueued(event.job_id, positions[0], created=True)
+            if window is None or created_at is None or _age(created_at) < window:
+                log.info("enqueue deduplicated by idempotency key", job_id=event.job_id)
+                return Enqueued(event.job_id, None, created=False)
+        raise errors.JobError(
+            f"idempotency key {key!r} has {MAX_UNIQUE_GENERATIONS} jobs already", "CONTENDED"
+        )
+
+    def _unique_window(self, request: JobRequest) -> float | None:
+        options = validate_model(EnqueueJobOptions, request.options or {}, "options")
+        given = options.unique_for
+        if given is None:
+            given = self.registry.get(request.type).config.unique_for
+        return None if given is None else to_seconds(given)
+
+    async def _created_at(self, stream: str) -> datetime | None:
+        events = await self.store.read_stream(stream, 1)
+        return events[0].recorded_at if events else None
+
+    async def _archived_at(self, stream: str) -> datetime | None:
+        """When an archived job of this stream was created (its key stays taken)."""
+        events = await self.store.read_archived_stream(stream)
+        return events[0].recorded_at if events else None
 
     async def enqueue_many(self, jobs: Sequence[JobRequest]) -> list[str]:
         """Validate every job, then record them all in one transaction; return their ids.
@@ -228,6 +265,12 @@ class Dispatcher:
                 events.append(self._dispatched(request))
             except errors.JobValidationError as exc:
                 problems += [f"jobs[{index}] {line}" for line in exc.validation_errors]
+        for index, request in enumerate(jobs):
+            if self._unique_window(request) is not None:
+                problems.append(
+                    f"jobs[{index}] options.unique_for: unique windows need enqueue(), one by "
+                    "one (enqueue_many dedupes by idempotency key for good)"
+                )
         if problems:
             raise errors.JobValidationError(f"{len(problems)} problem(s) in the batch", problems)
         unique = {e.job_id: e for e in events}
@@ -464,6 +507,18 @@ def _check_size(event: JobDispatched) -> None:
                 "metadata smaller (non-ASCII text counts 6 bytes a character)"
             ],
         )
+
+
+def _job_id_of(event: JobDispatched, generation: int) -> str:
+    """The id of the ``generation``-th job of the event's idempotency key (0: the first)."""
+    metadata = event.metadata
+    scope = f"{metadata.get('organization_id') or ''}:{metadata['idempotency_key']}"
+    suffix = f"#{generation}" if generation else ""
+    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, scope + suffix))
+
+
+def _age(created_at: datetime) -> float:
+    return (datetime.now(UTC) - created_at).total_seconds()
 
 
 def _job_id(metadata: BaseJobMetadata) -> str:

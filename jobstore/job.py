@@ -86,6 +86,9 @@ class EnqueueJobOptions(BaseModel):
     """Attempts of this flow key in flight at once."""
     flow_key: str | None = Field(default=None, max_length=200)
     """Whom the limits are per, e.g. ``"{job_type}-org-{organization_id}"``."""
+    unique_for: Duration | None = None
+    """With an idempotency key: the same key within this long of its job's creation returns
+    that job; after it, a new job (default: the type's, else forever)."""
 
     @field_validator("flow_key")
     @classmethod

@@ -58,6 +58,9 @@ class JobConfig(BaseModel):
         max_length=200,
         description="whom the limits are per: a template of job_type, organization_id, user_id",
     )
+    unique_for: Seconds | None = Field(
+        default=None, gt=0, description="how long an idempotency key keeps its job (forever)"
+    )
     max_timeout: Seconds | None = Field(
         default=None, gt=0, le=86400, description="the longest per-enqueue timeout allowed"
     )

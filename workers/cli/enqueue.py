@@ -43,6 +43,9 @@ def enqueue(
     idempotency_key: str | None = typer.Option(
         None, metavar="K", help="Enqueue once per key and organization; a repeat changes nothing."
     ),
+    unique_for: str | None = typer.Option(
+        None, metavar="DURATION", help="With a key: once per this long (e.g. 1h), not forever."
+    ),
     user_id: int | None = typer.Option(None, help="The user the job is for."),
     organization_id: int | None = typer.Option(None, help="The organization the job is for."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -62,6 +65,7 @@ def enqueue(
         period=_duration(period),
         parallelism=parallelism,
         flow_key=flow_key,
+        unique_for=_duration(unique_for),
     )
 
     async def main() -> jobstore.Enqueued:

@@ -41,6 +41,7 @@ from bench.common import Timer, bench_line, machine, quiet_logs, scratch_databas
 from jobstore import job_events
 
 ROUNDS = 5
+MULTI_ROUNDS = 5
 RAW_TABLE = """
 CREATE TABLE bench_raw_events (
     position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -158,7 +159,6 @@ async def _process_main(kind: str, dsn: str, tasks: int, seconds: float, go: Pro
     else:
         pool = await jobstore.create_pool(dsn, min_size=2, max_size=tasks)
         store = jobstore.EventStore(pool)
-    data = sample_event(0).model_dump(mode="json")
     await loop.run_in_executor(None, go.wait)
     deadline = loop.time() + seconds
 
@@ -167,6 +167,7 @@ async def _process_main(kind: str, dsn: str, tasks: int, seconds: float, go: Pro
         while loop.time() < deadline:
             stream = f"{tag}-{t}-{i}"
             if kind == "raw":
+                data = sample_event(i).model_dump(mode="json")  # as raw_batches does
                 await conns[t].execute(RAW_INSERT, stream, 1, "job.started", 1, data, {})
             else:
                 await store.append(stream, [sample_event(i)], jobstore.NO_STREAM)
@@ -232,11 +233,11 @@ def main_processes(pg_bin: Path, processes: int, tasks: int, seconds: float, del
         dsn = asyncio.run(_prepare_scratch(server_dsn, delay))
         raws: list[float] = []
         stores: list[float] = []
-        for round_ in range(3):
+        for round_ in range(MULTI_ROUNDS):
             raws.append(processes_round("raw", dsn, processes, tasks, seconds))
             stores.append(processes_round("jobstore", dsn, processes, tasks, seconds))
             print(
-                f"round {round_ + 1}/3: raw {raws[-1]:,.0f} events/s, "
+                f"round {round_ + 1}/{MULTI_ROUNDS}: raw {raws[-1]:,.0f} events/s, "
                 f"jobstore {stores[-1]:,.0f} events/s ({processes} processes x {tasks} tasks)",
                 flush=True,
             )

@@ -1,10 +1,12 @@
 """Group commit for single-stream appends made concurrently in one process.
 
-Appends are serialised by the log's lock (see ``store.py``), so each transaction would
-pay for its own lock hold and WAL flush.  The batcher queues the appends that arrive while
-a flush is running and commits them together in the next one; a stream that fails its
+Each commit waits for its WAL flush, so one transaction per append would cap a process at
+one append per flush per connection.  The batcher queues the appends that arrive while a
+flush is running and commits them together in the next one; a stream that fails its
 version check is reported to its own caller only.  A lone caller is flushed at once: no
-timer, no added latency.
+timer, no added latency.  Up to ``max_flushes`` batches are in flight at once (appends no
+longer serialise in the database, see ``store.py``): while one waits for its commit, the
+next is already on its way, so a process is not idle for a round trip per batch.
 """
 
 from __future__ import annotations
@@ -20,18 +22,21 @@ RunBatch = Callable[[Sequence[Any]], Awaitable[list[Outcome]]]
 class AppendBatcher:
     """Coalesces concurrent single-stream append requests into shared transactions."""
 
-    def __init__(self, run_batch: RunBatch, *, max_batch: int = 256) -> None:
+    def __init__(self, run_batch: RunBatch, *, max_batch: int = 256, max_flushes: int = 2) -> None:
         self._run_batch = run_batch
         self._max_batch = max_batch
+        self._max_flushes = max_flushes
         self._pending: list[tuple[Any, asyncio.Future[list[int]]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
 
     async def submit(self, request: Any) -> list[int]:
         """Queue one stream's append and wait for its positions (or its error)."""
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_all())
+        if len(self._flushers) < self._max_flushes:
+            flusher = asyncio.create_task(self._flush_all())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
         return await future
 
     async def _flush_all(self) -> None:

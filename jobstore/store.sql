@@ -82,13 +82,10 @@ SELECT h.horizon,
 -- name: announce_appended
 -- params:
 -- The log's notification, sent by the store after its own appends commit (see sql/0019:
--- NOTIFY in the appending transaction would serialise commits).  Asynchronous commit:
--- the transaction writes nothing that must survive a crash, so it need not wait for a
--- WAL flush while it holds the notification queue's lock.
-BEGIN;
-SET LOCAL synchronous_commit = off;
+-- NOTIFY in the appending transaction would serialise commits).  A transaction that
+-- writes no WAL but its commit record commits asynchronously (PostgreSQL's own rule), so
+-- this one never waits for a WAL flush while it holds the notification queue's lock.
 SELECT pg_notify('jobtrail_events', '');
-COMMIT;
 
 -- name: last_position
 -- params:

@@ -44,6 +44,14 @@
 --   it is being moved.
 -- Locks are taken in one statement, sorted by key, so two appends that share streams
 -- never wait for each other in opposite orders.
+--
+-- Within a stream, reading order must be version order.  A transaction gets its id at its
+-- first write: an append made alone gets it at its insert, after the stream's lock, so
+-- after every earlier append to the stream committed, with a higher id than theirs.  A
+-- transaction that wrote before appending (an append inside a caller's transaction) holds
+-- an older id; if a younger transaction appended to the stream meanwhile, its events
+-- would read before that transaction's, so append_events refuses (JT001, a conflict:
+-- retry in a new transaction).
 
 -- Existing events were committed one at a time under the old lock, so position order is
 -- their commit order: they get xid 0 and read in position order, before anything newer.
@@ -113,6 +121,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     i      integer;
     actual integer;
+    late   text;
+    -- Whether this transaction got its id before the streams' locks (see the header).
+    early  boolean := pg_current_xact_id_if_assigned() IS NOT NULL;
 BEGIN
     IF announce_after_commit THEN
         PERFORM set_config('jobtrail.announce', 'after_commit', true);
@@ -121,6 +132,23 @@ BEGIN
     -- same versions (each later statement takes a new snapshot, after the locks).
     PERFORM jobtrail.lock_for_append(
         array_cat(check_streams, stream_ids), ARRAY[]::text[]);
+    IF early THEN
+        SELECT d.sid INTO late
+          FROM (SELECT DISTINCT unnest(stream_ids) AS sid) d
+         WHERE (SELECT e.xid FROM jobtrail.events e WHERE e.stream_id = d.sid
+                 ORDER BY e.version DESC LIMIT 1) > pg_current_xact_id()
+         LIMIT 1;
+        IF late IS NOT NULL THEN
+            SELECT coalesce(max(e.version), 0) INTO actual
+              FROM jobtrail.events e WHERE e.stream_id = late;
+            RAISE EXCEPTION 'stream % was appended to by a transaction younger than this one', late
+                USING ERRCODE = 'JT001',
+                      HINT = 'retry the append in a new transaction',
+                      DETAIL = json_build_object(
+                          'stream_id', late, 'actual', actual,
+                          'expected', 'no append by a transaction younger than its own')::text;
+        END IF;
+    END IF;
     FOR i IN 1 .. coalesce(array_length(check_streams, 1), 0) LOOP
         SELECT coalesce(max(e.version), 0) INTO actual
           FROM jobtrail.events e WHERE e.stream_id = check_streams[i];
@@ -175,7 +203,8 @@ LANGUAGE sql AS $$
 $$;
 
 -- As in 0014, with the stream and token locks instead of the global lock.  Group commit
--- runs only in the event store's own transactions, which announce after commit.
+-- runs only in the event store's own transactions, which announce after commit and get
+-- their id at the insert, after the locks (so no check of younger appends is needed).
 CREATE OR REPLACE FUNCTION jobtrail.append_events_each(
     check_streams   text[],
     check_versions  integer[],

@@ -64,7 +64,12 @@ async def test_tailing_reader_sees_every_event_once_in_position_order(
     assert len(positions) == len(set(positions)), "the reader saw an event twice"
     assert sorted(positions) == all_positions, "the reader skipped events"
     by_transaction: dict[int, list[int]] = {}
+    by_stream: dict[str, list[int]] = {}
     for e in seen:
         by_transaction.setdefault(e.transaction, []).append(e.position)
+        by_stream.setdefault(e.stream_id, []).append(e.version)
     assert all(ps == sorted(ps) for ps in by_transaction.values())
+    assert all(vs == list(range(1, len(vs) + 1)) for vs in by_stream.values()), (
+        "a stream's events were read out of version order"
+    )
     assert positions != all_positions, "writers never committed out of order: nothing tested"

@@ -194,3 +194,19 @@ async def test_archiving_keeps_appends_out_of_the_streams_it_moves(
         await archiver.close()
     assert await store.read_stream(stream) == []
     assert len(await store.read_archived_stream(stream)) == version
+
+
+async def test_an_append_in_an_older_transaction_after_a_younger_one_is_a_conflict(
+    store: jobstore.EventStore, other_host: jobstore.EventStore
+) -> None:
+    """Reading order within a stream stays version order (an older id must not come last)."""
+    await store.append("shared", [Noted(n=1)], jobstore.NO_STREAM)
+    async with store.pool.acquire() as conn, conn.transaction():
+        await store.append("elsewhere", [Noted()], connection=conn)  # takes its id now
+        await other_host.append("shared", [Noted(n=2)], 1)  # a younger id, committed
+        with pytest.raises(jobstore.ConcurrencyError, match="shared"):
+            await store.append("shared", [Noted(n=3)], connection=conn)
+    await _until_readable(store)
+    page = await store.read_after(jobstore.START)
+    shared = [e.version for e in page.events if e.stream_id == "shared"]
+    assert shared == [1, 2]

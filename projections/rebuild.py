@@ -31,6 +31,8 @@ _Q = query.load("projections", "rebuild.sql")
 
 INDEX_BUILDERS = 2
 """Secondary indexes built at once at the end of a rebuild (one connection each)."""
+HELD_BACK_RETRY = 0.01
+"""Seconds between reads while the log's end waits behind a transaction still running."""
 
 Progress = Callable[[int, int], None]
 """Called after each batch with (position reached, head of the log)."""
@@ -133,18 +135,25 @@ class _Filler:
         self.progress = progress
 
     async def fill(self) -> tuple[jobstore.Cursor, int]:
-        """Apply the log as far as followers may read it; return (cursor reached, events read).
+        """Apply the log up to its head at the start; return (cursor reached, events read).
 
-        Events held back by a running transaction are left to the runner, which goes on
-        from the checkpoint the swap sets.
+        Events committed before the start but held back by a transaction still running are
+        waited for; later ones are left to the runner, which goes on from the checkpoint
+        the swap sets.
         """
         head = await self.store.last_position()
+        target = await self.store.head()
         cursor, events = jobstore.START, 0
         pending = asyncio.ensure_future(self._read(cursor))
         try:
             while True:
-                batch = await pending
+                page = await pending
+                batch = page.events
                 if not batch:
+                    if cursor < target and page.held_back:
+                        await asyncio.sleep(HELD_BACK_RETRY)
+                        pending = asyncio.ensure_future(self._read(cursor))
+                        continue
                     break
                 cursor = jobstore.Cursor.of(batch[-1])
                 pending = asyncio.ensure_future(self._read(cursor))
@@ -159,9 +168,9 @@ class _Filler:
                 await pending
         return cursor, events
 
-    async def _read(self, after: jobstore.Cursor) -> Sequence[RecordedEvent]:
+    async def _read(self, after: jobstore.Cursor) -> jobstore.Page:
         try:
-            return (await self.store.read_after(after, self.batch_size)).events
+            return await self.store.read_after(after, self.batch_size)
         except TRANSIENT:
             raise
         except JobstoreError as exc:

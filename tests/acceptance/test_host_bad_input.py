@@ -159,6 +159,7 @@ async def test_health_readiness_and_metrics(host: Host) -> None:
     assert 'jobtrail_deliveries_total{job_type="test-job",outcome="completed"} 1.0' in text
     assert "jobtrail_handler_duration_seconds_bucket" in text
     assert "jobtrail_relay_backlog_events" in text
+    assert "jobtrail_log_reader_held_back_events" in text
 
 
 async def test_unknown_route_is_a_json_404(host: Host) -> None:

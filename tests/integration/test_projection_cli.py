@@ -56,6 +56,7 @@ async def test_status_shows_lag_then_rebuild_catches_up(
     assert before.returncode == 0, before.stderr
     lags = {p["name"]: (p["position"], p["lag"]) for p in json_of(before.stdout)["projections"]}
     assert lags == {"job_attempts": (0, head), "job_executions": (0, head)}
+    assert set(json_of(before.stdout)["reader_lag"]) >= {"held_back_events", "held_back_seconds"}
 
     rebuilt = await run(db_dsn, "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr

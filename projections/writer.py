@@ -67,12 +67,11 @@ async def write(
     known: list[tuple[Any, ...]],
 ) -> None:
     """Insert ``new`` rows and upsert ``known`` ones (each row its values in ``columns``
-    order; JSON columns may be given as ``orjson.Fragment``)."""
+    order; a JSON column may be given as bytes already encoded, as the jsonb codec takes it)."""
     if len(new) < COPY_FROM:
         known, new = known + new, []
     if new:
         await conn.copy_records_to_table(table, records=new, columns=list(columns))
     if known:
-        await conn.execute(
-            upsert, orjson.dumps([dict(zip(columns, row, strict=True)) for row in known])
-        )
+        rows = [dict(zip(columns, row, strict=True)) for row in known]
+        await conn.execute(upsert, orjson.dumps(rows, default=orjson.Fragment))

@@ -53,6 +53,18 @@ SELECT job_id, dispatch, attempt, outcome, message_id, started_at, finished_at, 
 -- params:
 SELECT job_type, status, count FROM jobtrail.job_stats WHERE count <> 0;
 
+-- name: read_pending
+-- params:
+-- Per type: pending jobs, those of them under a rate or concurrency limit (QStash holds
+-- them back), and when the oldest was created.
+SELECT job_type,
+       count(*) AS pending,
+       count(*) FILTER (WHERE jsonb_typeof(options -> 'flow_control') = 'object') AS limited,
+       min(created_at) AS oldest
+  FROM jobtrail.job_executions
+ WHERE status = 'pending'
+ GROUP BY job_type;
+
 -- name: read_durations
 -- params:
 SELECT job_type, bucket, count FROM jobtrail.job_durations WHERE count <> 0;

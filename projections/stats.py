@@ -6,8 +6,10 @@ keeps as events arrive: a read is two small scans, never a count over the execut
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from jobstore import query
@@ -36,6 +38,7 @@ class TypeStats:
     total: int
     by_status: dict[str, int]
     durations: DurationStats
+    pending: PendingStats = field(default_factory=lambda: PendingStats(0, 0, None))
 
     def to_json(self) -> dict[str, Any]:
         """The type's stats as JSON-compatible values."""
@@ -43,6 +46,24 @@ class TypeStats:
             "total": self.total,
             "by_status": self.by_status,
             "duration_seconds": self.durations.to_json(),
+            "pending": self.pending.to_json(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PendingStats:
+    """A type's pending jobs: how many, how many under a limit, the oldest one's age."""
+
+    count: int
+    waiting_on_limit: int
+    oldest_age_seconds: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The pending jobs as JSON-compatible values."""
+        return {
+            "count": self.count,
+            "waiting_on_limit": self.waiting_on_limit,
+            "oldest_age_seconds": self.oldest_age_seconds,
         }
 
 
@@ -68,6 +89,14 @@ async def get_job_stats(pool: reader.Source) -> JobStats:
     async with reader.snapshot(pool) as conn:
         counts = await conn.fetch(_Q["read_stats"])
         buckets = await conn.fetch(_Q["read_durations"])
+        pending_rows = await conn.fetch(_Q["read_pending"])
+    now = datetime.now(UTC)
+    pending = {
+        row["job_type"]: PendingStats(
+            row["pending"], row["limited"], round((now - row["oldest"]).total_seconds(), 3)
+        )
+        for row in pending_rows
+    }
     statuses: defaultdict[str, dict[str, int]] = defaultdict(dict)
     for row in counts:
         statuses[row["job_type"]][row["status"]] = row["count"]
@@ -75,8 +104,11 @@ async def get_job_stats(pool: reader.Source) -> JobStats:
     for row in buckets:
         durations[row["job_type"]][row["bucket"]] = row["count"]
     by_type = {
-        name: _type_stats(statuses.get(name, {}), durations.get(name, {}))
-        for name in sorted(set(statuses) | set(durations))
+        name: dataclasses.replace(
+            _type_stats(statuses.get(name, {}), durations.get(name, {})),
+            pending=pending.get(name, PendingStats(0, 0, None)),
+        )
+        for name in sorted(set(statuses) | set(durations) | set(pending))
     }
     by_status: defaultdict[str, int] = defaultdict(int)
     for per_type in statuses.values():

@@ -91,6 +91,13 @@ async def metrics(request: web.Request) -> web.Response:
         ctx.metrics.relay_backlog.set(max(0, last - relay_at))
         for status in await projections.projection_status(ctx.store.pool):
             ctx.metrics.projection_lag.labels(status.name).set(status.lag)
+        stats = await projections.get_job_stats(ctx.store.pool)
+        for job_type, per_type in stats.by_type.items():
+            ctx.metrics.pending.labels(job_type).set(per_type.pending.count)
+            ctx.metrics.waiting_on_limit.labels(job_type).set(per_type.pending.waiting_on_limit)
+            ctx.metrics.oldest_pending.labels(job_type).set(
+                per_type.pending.oldest_age_seconds or 0
+            )
         lag = await ctx.store.reader_lag()
         ctx.metrics.reader_held_back_events.set(lag.held_back_events)
         ctx.metrics.reader_held_back_seconds.set(lag.held_back_seconds)

@@ -36,6 +36,24 @@ class Metrics:
             "Events in the log the relay has not handled",
             registry=self.registry,
         )
+        self.pending = Gauge(
+            "jobtrail_jobs_pending",
+            "Pending jobs, by job type",
+            ["job_type"],
+            registry=self.registry,
+        )
+        self.waiting_on_limit = Gauge(
+            "jobtrail_jobs_waiting_on_limit",
+            "Pending jobs under a rate or concurrency limit, by job type",
+            ["job_type"],
+            registry=self.registry,
+        )
+        self.oldest_pending = Gauge(
+            "jobtrail_oldest_pending_seconds",
+            "Age of the oldest pending job, by job type",
+            ["job_type"],
+            registry=self.registry,
+        )
         self.notifications = Counter(
             "jobtrail_notifications",
             "Job callbacks called for notifications, by outcome kind and result",

@@ -6,9 +6,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 import jobstore
+import projections
 from jobstore import job_events
 from tests.host_support import Host, running_host
 
@@ -124,3 +126,33 @@ async def test_a_replay_may_change_a_jobs_limits_and_timeout(host: Host) -> None
     replay = [e for e in await host.events(job_id) if isinstance(e, job_events.JobDispatched)][-1]
     assert replay.options.flow_control is not None
     assert (replay.options.flow_control.parallelism, replay.options.timeout) == (1, 0.5)
+
+
+async def test_stats_and_metrics_show_jobs_waiting_on_a_limit(db_dsn: str) -> None:
+    """Jobs QStash holds back (here: a paused flow-control key) are counted per type."""
+    async with running_host(db_dsn) as host:
+        assert host.qstash is not None
+        options = {"parallelism": 1, "flow_key": "held"}
+        host.qstash.state.flow("held").paused = True
+        job_ids = [await host.dispatcher.enqueue("test-job", {}, None, options) for _ in range(3)]
+        plain = await host.dispatcher.enqueue("test-job", {"tag": "free"})
+        await host.wait_status(plain, "completed")
+        deadline = time.monotonic() + 15
+        while True:  # the host's own projections catch up
+            stats = await projections.get_job_stats(host.ctx.store.pool)
+            per_type = stats.by_type.get("test-job")
+            if per_type is not None and per_type.by_status.get("completed") == 1:
+                break
+            assert time.monotonic() < deadline, "the views did not catch up"
+            await asyncio.sleep(0.05)
+        pending = stats.by_type["test-job"].pending
+        assert (pending.count, pending.waiting_on_limit) == (3, 3)
+        assert pending.oldest_age_seconds is not None and pending.oldest_age_seconds >= 0
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(host.url + "/metrics") as response,
+        ):
+            text = await response.text()
+        assert 'jobtrail_jobs_waiting_on_limit{job_type="test-job"} 3.0' in text
+        assert 'jobtrail_jobs_pending{job_type="test-job"} 3.0' in text
+        assert len(job_ids) == 3

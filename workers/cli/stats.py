@@ -42,6 +42,8 @@ def _table(result: projections.JobStats) -> Table:
     table.add_column("total", justify="right", footer=str(result.total))
     for name in ("p50", "p90", "p99"):
         table.add_column(name, justify="right")
+    table.add_column("oldest pending", justify="right")
+    table.add_column("on a limit", justify="right")
     for job_type, per_type in result.by_type.items():
         percentiles = per_type.durations.percentiles
         table.add_row(
@@ -49,6 +51,8 @@ def _table(result: projections.JobStats) -> Table:
             *(_count(per_type.by_status.get(status, 0)) for status in statuses),
             str(per_type.total),
             *(database.duration(percentiles.get(p)) for p in (50, 90, 99)),
+            database.duration(per_type.pending.oldest_age_seconds),
+            _count(per_type.pending.waiting_on_limit),
         )
     return table
 

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
 from typing import Any
@@ -114,7 +116,7 @@ async def append_single(store: jobstore.EventStore, total: int, tasks: int = 8) 
 
 
 @contextlib.contextmanager
-def scratch_server(pg_bin: Path) -> Iterator[str]:
+def scratch_server(pg_bin: Path) -> Iterator[tuple[str, Path]]:
     """A private PostgreSQL in a temporary folder (as user postgres when run as root)."""
     folder = Path(tempfile.mkdtemp(prefix="jobtrail-bench-pg-"))
     data = folder / "data"
@@ -134,7 +136,7 @@ def scratch_server(pg_bin: Path) -> Iterator[str]:
     run(str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o", options,
         "-w", "start")  # fmt: skip
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres", data
     finally:
         run(str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
@@ -148,7 +150,14 @@ def _process(kind: str, dsn: str, tasks: int, seconds: float, go: ProcessEvent, 
         raise
 
 
-async def _process_main(kind: str, dsn: str, tasks: int, seconds: float, go: ProcessEvent) -> int:
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _process_main(
+    kind: str, dsn: str, tasks: int, seconds: float, go: ProcessEvent
+) -> tuple[int, float]:
     """One process's appends (jobstore) or single-row commits (raw) during ``seconds``."""
     loop = asyncio.get_running_loop()
     tag = f"{kind}-{os.getpid()}"
@@ -161,6 +170,7 @@ async def _process_main(kind: str, dsn: str, tasks: int, seconds: float, go: Pro
         store = jobstore.EventStore(pool)
     await loop.run_in_executor(None, go.wait)
     deadline = loop.time() + seconds
+    cpu = _cpu()
 
     async def task(t: int) -> int:
         i = 0
@@ -175,7 +185,8 @@ async def _process_main(kind: str, dsn: str, tasks: int, seconds: float, go: Pro
         return i
 
     try:
-        return sum(await asyncio.gather(*(task(t) for t in range(tasks))))
+        count = sum(await asyncio.gather(*(task(t) for t in range(tasks))))
+        return count, _cpu() - cpu
     finally:
         for conn in conns:
             await conn.close()
@@ -183,7 +194,34 @@ async def _process_main(kind: str, dsn: str, tasks: int, seconds: float, go: Pro
             await pool.close()
 
 
-def processes_round(kind: str, dsn: str, processes: int, tasks: int, seconds: float) -> float:
+def server_cpu_seconds(data: Path) -> float:
+    """CPU used so far by a server: postmaster, live backends, and backends that ended."""
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            pid, ppid = int(stat.parent.name), int(fields[1])
+            if pid == postmaster:  # its own time and its reaped children's
+                total += sum(int(f) for f in fields[11:15]) / tick
+            elif ppid == postmaster:
+                total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+@dataclass
+class RoundResult:
+    """One multi-process round: throughput, and CPU per event in the clients and the server."""
+
+    events_per_s: float
+    client_us_per_event: float
+    server_us_per_event: float
+
+
+def processes_round(
+    kind: str, dsn: str, data: Path, processes: int, tasks: int, seconds: float
+) -> RoundResult:
     """Events/s from ``processes`` processes of ``tasks`` tasks each, one event per commit."""
     ctx = multiprocessing.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
@@ -194,13 +232,17 @@ def processes_round(kind: str, dsn: str, processes: int, tasks: int, seconds: fl
     for w in workers:
         w.start()
     asyncio.run(asyncio.sleep(2.0))  # connections open before the start signal
+    server_before = server_cpu_seconds(data)
     go.set()
-    counts = [out.get(timeout=seconds + 60) for _ in workers]
+    results = [out.get(timeout=seconds + 60) for _ in workers]
     for w in workers:
         w.join()
-    if None in counts:
+    if None in results:
         raise RuntimeError(f"a {kind} process failed; see its traceback above")
-    return sum(counts) / seconds
+    count = sum(r[0] for r in results)
+    client = sum(r[1] for r in results)
+    server = server_cpu_seconds(data) - server_before
+    return RoundResult(count / seconds, client / count * 1e6, server / count * 1e6)
 
 
 async def _prepare_scratch(server_dsn: str, commit_delay: int) -> str:
@@ -229,23 +271,36 @@ async def _prepare_scratch(server_dsn: str, commit_delay: int) -> str:
 def main_processes(pg_bin: Path, processes: int, tasks: int, seconds: float, delay: int) -> None:
     """The multi-process case on a scratch server with simulated commit latency."""
     quiet_logs()
-    with scratch_server(pg_bin) as server_dsn:
+    results: dict[str, list[RoundResult]] = {"raw": [], "jobstore": []}
+    with scratch_server(pg_bin) as (server_dsn, data):
         dsn = asyncio.run(_prepare_scratch(server_dsn, delay))
-        raws: list[float] = []
-        stores: list[float] = []
         for round_ in range(MULTI_ROUNDS):
-            raws.append(processes_round("raw", dsn, processes, tasks, seconds))
-            stores.append(processes_round("jobstore", dsn, processes, tasks, seconds))
+            for kind, rounds in results.items():
+                rounds.append(processes_round(kind, dsn, data, processes, tasks, seconds))
+            raw, appended = results["raw"][-1], results["jobstore"][-1]
             print(
-                f"round {round_ + 1}/{MULTI_ROUNDS}: raw {raws[-1]:,.0f} events/s, "
-                f"jobstore {stores[-1]:,.0f} events/s ({processes} processes x {tasks} tasks)",
+                f"round {round_ + 1}/{MULTI_ROUNDS} ({processes} processes x {tasks} tasks): "
+                f"raw {raw.events_per_s:,.0f} events/s "
+                f"(CPU/event: client {raw.client_us_per_event:.0f} us, "
+                f"server {raw.server_us_per_event:.0f} us), "
+                f"jobstore {appended.events_per_s:,.0f} events/s "
+                f"(client {appended.client_us_per_event:.0f} us, "
+                f"server {appended.server_us_per_event:.0f} us)",
                 flush=True,
             )
-    raw, appended = statistics.median(raws), statistics.median(stores)
+
+    def median(kind: str, field: str) -> float:
+        return statistics.median(getattr(r, field) for r in results[kind])
+
     name = f"append_{processes}proc"
+    raw, appended = median("raw", "events_per_s"), median("jobstore", "events_per_s")
     bench_line(f"{name}_raw_events_per_s", raw, "events/s")
     bench_line(f"{name}_events_per_s", appended, "events/s")
     bench_line(f"{name}_vs_raw_ratio", appended / raw, "x")
+    for kind in results:
+        for side in ("client", "server"):
+            metric = f"{name}_{kind}_{side}_cpu_us_per_event"
+            bench_line(metric, median(kind, f"{side}_us_per_event"), "us")
 
 
 async def main(total: int) -> None:

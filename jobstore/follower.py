@@ -124,6 +124,8 @@ class Tail:
 
     FIRST_RETRY = 0.002
     """First wait (s) before looking again at events held back by a running transaction."""
+    MAX_RETRY = 0.1
+    """Longest wait (s) between those looks: a reader follows within it once it ends."""
 
     def __init__(
         self,
@@ -169,7 +171,7 @@ class Tail:
         """
         timeout = min(self._retry, self.idle_poll) if self._held_back else self.idle_poll
         if self._held_back:
-            self._retry = min(self._retry * 2, self.idle_poll)
+            self._retry = min(self._retry * 2, self.MAX_RETRY)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 

@@ -134,6 +134,8 @@ class _Announcer:
             try:
                 async with self._pool.acquire() as conn:
                     await conn.execute(_Q["announce_appended"])
+            except asyncpg.InterfaceError:  # the pool is closing: nobody is left to tell
+                return
             except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
                 log.warning("could not announce appended events", error=str(exc)[:300])
                 return

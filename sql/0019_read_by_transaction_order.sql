@@ -90,18 +90,21 @@ $$;
 
 -- Lock the streams and tokens named, in key order (see the header).  Keys live in their
 -- own advisory-lock classes (elections use class 72440125).  A hash collision only makes
--- two unrelated streams queue behind each other.
+-- two unrelated streams queue behind each other.  PL/pgSQL, not SQL, so that its plan is
+-- kept between calls (an SQL function that cannot be inlined is planned at every call);
+-- names are qualified instead of a SET search_path, which would cost a configuration
+-- change per call (it runs with its caller's rights and search_path).
 CREATE FUNCTION jobtrail.lock_for_append(stream_ids text[], token_ids text[]) RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT count(pg_advisory_xact_lock(k.class_id, k.object_id))
-      FROM (SELECT DISTINCT 72440126 AS class_id, hashtext(s) AS object_id
-              FROM unnest(stream_ids) AS s
-            UNION
-            SELECT DISTINCT 72440127, hashtext(t)
-              FROM unnest(token_ids) AS t WHERE t IS NOT NULL
-             ORDER BY 1, 2) k;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.pg_advisory_xact_lock(k.class_id, k.object_id)
+       FROM (SELECT DISTINCT 72440126 AS class_id, pg_catalog.hashtext(s) AS object_id
+               FROM pg_catalog.unnest(stream_ids) AS s
+             UNION
+             SELECT DISTINCT 72440127, pg_catalog.hashtext(t)
+               FROM pg_catalog.unnest(token_ids) AS t WHERE t IS NOT NULL
+              ORDER BY 1, 2) k;
+END;
 $$;
 
 -- As in 0003, with the stream locks instead of the global lock, and announce_after_commit:

@@ -85,8 +85,30 @@ class JobCancelled(Event, type_name="job.cancelled"):
     reason: str | None = None
 
 
+class JobNotified(Event, type_name="job.notified"):
+    """The host called the job's ``callback``/``failure_callback`` about an outcome.
+
+    ``result`` is ``delivered`` (2xx), ``rejected`` (a final answer: 3xx, most 4xx),
+    ``error`` (an answer QStash retries), ``unreachable`` or ``refused`` (the address
+    policy); ``url`` is shown without its query string or credentials.
+    """
+
+    dispatch: int = Field(ge=1)
+    kind: Literal["completed", "failed"]
+    notification_id: str
+    url: str
+    result: str
+    status: int | None = None
+
+
 JobEvent: TypeAlias = (
-    JobDispatched | JobStarted | JobCompleted | JobAttemptFailed | JobFailed | JobCancelled
+    JobDispatched
+    | JobStarted
+    | JobCompleted
+    | JobAttemptFailed
+    | JobFailed
+    | JobCancelled
+    | JobNotified
 )
 """Every event of a job stream: a closed union, so that a ``match`` over a job's events
 ending in ``assert_never`` is checked by mypy to handle each one (add a new job event here)."""

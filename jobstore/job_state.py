@@ -25,6 +25,7 @@ from jobstore.job_events import (
     JobDispatched,
     JobEvent,
     JobFailed,
+    JobNotified,
     JobStarted,
     is_job_event,
 )
@@ -194,6 +195,8 @@ def _apply(state: JobState, event: JobEvent, at: datetime) -> None:
             state.status = JOB_STATUSES.CANCELLED
             state.cancel_requested = True
             state.cancelled_at = at
+        case JobNotified():
+            pass  # a record of a callback call: the job's state stays as its outcome left it
         case _:
             assert_never(event)
 

@@ -90,6 +90,8 @@ def apply(
             return _fail_running(attempts, event, at)
         case job_events.JobCancelled():
             return None  # future attempts stop; a running one still records its outcome
+        case job_events.JobNotified():
+            return None  # a callback call about an outcome: no attempt changes
         case _:
             assert_never(event)
 

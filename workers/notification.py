@@ -27,7 +27,13 @@ import structlog
 import yarl
 from aiohttp import web
 
-from jobstore import AddressPolicy, NonRetryableJobError
+from jobstore import (
+    AddressPolicy,
+    JobstoreError,
+    NonRetryableJobError,
+    job_events,
+    job_state,
+)
 from workers.context import HOST, HostContext
 from workers.decision import Answer
 from workers.handlers import HandlerError, target, webhook
@@ -112,7 +118,27 @@ async def notify(request: web.Request) -> web.Response:
     )
     answer = _answer(status)
     ctx.metrics.notifications.labels(kind, _outcome(status)).inc()
+    await _record(ctx, job, kind, nid, str(url), status)
     return respond(answer)
+
+
+async def _record(
+    ctx: HostContext, job: Mapping[str, Any], kind: Kind, nid: str, url: str, status: Called
+) -> None:
+    """Append the call to the job's history (``JobNotified``); a failure here is only logged."""
+    try:
+        where = target.display_url(yarl.URL(url))
+        event = job_events.JobNotified(
+            dispatch=int(job["dispatch"]),
+            kind=kind,
+            notification_id=nid,
+            url=where,
+            result=_outcome(status),
+            status=status if isinstance(status, int) else None,
+        )
+        await ctx.store.append(job_state.stream_id(str(job["job_id"])), [event])
+    except (KeyError, TypeError, ValueError, JobstoreError) as exc:
+        log.warning("notification not recorded in the job's history", error=str(exc)[:300])
 
 
 def _outcome(status: Called) -> str:

@@ -144,4 +144,4 @@ async def test_sigterm_lets_the_running_handler_finish_then_exits_zero(
     state = await dispatcher.load(job_id)
     assert state is not None
     assert state.status.value == "completed", "the in-flight handler finished and was recorded"
-    assert state.attempts_total == 1
+    assert state.attempts == 1

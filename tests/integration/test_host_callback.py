@@ -13,6 +13,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -271,3 +272,33 @@ async def test_a_host_killed_before_the_call_still_notifies_and_repeats_keep_the
 
     ids = {headers["X-Jobtrail-Notification-Id"] for _, headers, _ in receiver.requests}
     assert ids == {f"{job_id}:1:failed"}
+
+
+async def test_the_jobs_history_shows_each_callback_call_and_the_job_stays_archivable(
+    db_dsn: str, receiver: Receiver
+) -> None:
+    receiver.fail_first = 1
+    options = {"retries": 0, "failure_callback": receiver.url("/failed?token=secret")}
+    async with running_host(db_dsn) as host:
+        job_id = await host.dispatcher.enqueue("test-job", {"fail_times": 9}, None, options)
+        await receiver.wait(2)
+        deadline = time.monotonic() + 10
+        while (
+            len(
+                notes := [
+                    e for e in await host.events(job_id) if isinstance(e, job_events.JobNotified)
+                ]
+            )
+            < 2
+        ):
+            assert time.monotonic() < deadline, notes
+            await asyncio.sleep(0.02)
+        assert [(n.result, n.status) for n in notes] == [("error", 503), ("delivered", 200)]
+        assert {n.notification_id for n in notes} == {f"{job_id}:1:failed"}
+        assert all("secret" not in n.url for n in notes)  # shown without its query
+        state = await host.dispatcher.load(job_id)
+        assert state is not None and state.status == "failed"  # a record, not a change
+
+        future = datetime.now(UTC) + timedelta(days=1)
+        moved = await host.ctx.store.archive_streams([f"job-{job_id}"], future, 30)
+    assert moved == [f"job-{job_id}"]

@@ -75,6 +75,14 @@ LATER = st.one_of(
         error_message=st.none() | TEXT,
     ),
     st.builds(job_events.JobCancelled, dispatch=SMALL),
+    st.builds(
+        job_events.JobNotified,
+        dispatch=SMALL,
+        kind=st.sampled_from(["completed", "failed"]),
+        notification_id=st.just("n"),
+        url=st.just("https://hooks.example/x"),
+        result=st.sampled_from(["delivered", "error"]),
+    ),
 )
 
 

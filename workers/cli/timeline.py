@@ -169,6 +169,10 @@ def _describe_event(event: jobstore.Event, shown: Callable[[Any], Any]) -> tuple
                 f"{event.dispatch}",
                 short(shown(event.reason or ""), 200),
             )
+        case job_events.JobNotified():
+            answered = f"{event.result}" + (f" ({event.status})" if event.status else "")
+            details = f"{event.kind} callback to {event.url}: {answered}"
+            return "[cyan]notified[/]", f"{event.dispatch}", short(shown(details), 300)
         case _:
             assert_never(event)
 

@@ -183,5 +183,9 @@ def _describe(event: Any, shown: Shown) -> tuple[str, str, str, str]:
             return "failed", "failed", step, _text(shown(text))
         case job_events.JobCancelled():
             return "cancelled", "cancelled", f"{event.dispatch}", _text(shown(event.reason or ""))
+        case job_events.JobNotified():
+            answered = f"{event.result}" + (f" ({event.status})" if event.status else "")
+            details = f"{event.kind} callback to {event.url}: {answered}"
+            return "notified", "notified", f"{event.dispatch}", _text(shown(details))
         case _:
             assert_never(event)

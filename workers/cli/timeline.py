@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, assert_never
+from typing import Any, Final
 
-import orjson
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 import jobstore
-from jobstore import JobExecution, RecordedEvent, job_events, redaction
+from jobstore import JobExecution, RecordedEvent, redaction
 from jobstore import actor as actor_of
+from workers import history
 from workers.cli import database
 
 STATUS_STYLE: Final = {
@@ -129,52 +129,23 @@ def _timeline(history: list[RecordedEvent], shown: Callable[[Any], Any]) -> Tabl
     return table
 
 
+_COLOURS = {
+    "dispatched": "cyan",
+    "started": "blue",
+    "completed": "green",
+    "attempt-failed": "yellow",
+    "failed": "red",
+    "cancelled": "magenta",
+    "notified": "cyan",
+}
+
+
 def _describe_event(event: jobstore.Event, shown: Callable[[Any], Any]) -> tuple[str, str, str]:
-    """An event as (name, dispatch/attempt, details) for the timeline."""
-    if not job_events.is_job_event(event):
-        return event.type_name, "", short(shown(event.to_json_data()), 80)
-    match event:
-        case job_events.JobDispatched():
-            details = f"from {event.source}, retries {event.options.retries}"
-            if event.options.not_before:
-                details += ", delayed"
-            if event.reason:
-                details += f"; reason: {short(shown(event.reason), 200)}"
-            return "[cyan]dispatched[/]", f"{event.dispatch}", details
-        case job_events.JobStarted():
-            message = f"message {short(event.message_id, 80)}" if event.message_id else ""
-            return "[blue]started[/]", f"{event.dispatch}/{event.attempt}", message
-        case job_events.JobCompleted():
-            details = f"took {database.duration(event.duration_seconds)}"
-            if event.result is not None:
-                details += f"; result {short(shown(event.result), 80)}"
-            return "[green]completed[/]", f"{event.dispatch}/{event.attempt}", details
-        case job_events.JobAttemptFailed():
-            outcome = "abandoned" if event.abandoned else "failed"
-            then = "will retry" if event.will_retry else "no retry"
-            seconds = event.duration_seconds
-            took = f", after {database.duration(seconds)}" if seconds is not None else ""
-            error = short(shown(f"{event.error_type}: {event.error_message}"), 300)
-            details = f"{error} ({then}{took})"
-            return f"[yellow]attempt {outcome}[/]", f"{event.dispatch}/{event.attempt}", details
-        case job_events.JobFailed():
-            attempt = f"{event.dispatch}/{event.attempt}" if event.attempt else f"{event.dispatch}"
-            text = event.reason
-            if event.error_message and event.error_message != event.reason:
-                text += f"; {event.error_type or 'Error'}: {event.error_message}"
-            return "[red]failed[/]", attempt, short(shown(text), 300)
-        case job_events.JobCancelled():
-            return (
-                "[magenta]cancelled[/]",
-                f"{event.dispatch}",
-                short(shown(event.reason or ""), 200),
-            )
-        case job_events.JobNotified():
-            answered = f"{event.result}" + (f" ({event.status})" if event.status else "")
-            details = f"{event.kind} callback to {event.url}: {answered}"
-            return "[cyan]notified[/]", f"{event.dispatch}", short(shown(details), 300)
-        case _:
-            assert_never(event)
+    """An event as (name, dispatch/attempt, details) for the timeline, in rich markup."""
+    described = history.describe(event, shown)
+    colour = _COLOURS.get(described.kind)
+    name = f"[{colour}]{escape(described.label)}[/]" if colour else escape(described.label)
+    return name, described.step, escape(described.details)
 
 
 def _attempts_table(attempts: list[Any], shown: Callable[[Any], Any]) -> Table:
@@ -199,5 +170,4 @@ def _attempts_table(attempts: list[Any], shown: Callable[[Any], Any]) -> Table:
 
 def short(value: object, width: int) -> str:
     """``value`` as text (JSON unless a string), cut to ``width``, safe from rich markup."""
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return escape(text if len(text) <= width else text[: width - 1] + "…")
+    return escape(history.short(value, width))

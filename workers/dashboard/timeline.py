@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, assert_never
+from typing import Any, Final
 
 from jobstore import JobState, RecordedEvent, job_events, job_state
 from jobstore import actor as actor_of
+from workers import history
 
 WIDTH: Final = 1000
 """The drawing's width in SVG units; offsets and durations are scaled into it."""
@@ -145,47 +146,6 @@ def _text(value: Any) -> str:
 
 
 def _describe(event: Any, shown: Shown) -> tuple[str, str, str, str]:
-    """(kind, label, dispatch/attempt, details) of one event."""
-    if not job_events.is_job_event(event):
-        return "other", event.type_name, "", _text(shown(event.to_json_data()))
-    match event:
-        case job_events.JobDispatched():
-            details = f"from {event.source}, retries {event.options.retries}"
-            if event.options.not_before:
-                details += ", delayed"
-            if event.reason:
-                details += f"; reason: {_text(shown(event.reason))}"
-            return "dispatched", "dispatched", f"{event.dispatch}", details
-        case job_events.JobStarted():
-            return "started", "started", f"{event.dispatch}/{event.attempt}", ""
-        case job_events.JobCompleted():
-            return (
-                "completed",
-                "completed",
-                f"{event.dispatch}/{event.attempt}",
-                (f"took {event.duration_seconds:.3f} s"),
-            )
-        case job_events.JobAttemptFailed():
-            outcome = "abandoned" if event.abandoned else "failed"
-            then = "will retry" if event.will_retry else "no retry"
-            error = _text(shown(f"{event.error_type}: {event.error_message}"))
-            return (
-                "attempt-failed",
-                f"attempt {outcome}",
-                f"{event.dispatch}/{event.attempt}",
-                (f"{error} ({then})"),
-            )
-        case job_events.JobFailed():
-            step = f"{event.dispatch}/{event.attempt}" if event.attempt else f"{event.dispatch}"
-            text = event.reason
-            if event.error_message and event.error_message != event.reason:
-                text += f"; {event.error_type or 'Error'}: {event.error_message}"
-            return "failed", "failed", step, _text(shown(text))
-        case job_events.JobCancelled():
-            return "cancelled", "cancelled", f"{event.dispatch}", _text(shown(event.reason or ""))
-        case job_events.JobNotified():
-            answered = f"{event.result}" + (f" ({event.status})" if event.status else "")
-            details = f"{event.kind} callback to {event.url}: {answered}"
-            return "notified", "notified", f"{event.dispatch}", _text(shown(details))
-        case _:
-            assert_never(event)
+    """(kind, label, dispatch/attempt, details) of one event (:mod:`workers.history`)."""
+    described = history.describe(event, shown)
+    return described.kind, described.label, described.step, described.details

@@ -39,6 +39,7 @@ from jobstore.errors import (
 from jobstore.event import Event, RecordedEvent, upcaster
 from jobstore.follower import Follower, FollowerConfig, FollowerStopped
 from jobstore.job import BaseJob, BaseJobMetadata, EnqueueJobOptions
+from jobstore.job_events import JobEvent
 from jobstore.job_state import JobExecution, JobState
 from jobstore.migrations import MigrationState, migrate, status
 from jobstore.notifier import Notifier, NotifierConfig
@@ -99,6 +100,7 @@ __all__ = [
     "InvalidEventError",
     "JobConfig",
     "JobError",
+    "JobEvent",
     "JobExecution",
     "JobRegistry",
     "JobRequest",

@@ -33,6 +33,7 @@ from jobstore.errors import (
     JobValidationError,
     MigrationError,
     NonRetryableJobError,
+    RetryLater,
     TokenUsedError,
     UnknownEventTypeError,
 )
@@ -43,7 +44,7 @@ from jobstore.job_events import JobEvent
 from jobstore.job_state import JobExecution, JobState
 from jobstore.migrations import MigrationState, migrate, status
 from jobstore.notifier import Notifier, NotifierConfig
-from jobstore.options import DispatchOptions
+from jobstore.options import Backoff, DispatchOptions
 from jobstore.registry import (
     JOB_STATUSES,
     JOB_TYPES,
@@ -76,6 +77,7 @@ __all__ = [
     "START",
     "AddressPolicy",
     "AppendOnlyError",
+    "Backoff",
     "BaseJob",
     "BaseJobMetadata",
     "ConcurrencyError",
@@ -122,6 +124,7 @@ __all__ = [
     "Relay",
     "RelayConfig",
     "RelayCrash",
+    "RetryLater",
     "Settings",
     "StreamAppend",
     "Subscription",

@@ -357,6 +357,8 @@ class Dispatcher:
                 changes["headers"] = dict(options.headers or {})
             elif name == "retries" and options.retries is not None:
                 changes["retries"] = options.retries
+            elif name == "backoff":
+                changes["backoff"] = options.backoff
         return DispatchOptions.model_validate(state.options.model_dump() | changes)
 
     async def get_job_execution_by_job_id(self, job_id: str) -> job_state.JobExecution | None:
@@ -399,6 +401,7 @@ class Dispatcher:
             failure_callback=str(options.failure_callback) if options.failure_callback else None,
             headers=dict(options.headers) if options.headers else None,
             flow_control=_flow_control(config, options, metadata),
+            backoff=options.backoff,
         )
         # Every field comes from a validated model above: build without validating again.
         event = JobDispatched.model_construct(

@@ -100,6 +100,16 @@ class NonRetryableJobError(JobError):
         super().__init__(message, "NON_RETRYABLE", job_id)
 
 
+class RetryLater(JobError):
+    """A handler asks for its next attempt no sooner than ``seconds`` from now."""
+
+    def __init__(self, seconds: float, message: str | None = None) -> None:
+        if not 0 <= seconds <= 7 * 86400:
+            raise ValueError(f"RetryLater takes 0 to 604800 seconds, not {seconds!r}")
+        super().__init__(message or f"asked to retry in {seconds:g} s", "RETRY_LATER")
+        self.seconds = seconds
+
+
 def describe_validation_errors(exc: Any) -> list[str]:
     """Turn a pydantic ValidationError into one sentence per field, for people."""
     lines: list[str] = []

@@ -11,7 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from jobstore.address import TargetUrl
 from jobstore.duration import Duration, to_seconds
-from jobstore.options import check_flow_key
+from jobstore.options import Backoff, check_flow_key
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 # Headers QStash or the host set themselves; a job must not override them.
@@ -86,6 +86,9 @@ class EnqueueJobOptions(BaseModel):
     """Attempts of this flow key in flight at once."""
     flow_key: str | None = Field(default=None, max_length=200)
     """Whom the limits are per, e.g. ``"{job_type}-org-{organization_id}"``."""
+    backoff: Backoff | None = None
+    """Delays between attempts, replacing the type's (e.g. ``{"kind": "exponential",
+    "base": 5, "factor": 3, "cap": 600}``)."""
     unique_for: Duration | None = None
     """With an idempotency key: the same key within this long of its job's creation returns
     that job; after it, a new job (default: the type's, else forever)."""

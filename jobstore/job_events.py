@@ -66,6 +66,8 @@ class JobAttemptFailed(Event, type_name="job.attempt_failed"):
     will_retry: bool
     abandoned: bool = False
     duration_seconds: float | None = None
+    retry_after_seconds: float | None = None
+    """The delay the host asked of QStash before the next attempt (backoff, RetryLater)."""
 
 
 class JobFailed(Event, type_name="job.failed"):

@@ -12,7 +12,7 @@ import math
 import re
 import string
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -97,6 +97,30 @@ def flow_control(
     return FlowControl(key=key, rate=rate, period=whole, parallelism=parallelism)
 
 
+class Backoff(BaseModel):
+    """When the next attempt comes after a failed one: ``exponential`` (base × factor^(n-1)),
+    ``linear`` (base × n) or ``fixed`` (base), in seconds, never more than ``cap``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["exponential", "linear", "fixed"] = "exponential"
+    base: float = Field(default=1.0, ge=0, le=86400)
+    factor: float = Field(default=2.0, ge=1, le=100)
+    cap: float = Field(default=3600.0, ge=0, le=7 * 86400)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1, 2, …)."""
+        n = max(1, attempt)
+        match self.kind:
+            case "exponential":
+                raw = self.base * self.factor ** min(n - 1, 64)
+            case "linear":
+                raw = self.base * n
+            case "fixed":
+                raw = self.base
+        return float(min(self.cap, raw))
+
+
 class DispatchOptions(BaseModel):
     """One dispatch's endpoint, retry budget, timeout, delay, callbacks and headers."""
 
@@ -110,6 +134,8 @@ class DispatchOptions(BaseModel):
     failure_callback: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     flow_control: FlowControl | None = None
+    backoff: Backoff | None = None
+    """None: QStash's own retry schedule."""
 
     @classmethod
     def for_job(cls, config: JobConfig, **overrides: Any) -> DispatchOptions:
@@ -119,6 +145,7 @@ class DispatchOptions(BaseModel):
             "endpoint": config.endpoint,
             "retries": config.retries,
             "timeout": config.timeout,
+            "backoff": config.backoff,
         }
         return cls.model_validate(defaults | given)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -11,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobstore import errors, payloads
 from jobstore.duration import Seconds
-from jobstore.options import check_flow_key
+from jobstore.options import Backoff, check_flow_key
 
 
 class JOB_TYPES(StrEnum):
@@ -58,6 +59,9 @@ class JobConfig(BaseModel):
         max_length=200,
         description="whom the limits are per: a template of job_type, organization_id, user_id",
     )
+    backoff: Backoff | None = Field(
+        default=None, description="delays between attempts (None: QStash's schedule)"
+    )
     unique_for: Seconds | None = Field(
         default=None, gt=0, description="how long an idempotency key keeps its job (forever)"
     )
@@ -78,6 +82,8 @@ class JobTypeSpec:
     config: JobConfig
     payload_model: type[BaseModel]
     handler: Callable[..., Any] | None = None
+    backoff: Callable[[int], float] | None = None
+    """A custom delay (seconds) after failed attempt n; overrides ``config.backoff``."""
 
 
 @dataclass
@@ -93,8 +99,15 @@ class JobRegistry:
         handler: Callable[..., Any] | None = None,
         *,
         replace: bool = False,
+        backoff: Callable[[int], float] | None = None,
     ) -> JobTypeSpec:
-        """Add (or, with ``replace``, swap) a job type; return its spec."""
+        """Add (or, with ``replace``, swap) a job type; return its spec.
+
+        ``backoff(attempt) -> seconds`` is a custom retry delay, checked here for attempts
+        1 to 10 (a number from 0 to 7 days each).
+        """
+        if backoff is not None:
+            _check_backoff(config.type, backoff)
         if config.type in self._types and not replace:
             raise errors.JobError(
                 f"job type {config.type!r} is already registered; pass replace=True to swap it",
@@ -110,14 +123,14 @@ class JobRegistry:
                 f"endpoint {config.endpoint!r} is already used by job type {clash[0]!r}",
                 code="DUPLICATE_ENDPOINT",
             )
-        spec = JobTypeSpec(config, payload_model, handler)
+        spec = JobTypeSpec(config, payload_model, handler, backoff)
         self._types[config.type] = spec
         return spec
 
     def set_handler(self, job_type: str, handler: Callable[..., Any]) -> None:
         """Attach or replace the handler of a registered job type."""
         spec = self.get(job_type)
-        self._types[job_type] = JobTypeSpec(spec.config, spec.payload_model, handler)
+        self._types[job_type] = dataclasses.replace(spec, handler=handler)
 
     def get(self, job_type: str) -> JobTypeSpec:
         """The spec of ``job_type``; JobError(UNKNOWN_JOB_TYPE) names the known ones."""
@@ -168,6 +181,22 @@ _BUILT_IN: list[tuple[JOB_TYPES, type[BaseModel], int, float, str]] = [
         "Archive finished jobs past their retention",
     ),
 ]
+
+
+def _check_backoff(job_type: str, backoff: Callable[[int], float]) -> None:
+    for attempt in range(1, 11):
+        try:
+            delay = float(backoff(attempt))
+        except Exception as exc:
+            raise errors.JobError(
+                f"backoff of {job_type!r} failed for attempt {attempt}: {exc}", "BAD_BACKOFF"
+            ) from None
+        if not 0 <= delay <= 7 * 86400:
+            raise errors.JobError(
+                f"backoff of {job_type!r} gives {delay!r} s for attempt {attempt}; "
+                "give 0 to 604800 seconds",
+                "BAD_BACKOFF",
+            )
 
 
 def default_registry() -> JobRegistry:

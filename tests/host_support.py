@@ -40,6 +40,7 @@ class TestPayload(pydantic.BaseModel):
     sleep: float = 0.0
     raise_kind: str | None = None  # "nonretryable" | "validation"
     block: bool = False
+    retry_later: float = 0.0  # raise RetryLater(seconds) on the first attempt
     tag: str = ""
 
 
@@ -71,6 +72,8 @@ class TestHandler:
             await self.gate.wait()
         if payload.sleep:
             await asyncio.sleep(payload.sleep)
+        if payload.retry_later and job.attempt == 1:
+            raise jobstore.RetryLater(payload.retry_later)
         if payload.raise_kind == "nonretryable":
             raise NonRetryableJobError("the payload can never work")
         if payload.raise_kind == "validation":

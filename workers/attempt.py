@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import functools
 import inspect
+import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from jobstore import (
     JobTypeSpec,
     JobValidationError,
     NonRetryableJobError,
+    RetryLater,
     TokenUsedError,
     change,
     job_events,
@@ -105,7 +107,7 @@ def _prepare(
     try:
         spec = ctx.registry.get(state.job_type)
         if handler is not None:
-            spec = JobTypeSpec(spec.config, spec.payload_model, handler)
+            spec = dataclasses.replace(spec, handler=handler)
         if spec.handler is None:
             raise JobError(f"no handler is registered for {state.job_type!r}", "NO_HANDLER")
         payload = spec.payload_model.model_validate(state.payload)
@@ -207,10 +209,11 @@ async def _record_failure(
         )
     trace = _trimmed_traceback(exc)
     recorded: list[Event] = []
+    delay = _retry_delay(ctx, known, attempt, exc)
 
     def decide(state: JobState) -> list[Event]:
         recorded[:] = decision.decide_failure(
-            state, attempt, exc, trace, duration, retryable=retryable
+            state, attempt, exc, trace, duration, retryable=retryable, retry_after=delay
         )
         return recorded
 
@@ -226,8 +229,30 @@ async def _record_failure(
     if not retryable:
         return Answer(489, f"non-retryable: {exc}"[:300], non_retryable=True)
     if len(recorded) == 1 and getattr(recorded[0], "will_retry", False):
-        return Answer(500, f"attempt {attempt} failed: {type(exc).__name__}")
+        wait = None if delay is None else math.ceil(delay)
+        return Answer(500, f"attempt {attempt} failed: {type(exc).__name__}", retry_after=wait)
     return Answer(500, f"final attempt {attempt} failed: {type(exc).__name__}")
+
+
+def _retry_delay(
+    ctx: HostContext, state: JobState, attempt: int, exc: BaseException
+) -> float | None:
+    """Seconds before the next attempt: the handler's RetryLater, else the job's backoff
+    (its type's custom function, else its options); None leaves it to QStash."""
+    if isinstance(exc, RetryLater):
+        return exc.seconds
+    try:
+        custom = ctx.registry.get(state.job_type).backoff
+    except JobError:
+        custom = None
+    if custom is not None:
+        try:
+            return max(0.0, min(7 * 86400.0, float(custom(attempt))))
+        except Exception:
+            log.exception("the job type's backoff failed; QStash's schedule applies")
+            return None
+    backoff = state.options.backoff
+    return None if backoff is None else backoff.delay(attempt)
 
 
 async def _record(

@@ -113,6 +113,7 @@ def decide_failure(
     duration: float,
     *,
     retryable: bool,
+    retry_after: float | None = None,
 ) -> list[Event]:
     """Record a failed attempt, and the job's failure when no attempt will follow."""
     will_retry = (
@@ -130,6 +131,7 @@ def decide_failure(
             traceback=traceback_text,
             will_retry=will_retry,
             duration_seconds=duration,
+            retry_after_seconds=retry_after if will_retry else None,
         )
     ]
     if not will_retry and state.status is not JOB_STATUSES.CANCELLED:

@@ -109,3 +109,36 @@ async def test_schedule_create_list_pause_resume_delete(db_dsn: str) -> None:
     )
     assert json.loads(after.out) == {"schedules": []}
     one_line_error(deleted_again, 1, f"no schedule with id {schedule_id!r}")
+
+
+async def test_enqueue_takes_the_controls_from_the_command_line(
+    db_dsn: str, store: jobstore.EventStore
+) -> None:
+    result = await jobtrail(
+        db_dsn,
+        "enqueue",
+        "cleanup-old-data",
+        "--payload",
+        '{"retention": 3}',
+        "--retry-delay",
+        "5s",
+        "--backoff",
+        "exponential",
+        "--parallelism",
+        "2",
+        "--rate",
+        "10",
+        "--period",
+        "1m",
+        "--timeout",
+        "30",
+        "--json",
+    )
+
+    assert result.code == 0, result
+    job_id = json.loads(result.out)["job_id"]
+    (recorded,) = await store.read_stream(f"job-{job_id}")
+    options = recorded.event.options  # type: ignore[attr-defined]
+    assert (options.backoff.kind, options.backoff.base) == ("exponential", 5.0)
+    assert (options.flow_control.parallelism, options.flow_control.rate) == (2, 10)
+    assert (options.flow_control.period, options.timeout) == (60, 30.0)

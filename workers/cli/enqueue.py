@@ -8,6 +8,7 @@ import orjson
 import typer
 
 import jobstore
+from jobstore.duration import to_seconds
 from workers.cli import database, operator, runtime
 
 
@@ -24,6 +25,14 @@ def enqueue(
     ),
     retries: int | None = typer.Option(
         None, metavar="N", help="Retries after a failed attempt (default: the type's)."
+    ),
+    retry_delay: str | None = typer.Option(
+        None,
+        metavar="DURATION",
+        help="Wait this long before each retry (the base of --backoff); host-decided.",
+    ),
+    backoff: str = typer.Option(
+        "fixed", help="How --retry-delay grows: fixed, linear or exponential (x2, capped 1h)."
     ),
     timeout: str | None = typer.Option(
         None, metavar="DURATION", help="This job's timeout, within its type's bounds."
@@ -66,6 +75,7 @@ def enqueue(
         parallelism=parallelism,
         flow_key=flow_key,
         unique_for=_duration(unique_for),
+        backoff=None if retry_delay is None else _backoff(backoff, retry_delay),
     )
 
     async def main() -> jobstore.Enqueued:
@@ -111,6 +121,15 @@ def parse_payload(text: str, option: str = "--payload") -> dict[str, Any]:
 def application_registry(settings: jobstore.Settings) -> jobstore.JobRegistry:
     """The job types the host serves: JOBTRAIL_APP's registry, else the built-in one."""
     return runtime.application_registry(settings)
+
+
+def _backoff(kind: str, base: str) -> dict[str, object]:
+    """``--backoff KIND --retry-delay DURATION`` as the options' backoff."""
+    try:
+        seconds = to_seconds(_duration(base))
+    except ValueError as exc:
+        runtime.fail(f"--retry-delay: {exc}", database.BAD_INPUT)
+    return {"kind": kind, "base": seconds}
 
 
 def _duration(text: str | None) -> float | str | None:

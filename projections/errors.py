@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from jobstore import FollowerStopped
+
 
 class ProjectionError(Exception):
     """Something went wrong in jobtrail's projections (read models)."""
@@ -13,29 +15,14 @@ class ProjectionError(Exception):
         self.message = str(self)
 
 
-class ProjectionFailed(ProjectionError):
-    """A projection could not apply an event; it stays stopped there until it can."""
+class ProjectionFailed(FollowerStopped, ProjectionError):
+    """A projection could not apply an event; it stays stopped there until it can.
+
+    The follower's own stop (``jobstore.FollowerStopped``: name, position, error, stream,
+    event type), raised as a projection error for the API and the CLI.
+    """
 
     code = "PROJECTION_FAILED"
-
-    def __init__(
-        self,
-        name: str,
-        position: int,
-        error: str,
-        *,
-        stream_id: str | None = None,
-        event_type: str | None = None,
-    ) -> None:
-        where = f"position {position}"
-        if event_type is not None:
-            where += f" ({event_type} in stream {stream_id!r})"
-        super().__init__(f"projection {name!r} stopped at {where}: {error}")
-        self.name = name
-        self.position = position
-        self.error = error
-        self.stream_id = stream_id
-        self.event_type = event_type
 
 
 class LeadershipLost(ProjectionError):

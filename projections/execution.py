@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final, Protocol
 
-from jobstore import JOB_STATUSES, DispatchOptions, JobExecution, JobState, job_events, job_state
+from jobstore import JOB_STATUSES, DispatchOptions, JobState, job_events, job_state
 
 _options_json = DispatchOptions.__pydantic_serializer__.to_json
 
@@ -87,60 +87,3 @@ def archived_job_ids(event: job_events.StreamsArchived) -> set[str]:
     """The jobs an archiving event removed (named as job ids or as job streams)."""
     from_streams = (job_state.job_id_of(s) for s in event.stream_ids)
     return set(event.job_ids) | {job_id for job_id in from_streams if job_id is not None}
-
-
-_READ_COLUMNS: Final = (
-    "job_id",
-    "job_type",
-    "status",
-    "payload",
-    "metadata",
-    "user_id",
-    "organization_id",
-    "dispatch",
-    "attempt",
-    "attempts",
-    "max_retries",
-    "cancel_requested",
-    "ever_completed",
-    "last_error",
-    "result",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "failed_at",
-    "cancelled_at",
-    "duration_seconds",
-    "message_id",
-    "schedule_id",
-    "replay_count",
-    "source",
-    "version",
-    "position",
-)
-
-
-class ExecutionRow:
-    """Deprecated: a row of the 27 columns ``reader.sql`` selects, for ``reader.py`` until
-    it selects ``COLUMNS`` and calls ``state_of`` (the only options it has are retries)."""
-
-    __slots__ = ("state",)
-
-    def __init__(self, *values: Any) -> None:
-        row = dict(zip(_READ_COLUMNS, values, strict=True))
-        legacy = {"options": {"retries": row["max_retries"]}, "lease_until": None}
-        self.state = state_of(row | legacy)
-
-    @property
-    def job_id(self) -> str:
-        """The job's id."""
-        return self.state.job_id
-
-    @property
-    def created_at(self) -> Any:
-        """When the job was first dispatched."""
-        return self.state.created_at
-
-    def to_execution(self) -> JobExecution:
-        """The seed's JobExecution record of this row."""
-        return JobExecution.from_state(self.state)

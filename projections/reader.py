@@ -15,11 +15,10 @@ from typing import Final, TypeAlias, cast
 
 import asyncpg
 
-from jobstore import JOB_STATUSES, EventStore, JobExecution, RecordedEvent, query
+from jobstore import JOB_STATUSES, EventStore, JobExecution, JobState, RecordedEvent, query
 from projections import cursor as keyset
-from projections import errors
+from projections import errors, execution
 from projections.attempt import AttemptRow
-from projections.execution import ExecutionRow
 from projections.filter import JobFilter, check_job_id, parse_status
 
 _Q = query.load("projections", "reader.sql")
@@ -115,7 +114,7 @@ async def list_page(
         next_cursor = keyset.encode(
             cursor_key, keyset.Position(last.created_at, last.job_id), digest
         )
-    return JobExecutionPage([row.to_execution() for row in items], next_cursor)
+    return JobExecutionPage([JobExecution.from_state(state) for state in items], next_cursor)
 
 
 async def select_jobs(
@@ -125,14 +124,14 @@ async def select_jobs(
     replayable_only: bool = False,
     after: keyset.Position | None = None,
     limit: int,
-) -> list[ExecutionRow]:
+) -> list[JobState]:
     """Up to ``limit`` of ``job_filter``'s jobs after ``after``, newest first: the one query
     behind lists (API, CLI, dashboard) and bulk replay (``replayable_only``)."""
     args = [*job_filter.arguments(), replayable_only, after and after.created_at]
     async with snapshot(pool) as conn:
         await conn.execute(_Q["force_custom_plan"])
         rows = await conn.fetch(_Q["select_jobs"], *args, after and after.job_id, limit)
-    return [ExecutionRow(*row) for row in rows]
+    return [execution.state_of(row) for row in rows]
 
 
 async def count_jobs(pool: Source, job_filter: JobFilter, *, replayable_only: bool) -> int:
@@ -145,7 +144,7 @@ async def count_jobs(pool: Source, job_filter: JobFilter, *, replayable_only: bo
 async def get_job_execution(pool: Source, job_id: str) -> JobExecution | None:
     """The job's row in the view, or None if the view has no such job (yet)."""
     row = await pool.fetchrow(_Q["get_job_execution"], check_job_id(job_id))
-    return None if row is None else ExecutionRow(*row).to_execution()
+    return None if row is None else JobExecution.from_state(execution.state_of(row))
 
 
 async def get_job_attempts(pool: Source, job_id: str) -> list[AttemptRow]:

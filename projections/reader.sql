@@ -11,7 +11,8 @@
 SELECT job_id, job_type, status, payload, metadata, user_id, organization_id, dispatch,
        attempt, attempts, max_retries, cancel_requested, ever_completed, last_error, result,
        created_at, started_at, completed_at, failed_at, cancelled_at, duration_seconds,
-       message_id, schedule_id, replay_count, source, version, position
+       message_id, schedule_id, replay_count, source, version, position, options,
+       lease_until
   FROM jobtrail.job_executions
  WHERE jobtrail.job_matches(status, job_type, user_id, organization_id, created_at, last_error,
                             schedule_id, source, ever_completed,
@@ -37,7 +38,8 @@ SET LOCAL plan_cache_mode = force_custom_plan;
 SELECT job_id, job_type, status, payload, metadata, user_id, organization_id, dispatch,
        attempt, attempts, max_retries, cancel_requested, ever_completed, last_error, result,
        created_at, started_at, completed_at, failed_at, cancelled_at, duration_seconds,
-       message_id, schedule_id, replay_count, source, version, position
+       message_id, schedule_id, replay_count, source, version, position, options,
+       lease_until
   FROM jobtrail.job_executions
  WHERE job_id = $1;
 

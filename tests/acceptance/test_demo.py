@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,7 @@ def _check(result: subprocess.CompletedProcess[str]) -> None:
     assert "replayed" in out
     assert "final" in out
     assert "demo finished" in out
+    assert "dashboard: http://127.0.0.1:" in out
     assert "Traceback" not in result.stderr
 
 
@@ -57,3 +61,35 @@ def test_demo_on_the_embedded_defaults() -> None:
         assert not postmaster.exists(), "the embedded PostgreSQL was stopped"
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_demo_keep_leaves_the_dashboard_up_until_ctrl_c(server_dsn: str) -> None:
+    env = {**os.environ, "DATABASE_URL": server_dsn, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [*JOBTRAIL, "demo", "--keep"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + 240
+        while not any(line.startswith("--keep:") for line in seen):
+            assert time.monotonic() < deadline, "".join(seen)[-3000:]
+            line = proc.stdout.readline()
+            assert line, "".join(seen)[-3000:]
+            seen.append(line)
+        url = next(line for line in seen if line.startswith("dashboard:")).split()[1]
+        with urllib.request.urlopen(url, timeout=10) as page:  # the sign-in page
+            assert page.status == 200
+            assert "sign in" in page.read().decode().lower()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out[-3000:]
+        assert "demo finished" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -16,12 +16,16 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
 
-def demo() -> None:
+def demo(
+    keep: bool = typer.Option(
+        False, "--keep", help="Leave everything running afterwards (for the dashboard)."
+    ),
+) -> None:
     """Start everything, run a few hundred jobs, show the results, replay the failures."""
     from workers.demo import run_demo  # the host and its stand-ins load only when needed
 
     settings = runtime.load_settings()
     logs.configure(level=logging.ERROR)  # the expected failures of the story are not news
     console = Console()
-    runtime.run(lambda: run_demo(settings, console))
+    runtime.run(lambda: run_demo(settings, console, keep=keep))
     console.print("[bold green]demo finished[/]: everything it started has been stopped")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+import signal
 import socket
 import tempfile
 import time
@@ -31,8 +33,12 @@ from workers.handlers import StripeRouter
 FINISHED = ("completed", "failed", "cancelled")
 
 
-async def run_demo(settings: Settings, console: Console) -> None:
-    """Run the whole demo; every server it starts is stopped before it returns."""
+async def run_demo(settings: Settings, console: Console, *, keep: bool = False) -> None:
+    """Run the whole demo; every server it starts is stopped before it returns.
+
+    With ``keep``, everything stays up after the story until SIGINT or SIGTERM, so the
+    dashboard (its address and sign-in token are printed) can be looked around.
+    """
     console.rule("[bold]jobtrail demo")
     console.print(
         "starting PostgreSQL, the local QStash, an SMTP server, a webhook "
@@ -46,7 +52,30 @@ async def run_demo(settings: Settings, console: Console) -> None:
         with tempfile.TemporaryDirectory(prefix="jobtrail-demo-") as exports:
             demo = _settings(settings, dsn, qstash.url, services, Path(exports))
             async with _host(demo, dsn) as registry:
+                _show_dashboard(console, demo)
                 await _story(console, demo, dsn, registry, services)
+                if keep:
+                    await _wait_for_stop(console, demo)
+
+
+def _show_dashboard(console: Console, settings: Settings) -> None:
+    assert settings.api_token is not None
+    console.print(
+        f"dashboard: [bold]{settings.public_url}/[/] (sign in with the demo's token "
+        f"[bold]{settings.api_token.get_secret_value()}[/])"
+    )
+
+
+async def _wait_for_stop(console: Console, settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    console.print(
+        f"--keep: everything stays up; the dashboard is at {settings.public_url}/ — "
+        "Ctrl-C stops it all"
+    )
+    await stop.wait()
 
 
 async def _story(
@@ -140,6 +169,7 @@ def _settings(
             "webhook_allowed_ports": "*",
             "export_dir": exports,
             "stripe_webhook_secret": SecretStr(scenario.STRIPE_SECRET),
+            "api_token": SecretStr(secrets.token_urlsafe(24)),  # this run's dashboard sign-in
             "lease_grace_seconds": 1.0,
         }
     )

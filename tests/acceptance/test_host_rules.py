@@ -48,10 +48,19 @@ async def test_rule1_delivery_of_an_older_dispatch_is_superseded(host: Host) -> 
     assert [c.dispatch for c in host.handler.calls] == [1, 2]
 
 
+@pytest.fixture
+async def quiet_host(db_dsn: str) -> AsyncIterator[Host]:
+    """A host whose relay does not publish the hand-written dispatches of a test."""
+    async with running_host(db_dsn, relay=False) as running:
+        yield running
+
+
 async def test_rule2_a_cancel_racing_a_start_is_settled_by_the_stream_version(
-    host: Host,
+    quiet_host: Host,
 ) -> None:
-    """Cancel before the delivery starts: the host folds again and runs nothing."""
+    """Cancel before the delivery starts: the host folds again and runs nothing (no relay,
+    so QStash cannot deliver the job before the test's own delivery)."""
+    host = quiet_host
     job_id = await host.enqueue(retries=0)
     await host.dispatcher.cancel(job_id, "before it started")
     status, answer, headers = await host.post(TEST_PATH, envelope(job_id))
@@ -129,13 +138,6 @@ async def _failure_report(job_id: str, dispatch: int = 1) -> dict[str, object]:
         "sourceBody": base64.b64encode(source).decode(),
         "url": "http://x",
     }
-
-
-@pytest.fixture
-async def quiet_host(db_dsn: str) -> AsyncIterator[Host]:
-    """A host whose relay does not publish the hand-written dispatches of a test."""
-    async with running_host(db_dsn, relay=False) as running:
-        yield running
 
 
 async def test_rule5_qstash_verdict_fails_the_dispatch_and_calls_the_users_callback(

@@ -12,7 +12,6 @@ notification id, and by receivers after QStash's ten-minute window).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -25,7 +24,7 @@ from qstash.message import BatchJsonRequest
 from jobstore import envelope, follower, job_state, query
 from jobstore.event import RecordedEvent
 from jobstore.job_events import JobCompleted, JobFailed
-from jobstore.relay import is_transient
+from jobstore.relay import retrying
 from jobstore.store import EventStore
 
 log = structlog.get_logger("jobtrail.notifier")
@@ -88,17 +87,7 @@ class Notifier:
 
     async def _publish(self, chunk: list[BatchJsonRequest]) -> None:
         """Publish, waiting out QStash being unreachable (the checkpoint waits too)."""
-        delay = 0.2
-        while True:
-            try:
-                await self.qstash.message.batch_json(chunk)
-                return
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("qstash unreachable; backing off", error=str(exc)[:200], delay=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+        await retrying(lambda: self.qstash.message.batch_json(chunk), MAX_BACKOFF_SECONDS)
 
     async def _callbacks(self, job_ids: set[str]) -> dict[tuple[str, int], dict[str, Any]]:
         """The options (callbacks) of every dispatch of these jobs, by (job id, dispatch)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -62,6 +62,20 @@ class RelayConfig:
     leader_retry: float = 2.0
     failure_retry: float = 30.0  # the longest wait between tries at an event it stopped on
     fault: str | None = None  # "crash_after_publish": stop before saving the checkpoint
+
+
+async def retrying(call: Callable[[], Awaitable[Any]], max_backoff: float) -> Any:
+    """Run a QStash call until it succeeds or fails permanently; back off meanwhile."""
+    delay = 0.2
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("qstash unreachable; backing off", error=str(exc)[:200], delay=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_backoff)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -234,14 +248,4 @@ class Relay:
             log.info("qstash message cancelled", job_id=job_id, message_id=message_id)
 
     async def _retrying(self, call: Any) -> Any:
-        """Run a QStash call until it succeeds or fails permanently; back off meanwhile."""
-        delay = 0.2
-        while True:
-            try:
-                return await call()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("qstash unreachable; backing off", error=str(exc)[:200], delay=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.config.max_backoff)
+        return await retrying(call, self.config.max_backoff)

@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 
 import typer
 from aiohttp import web
-from pydantic import SecretStr
 
 import jobstore
 import projections
@@ -38,15 +36,13 @@ def dashboard(
 
 
 def _with_token(settings: Settings) -> Settings:
-    try:
-        if projections.tokens_from_settings(settings):
-            return settings
-        token, path, _created = projections.kept_token(settings)
-    except (projections.TokenConfigError, OSError) as exc:
-        runtime.fail(str(exc))
-    shown = f": {token}" if sys.stderr.isatty() else ""
+    kept = runtime.kept_api_token(settings)
+    if kept is None:
+        return settings
+    settings, path, _created = kept
+    shown = runtime.shown_secret(settings.api_token)
     typer.echo(f"sign in with the API token kept in {path}{shown}", err=True)
-    return settings.model_copy(update={"api_token": SecretStr(token)})
+    return settings
 
 
 async def _serve(settings: Settings, registry: jobstore.JobRegistry, host: str, port: int) -> None:

@@ -7,13 +7,15 @@ import importlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import orjson
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 import jobstore
+import projections
 from jobstore import JobRegistry, JobstoreError, Settings
 
 T = TypeVar("T")
@@ -80,3 +82,22 @@ def application_registry(settings: Settings) -> JobRegistry:
             "not a JobRegistry"
         )
     return registry
+
+
+def kept_api_token(settings: Settings) -> tuple[Settings, Path, bool] | None:
+    """Settings with the generated API token kept in its owner-only file, the file, and
+    whether it was made now; None when API tokens are configured (one line on bad ones)."""
+    try:
+        if projections.tokens_from_settings(settings):
+            return None
+        token, path, created = projections.kept_token(settings)
+    except (projections.TokenConfigError, OSError) as exc:
+        fail(str(exc))
+    return settings.model_copy(update={"api_token": SecretStr(token)}), path, created
+
+
+def shown_secret(secret: SecretStr | None) -> str:
+    """``": <secret>"`` when stderr is a terminal, else nothing: secrets never reach logs."""
+    if secret is None or not sys.stderr.isatty():
+        return ""
+    return f": {secret.get_secret_value()}"

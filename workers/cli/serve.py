@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import secrets
 import signal
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +23,6 @@ from qstash import AsyncQStash
 from qstash.errors import QStashError
 
 import jobstore
-import projections
 import qstash_local
 from jobstore import JobRegistry, Settings
 from workers.cli import runtime
@@ -147,17 +145,15 @@ def _with_api_token(settings: Settings) -> Settings:
     The generated token (every scope, named 'default') lives in an owner-only file and is
     reused on the next start; it is printed only when stderr is a terminal, never logged.
     """
-    try:
-        if projections.tokens_from_settings(settings):
-            return settings
-        token, path, created = projections.kept_token(settings)
-    except (projections.TokenConfigError, OSError) as exc:
-        runtime.fail(str(exc))
+    kept = runtime.kept_api_token(settings)
+    if kept is None:
+        return settings
+    settings, path, created = kept
     made = "generated" if created else "kept"
     where = f"API token for {settings.public_url}/api/v1 {made} in {path} (owner-only; set "
     where += "JOBTRAIL_API_TOKENS to choose your own)"
-    typer.echo(f"{where}: {token}" if sys.stderr.isatty() else where, err=True)
-    return settings.model_copy(update={"api_token": SecretStr(token)})
+    typer.echo(where + runtime.shown_secret(settings.api_token), err=True)
+    return settings
 
 
 def _private_local_secrets(settings: Settings) -> Settings:

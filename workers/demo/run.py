@@ -60,9 +60,9 @@ async def run_demo(settings: Settings, console: Console, *, keep: bool = False) 
 
 def _show_dashboard(console: Console, settings: Settings) -> None:
     assert settings.api_token is not None
+    token = settings.api_token.get_secret_value() if console.is_terminal else "(on a terminal)"
     console.print(
-        f"dashboard: [bold]{settings.public_url}/[/] (sign in with the demo's token "
-        f"[bold]{settings.api_token.get_secret_value()}[/])"
+        f"dashboard: [bold]{settings.public_url}/[/] (sign in with this run's token {token})"
     )
 
 

@@ -31,8 +31,9 @@ def floors() -> dict[str, Version]:
 def pins() -> dict[str, Version]:
     """constraints.txt's ``name==version`` pins."""
     lines = (ROOT / "constraints.txt").read_text().splitlines()
-    pairs = [line.split("==", 1) for line in lines if "==" in line and not line.startswith("#")]
-    return {canonicalize_name(name): Version(version) for name, version in pairs}
+    pins = [line.split(";")[0] for line in lines if "==" in line and not line.startswith("#")]
+    pairs = [pin.split("==", 1) for pin in pins]  # a pin may end with "; <environment marker>"
+    return {canonicalize_name(name): Version(version.strip()) for name, version in pairs}
 
 
 def test_the_floor_table_names_the_advisory_packages() -> None:

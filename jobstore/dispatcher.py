@@ -61,11 +61,16 @@ _EXECUTION_FIELDS = (
 
 @dataclass(frozen=True, slots=True)
 class Enqueued:
-    """The outcome of an enqueue: the job id, its log position, and whether it is new."""
+    """The outcome of an enqueue: the job id, its log position, and whether it is new.
+
+    ``archived``: the idempotency key's job was archived (retention); its history is in
+    the archive (``EventStore.read_archived_stream``), and it can no longer be replayed.
+    """
 
     job_id: str
     position: int | None
     created: bool
+    archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +211,11 @@ class Dispatcher:
         """Like :meth:`enqueue`, also telling the log position (for read-your-writes).
 
         With an idempotency key, the key's job is returned instead of a new one while it
-        exists (archived or not) and, when a ``unique_for`` window is set (per enqueue or
-        per type), while it was created less than that long ago; after the window a new job
-        gets the next id of the key's chain.
+        exists (archived or not: ``Enqueued.archived`` says which) and, when a
+        ``unique_for`` window is set (per enqueue or per type), while it was created less
+        than that long ago; after the window a new job gets the next id of the key's chain.
+        The database refuses to create an archived job's stream again, so an archiving
+        between the look into the archive and the append cannot start the key anew.
         """
         request = JobRequest(type, payload, metadata, options)
         event = self._dispatched(request)
@@ -219,6 +226,7 @@ class Dispatcher:
                 event = event.model_copy(update={"job_id": _job_id_of(event, generation)})
             stream = job_state.stream_id(event.job_id)
             created_at = await self._archived_at(stream) if key is not None else None
+            archived = created_at is not None
             if created_at is None:
                 try:
                     with _as_validation_error():
@@ -227,12 +235,15 @@ class Dispatcher:
                         )
                 except errors.ConcurrencyError:
                     created_at = await self._created_at(stream)
+                    if created_at is None:  # archived since we looked
+                        created_at = await self._archived_at(stream)
+                        archived = created_at is not None
                 else:
                     _log_dispatch(event, positions[0])
                     return Enqueued(event.job_id, positions[0], created=True)
             if window is None or created_at is None or _age(created_at) < window:
-                log.info("enqueue deduplicated by idempotency key", job_id=event.job_id)
-                return Enqueued(event.job_id, None, created=False)
+                log.info("enqueue deduplicated", job_id=event.job_id, archived=archived)
+                return Enqueued(event.job_id, None, created=False, archived=archived)
         raise errors.JobError(
             f"idempotency key {key!r} has {MAX_UNIQUE_GENERATIONS} jobs already", "CONTENDED"
         )
@@ -381,6 +392,16 @@ class Dispatcher:
             self.store, job_id, lambda s: (decide(s), None), metadata=actor_of.metadata(actor)
         )
         if changed is None:
+            archived = await self.store.read_archived_stream(job_state.stream_id(job_id))
+            if archived:
+                raise errors.JobError(
+                    f"job {job_id} finished on {archived[-1].recorded_at:%Y-%m-%d} and was "
+                    "archived (retention): an archived job is read-only "
+                    "history and cannot be replayed or cancelled; enqueue a new job with its "
+                    "payload instead",
+                    "JOB_ARCHIVED",
+                    job_id,
+                )
             raise errors.JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
         return changed.positions[-1]
 

@@ -38,6 +38,7 @@ log = structlog.get_logger("jobtrail.api")
 _JOB_ERROR_STATUS: Final = {
     "JOB_NOT_FOUND": 404,
     "NOT_REPLAYABLE": 409,
+    "JOB_ARCHIVED": 409,
     "JOB_FINISHED": 409,
     "JOB_EXISTS": 409,
     "CONTENDED": 409,

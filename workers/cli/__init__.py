@@ -13,6 +13,7 @@ from . import jobs as jobs_command
 from . import projections as projections_command
 from . import schedule as schedule_command
 from . import stats as stats_command
+from . import version as version_command
 
 app = typer.Typer(
     name="jobtrail",
@@ -33,6 +34,7 @@ projections_command.register(app)
 events_command.register(app)
 demo.register(app)
 dashboard.register(app)
+version_command.register(app)
 
 
 def main() -> None:

@@ -91,9 +91,7 @@ class ProjectionRunner:
         # Side by side, so they share each batch the log reader reads.
         tasks = [asyncio.create_task(self._drain(f, target)) for f in self.followers.values()]
         try:
-            # Each one drains (or stops on an event and records why) before the first
-            # failure is raised: a projection that stops does not cut the others short.
-            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            counts = await asyncio.gather(*tasks)
         except BaseException:
             for task in tasks:
                 task.cancel()
@@ -101,10 +99,7 @@ class ProjectionRunner:
             raise
         finally:
             self.log.close()
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return sum(o for o in outcomes if isinstance(o, int))
+        return sum(counts)
 
     async def _drain(self, f: jobstore.Follower, target: jobstore.Cursor) -> int:
         try:

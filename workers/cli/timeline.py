@@ -137,6 +137,7 @@ _COLOURS = {
     "failed": "red",
     "cancelled": "magenta",
     "notified": "cyan",
+    "outcome-late": "yellow",
 }
 
 

@@ -22,7 +22,16 @@ from pydantic import BaseModel
 from pydantic.alias_generators import to_snake
 
 from jobstore import actor as actor_of
-from jobstore import change, codec, envelope, errors, job_state, redaction, transition
+from jobstore import (
+    change,
+    codec,
+    envelope,
+    errors,
+    job_state,
+    redaction,
+    tracing,
+    transition,
+)
 from jobstore.address import CONTEXT_KEY, STRICT, AddressPolicy
 from jobstore.duration import to_seconds
 from jobstore.event import Event
@@ -199,6 +208,7 @@ class Dispatcher:
             await self.enqueue_with_position(type, payload, metadata, options, actor=actor)
         ).job_id
 
+    @tracing.produces
     async def enqueue_with_position(
         self,
         type: str,
@@ -375,9 +385,7 @@ class Dispatcher:
     async def get_job_execution_by_job_id(self, job_id: str) -> job_state.JobExecution | None:
         """The job's execution record, folded from its events (always current)."""
         state = await self.load(job_id)
-        if state is None:
-            return None
-        return await self.store.keys.reveal_fields(job_state.JobExecution.from_state(state))
+        return None if state is None else job_state.JobExecution.from_state(state)
 
     async def load(self, job_id: str) -> job_state.JobState | None:
         """The folded state of a job, or None if the log has no such job."""

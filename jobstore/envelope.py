@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from jobstore import tracing
 from jobstore.job_events import JobDispatched
 
 # A scheduled run's job id is derived from its QStash message id, so a duplicate delivery
@@ -29,15 +30,18 @@ class EnvelopeError(Exception):
     """A signed request that cannot be tied to a job."""
 
 
-def job_body(event: JobDispatched) -> dict[str, Any]:
-    """The body the relay publishes for a dispatch."""
-    return {
+def job_body(event: JobDispatched, trace: str | None = None) -> dict[str, Any]:
+    """The body the relay publishes for a dispatch (``trace``: its publish span's context)."""
+    body = {
         "job_id": event.job_id,
         "dispatch": event.dispatch,
         "type": event.job_type,
         "payload": event.payload,
         "metadata": event.metadata,
     }
+    if trace is not None:
+        body["trace"] = trace
+    return body
 
 
 def scheduled_body(
@@ -54,6 +58,7 @@ class JobDelivery:
     job_id: str
     dispatch: int
     type: str
+    trace: str | None = None  # a W3C traceparent (tracing.py); anything else is ignored
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +90,9 @@ def parse(body: bytes) -> JobDelivery | ScheduledRun:
         raise EnvelopeError(f"job_id must be a UUID string, got {job_id!r:.80}")
     if not isinstance(dispatch, int) or isinstance(dispatch, bool) or dispatch < 1:
         raise EnvelopeError(f"dispatch must be a whole number >= 1, got {dispatch!r:.40}")
-    return JobDelivery(job_id, dispatch, str(data.get("type", "")))
+    trace = data.get("trace")
+    trace = trace if tracing.trace_id_of(trace) is not None else None
+    return JobDelivery(job_id, dispatch, str(data.get("type", "")), trace)
 
 
 def _scheduled(data: dict[str, Any]) -> ScheduledRun:

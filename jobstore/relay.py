@@ -18,14 +18,14 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import structlog
 from qstash import AsyncQStash
 from qstash.errors import QStashError
 
-from jobstore import envelope, follower, job_state, query
+from jobstore import envelope, follower, job_state, query, tracing
 from jobstore.event import RecordedEvent
 from jobstore.job_events import JobCancelled, JobDispatched, JobFailed
 from jobstore.relay_schedule import FAILURE_CALLBACK_PATH, ScheduleSync
@@ -100,6 +100,7 @@ class Relay:
         self.config = config
         self.schedules = ScheduleSync(store, qstash, config.public_url)
         self.published = 0
+        self._spans = tracing.Publishing()
         self.follower = follower.Follower(
             store,
             config.name,
@@ -140,12 +141,16 @@ class Relay:
     async def handle(self, batch: Sequence[RecordedEvent], commit: follower.Commit) -> None:
         """Publish the batch, carry out its cancellations and schedule changes, then commit
         the message ids with the checkpoint (the follower's handler)."""
-        dispatches = [
-            r.event
-            for r in batch
-            if isinstance(r.event, JobDispatched) and r.event.source != "schedule"
+        to_send = [
+            r for r in batch if isinstance(r.event, JobDispatched) and r.event.source != "schedule"
         ]
-        published = await self._publish_all(dispatches)
+        dispatches = [cast(JobDispatched, r.event) for r in to_send]
+        for r, d in zip(to_send, dispatches, strict=True):  # no-ops unless tracing is on
+            self._spans.start(d.job_id, d.dispatch, d.job_type, r.metadata.get(tracing.TRACEPARENT))
+        try:
+            published = await self._publish_all(dispatches)
+        finally:
+            self._spans.end()
         for recorded in batch:
             await self._carry_out(recorded)
         if self.config.fault == "crash_after_publish" and published:
@@ -217,14 +222,16 @@ class Relay:
 
     def _request(self, dispatched: JobDispatched) -> dict[str, Any]:
         options = dispatched.options
+        trace = self._spans.traceparent(dispatched.job_id, dispatched.dispatch)
+        headers = dict(options.headers) | ({tracing.TRACEPARENT: trace} if trace else {})
         request: dict[str, Any] = {
             "url": self.config.public_url.rstrip("/") + (options.endpoint or ""),
-            "body": envelope.job_body(dispatched),
+            "body": envelope.job_body(dispatched, trace),
             "retries": options.retries,
             "timeout": f"{options.qstash_timeout}s",
             "deduplication_id": f"{dispatched.job_id}-{dispatched.dispatch}",
             "failure_callback": self.config.public_url.rstrip("/") + FAILURE_CALLBACK_PATH,
-            "headers": dict(options.headers),
+            "headers": headers,
             "label": dispatched.job_type,
         }
         # The job's own callback is called by the host under its address policy once the

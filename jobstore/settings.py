@@ -16,8 +16,6 @@ DEV_CURRENT_SIGNING_KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
 DEV_NEXT_SIGNING_KEY = "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"
 # The default webhook signing secret: public, so safe only on loopback (workers/safety.py).
 DEV_WEBHOOK_SECRET = "jobtrail-dev-webhook-secret"
-# The default master key of personal data: public, so safe only on loopback (workers/safety.py).
-DEV_DATA_KEY = "am9idHJhaWwtZGV2LWRhdGEta2V5LXB1YmxpYyEhISE="
 
 
 def default_data_dir() -> Path:
@@ -31,11 +29,6 @@ def default_data_dir() -> Path:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return Path("/var/lib/jobtrail")
     return platformdirs.user_data_path("jobtrail")
-
-
-# The default signing key of the audit anchors: public, so safe only on loopback
-# (workers/safety.py).
-DEV_AUDIT_KEY = "jobtrail-dev-audit-key"
 
 
 class Settings(BaseSettings):
@@ -118,12 +111,6 @@ class Settings(BaseSettings):
         ),
         description="Allow webhooks to loopback, private and link-local addresses.",
     )
-    data_key: SecretStr = Field(
-        default=SecretStr(DEV_DATA_KEY),
-        validation_alias=AliasChoices("JOBTRAIL_DATA_KEY", "data_key"),
-        description="Master key wrapping each job's data key (32 random bytes, base64); "
-        "back it up with the database: without it no personal field can be read.",
-    )
     stripe_webhook_secret: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRET", "stripe_webhook_secret"),
@@ -197,23 +184,6 @@ class Settings(BaseSettings):
             "JOBTRAIL_API_STATEMENT_TIMEOUT", "api_statement_timeout_seconds"
         ),
         description="statement_timeout for the API's queries.",
-    )
-    audit_key: SecretStr = Field(
-        default=SecretStr(DEV_AUDIT_KEY),
-        min_length=16,
-        validation_alias=AliasChoices("JOBTRAIL_AUDIT_KEY", "audit_key"),
-        description="HMAC-SHA256 key signing the log's audit anchors; keep it out of the "
-        "database and away from its administrators (jobtrail audit verify needs it).",
-    )
-    audit_anchor_interval_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        le=3600,
-        validation_alias=AliasChoices(
-            "JOBTRAIL_AUDIT_ANCHOR_INTERVAL", "audit_anchor_interval_seconds"
-        ),
-        description="Seconds between audit anchors: the window in which an edit of the log "
-        "is caught by its hashes only, not yet by a signed anchor.",
     )
 
     @property

@@ -15,7 +15,6 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -32,13 +31,11 @@ from jobstore import (
     JobTypeSpec,
     JobValidationError,
     NonRetryableJobError,
-    RecordedEvent,
     RetryLater,
     TokenUsedError,
     change,
     job_events,
-    job_state,
-    protect,
+    tracing,
 )
 from workers import decision
 from workers.context import HostContext
@@ -65,7 +62,6 @@ async def deliver(
     captured delivery sent again gets the answer a duplicate would get, and runs nothing.
     """
     replayed = False
-    keys = await ctx.store.keys.keys([job_id])  # the handler sees its personal data opened
 
     def decide(state: JobState) -> tuple[Sequence[Event], decision.Respond | Prepared]:
         choice = decision.decide_delivery(
@@ -77,7 +73,7 @@ async def deliver(
             log.warning("replayed delivery token refused", job_id=job_id, token=token.token_id)
             used = Answer(503, "this signed delivery was used before; nothing run", retry_after=1)
             return [], decision.Respond(used)
-        prepared = _prepare(ctx, state, choice.attempt, message_id, handler, keys)
+        prepared = _prepare(ctx, state, choice.attempt, message_id, handler)
         if isinstance(prepared, job_events.JobFailed):  # unknown type or invalid payload
             return [prepared], decision.Respond(Answer(489, prepared.reason, non_retryable=True))
         return choice.events, prepared
@@ -97,27 +93,8 @@ async def deliver(
     if isinstance(changed.result, decision.Respond):
         return changed.result.answer
     spec, payload, job = changed.result
-    return await _run(ctx, _after(changed, job_id), job.attempt, (spec, payload, job))
-
-
-def _after(changed: change.Change[Any], job_id: str) -> JobState:
-    """The job's state after the events a change appended (the attempt it started), folded
-    here so the outcome can be appended without reading the stream again."""
-    state = changed.state
-    now = datetime.now(UTC)
-    for offset, (event, position) in enumerate(
-        zip(changed.events, changed.positions, strict=True), start=1
-    ):
-        recorded = RecordedEvent(
-            position=position,
-            stream_id=job_state.stream_id(job_id),
-            version=changed.state.version + offset,
-            event=event,
-            metadata={},
-            recorded_at=now,
-        )
-        state = job_state.evolve(state, recorded)
-    return state
+    started = dataclasses.replace(changed.state, version=changed.version)
+    return await _run(ctx, started, job.attempt, (spec, payload, job))
 
 
 def _prepare(
@@ -126,19 +103,15 @@ def _prepare(
     attempt: int,
     message_id: str | None,
     handler: Callable[..., Any] | None,
-    keys: protect.Keys,
 ) -> Prepared | job_events.JobFailed:
     """The handler, typed payload and job to run, or the event failing the job."""
-    plain = protect.opened(state.payload, keys)
-    if plain is None:
-        return _failed(state, "PersonalDataErased", "the job's personal data was erased")
     try:
         spec = ctx.registry.get(state.job_type)
         if handler is not None:
             spec = dataclasses.replace(spec, handler=handler)
         if spec.handler is None:
             raise JobError(f"no handler is registered for {state.job_type!r}", "NO_HANDLER")
-        payload = spec.payload_model.model_validate(plain)
+        payload = spec.payload_model.model_validate(state.payload)
     except JobError as exc:
         return _failed(state, "UnknownJobType", str(exc))
     except Exception as exc:  # pydantic's ValidationError: the stored payload is invalid
@@ -146,7 +119,7 @@ def _prepare(
     job = BaseJob(
         job_id=state.job_id,
         type=state.job_type,
-        payload=plain,
+        payload=state.payload,
         metadata=BaseJobMetadata.model_validate(state.metadata),
         dispatch=state.dispatch,
         attempt=attempt,
@@ -179,7 +152,8 @@ async def _run(
         log.info("attempt started", dispatch=job.dispatch)
         args = (payload, job, ctx) if takes_host(spec.handler) else (payload, job)
         try:
-            result = await _call(spec.handler, args, timeout)
+            with tracing.handling(job.type, job_id=job.job_id, attempt=attempt):
+                result = await _call(spec.handler, args, timeout)
         except Exception as exc:
             duration = time.perf_counter() - started
             ctx.metrics.handler_seconds.labels(job.type).observe(duration)
@@ -214,11 +188,7 @@ async def _record_success(
     ctx: HostContext, job: BaseJob, attempt: int, duration: float, result: Any, known: JobState
 ) -> Answer:
     outcome = await _record(
-        ctx,
-        job,
-        attempt,
-        lambda s: decision.decide_success(s, job.dispatch, attempt, duration, result),
-        known,
+        ctx, job, attempt, lambda s: decision.decide_success(s, attempt, duration, result), known
     )
     log.info("attempt completed", duration_seconds=round(duration, 4))
     if outcome is not None:
@@ -245,14 +215,7 @@ async def _record_failure(
 
     def decide(state: JobState) -> list[Event]:
         recorded[:] = decision.decide_failure(
-            state,
-            job.dispatch,
-            attempt,
-            exc,
-            trace,
-            duration,
-            retryable=retryable,
-            retry_after=delay,
+            state, attempt, exc, trace, duration, retryable=retryable, retry_after=delay
         )
         return recorded
 
@@ -305,18 +268,16 @@ async def _record(
 
     The first try appends against ``known``, the state this attempt started from (its
     version counting the start events): nobody else wrote meanwhile in the common case, so
-    the stream is not read again.  A version conflict (a cancel, a takeover, the sweeper)
-    folds anew, and the decisions see whether the attempt is still open: an outcome of an
-    attempt closed meanwhile, or of a finished job, is recorded as a late report only.
+    the stream is not read again.  A version conflict (a cancel, a takeover) folds anew.
     """
+    superseded = Answer(200, "attempt was superseded; outcome not recorded")
 
     def outcome(state: JobState) -> tuple[Sequence[Event], Answer | None]:
-        events = decide(state)
-        if events and isinstance(events[0], job_events.JobOutcomeLate):
-            return events, Answer(200, f"outcome recorded as late: {events[0].closed}")
+        if state is not known and (state.dispatch != job.dispatch or state.attempt != attempt):
+            return [], superseded
         if state.status.value == "cancelled":
-            return events, Answer(489, "job was cancelled while it ran", True)
-        return events, None
+            return decide(state), Answer(489, "job was cancelled while it ran", True)
+        return decide(state), None
 
     try:
         changed = await change.change(ctx.store, job.job_id, outcome, known=known)
@@ -324,11 +285,9 @@ async def _record(
         if exc.code != "CONTENDED":
             raise
         return Answer(503, "could not record the outcome; try again", retry_after=1)
-    if changed is None:
-        log.warning("outcome of a job no longer in the log not recorded")
-        return Answer(200, "the job is no longer in the log; outcome not recorded")
-    if changed.result is not None and changed.result.status == 200:
-        log.warning("late outcome recorded; the job's status stays", reason=changed.result.reason)
+    if changed is None or changed.result is superseded:
+        log.warning("outcome of a superseded attempt not recorded")
+        return superseded
     return changed.result
 
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from jobstore import (
     DatabaseUnavailableError,
     envelope,
+    tracing,
 )
 from workers import attempt, run
 from workers.context import HOST, HostContext
@@ -71,9 +72,12 @@ async def _receive(
     if isinstance(parsed, envelope.ScheduledRun) and not message_id:
         reason = "a scheduled run without Upstash-Message-Id cannot be tied to a job"
         return Answer(489, reason, non_retryable=True), parsed.type
+    trace = parsed.trace if isinstance(parsed, envelope.JobDelivery) else None
     try:
-        job_id, dispatch = await _resolve(ctx, parsed, message_id, request.raw_path)
-        answer = await attempt.deliver(ctx, job_id, dispatch, token, message_id, handler)
+        with tracing.consuming(parsed.type, trace, message_id=message_id or "") as span:
+            job_id, dispatch = await _resolve(ctx, parsed, message_id, request.raw_path)
+            answer = await attempt.deliver(ctx, job_id, dispatch, token, message_id, handler)
+            tracing.answered(span, answer.status)
     except envelope.EnvelopeError as exc:
         log.warning("scheduled run refused", reason=str(exc), message_id=message_id)
         return Answer(489, str(exc), non_retryable=True), parsed.type

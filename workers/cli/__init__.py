@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
+from jobstore import tracing
 from workers import logs
 
 from . import dashboard, db, demo, qstash_dev, runtime, serve
 from . import enqueue as enqueue_command
-from . import erase as erase_command
 from . import events as events_command
 from . import jobs as jobs_command
 from . import projections as projections_command
@@ -33,15 +35,22 @@ jobs_command.register(app)
 stats_command.register(app)
 projections_command.register(app)
 events_command.register(app)
-erase_command.register(app)
 demo.register(app)
 dashboard.register(app)
 version_command.register(app)
 
 
+NOT_TRACED = frozenset({"qstash-dev"})
+"""Commands that never trace: the local QStash stands for a service outside the trace (its
+HTTP client would otherwise replace the traceparent it forwards with its own)."""
+
+
 def main() -> None:
     """Run the ``jobtrail`` command line."""
     logs.configure(level=runtime.log_level())
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command not in NOT_TRACED:  # OTEL_* and the jobtrail[otel] extra switch traces on
+        tracing.setup(f"jobtrail-{command}" if command.isidentifier() else "jobtrail")
     app()
 
 

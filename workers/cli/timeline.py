@@ -137,7 +137,6 @@ _COLOURS = {
     "failed": "red",
     "cancelled": "magenta",
     "notified": "cyan",
-    "outcome-late": "yellow",
 }
 
 

@@ -31,6 +31,11 @@ def default_data_dir() -> Path:
     return platformdirs.user_data_path("jobtrail")
 
 
+# The default signing key of the audit anchors: public, so safe only on loopback
+# (workers/safety.py).
+DEV_AUDIT_KEY = "jobtrail-dev-audit-key"
+
+
 class Settings(BaseSettings):
     """Every setting jobtrail reads, with Upstash's own names for the QStash ones."""
 
@@ -184,6 +189,23 @@ class Settings(BaseSettings):
             "JOBTRAIL_API_STATEMENT_TIMEOUT", "api_statement_timeout_seconds"
         ),
         description="statement_timeout for the API's queries.",
+    )
+    audit_key: SecretStr = Field(
+        default=SecretStr(DEV_AUDIT_KEY),
+        min_length=16,
+        validation_alias=AliasChoices("JOBTRAIL_AUDIT_KEY", "audit_key"),
+        description="HMAC-SHA256 key signing the log's audit anchors; keep it out of the "
+        "database and away from its administrators (jobtrail audit verify needs it).",
+    )
+    audit_anchor_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        validation_alias=AliasChoices(
+            "JOBTRAIL_AUDIT_ANCHOR_INTERVAL", "audit_anchor_interval_seconds"
+        ),
+        description="Seconds between audit anchors: the window in which an edit of the log "
+        "is caught by its hashes only, not yet by a signed anchor.",
     )
 
     @property

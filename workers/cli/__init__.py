@@ -9,6 +9,7 @@ import typer
 from jobstore import tracing
 from workers import logs
 
+from . import audit as audit_command
 from . import dashboard, db, demo, qstash_dev, runtime, serve
 from . import enqueue as enqueue_command
 from . import events as events_command
@@ -35,6 +36,7 @@ jobs_command.register(app)
 stats_command.register(app)
 projections_command.register(app)
 events_command.register(app)
+audit_command.register(app)
 demo.register(app)
 dashboard.register(app)
 version_command.register(app)

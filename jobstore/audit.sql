@@ -1,0 +1,76 @@
+-- name: last_anchor
+-- params:
+SELECT seq, cursor_xid, cursor_position, body, digest, key_id, signature
+  FROM jobtrail.audit_anchors ORDER BY seq DESC LIMIT 1;
+
+-- name: anchors
+-- params: after_seq
+SELECT seq, body, digest, key_id, signature
+  FROM jobtrail.audit_anchors WHERE seq > $1 ORDER BY seq;
+
+-- name: unanchored_heads
+-- params: after_xid, after_position, limit
+-- The events an anchor covers next: after the last anchor's cursor, in the followers' order
+-- and below their horizon (sql/0019), so no event can commit behind an anchor's cursor.
+SELECT e.xid, e.position, e.stream_id, e.version, e.hash
+  FROM jobtrail.events e
+ WHERE (e.xid, e.position) > ($1::xid8, $2::bigint)
+   AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY e.xid, e.position
+ LIMIT $3;
+
+-- name: insert_anchor
+-- params: seq, cursor_xid, cursor_position, events, body, digest, key_id, signature
+-- Two anchorers at once (an election changing hands) cannot both extend the chain: the
+-- second finds the seq taken and writes nothing.
+INSERT INTO jobtrail.audit_anchors
+    (seq, cursor_xid, cursor_position, events, body, digest, key_id, signature)
+VALUES ($1, $2::xid8, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (seq) DO NOTHING
+RETURNING seq;
+
+-- name: scan_events
+-- params: after_position, limit
+-- The log in position order, each event with its stream's previous event's hash (in the
+-- log, else in the archive: a stream continued after archiving, sql/0024).  Stored fields
+-- come as stored: json as its text, the time in microseconds (the hash's own encoding).
+SELECT e.position, e.xid, e.stream_id, e.version, e.event_type, e.schema_version,
+       e.data::text AS data, e.metadata::text AS metadata,
+       CASE WHEN isfinite(e.recorded_at)
+            THEN (extract(epoch FROM e.recorded_at) * 1000000)::bigint END AS recorded_us,
+       e.hash,
+       CASE WHEN e.version > 1 THEN
+           coalesce((SELECT p.hash FROM jobtrail.events p
+                      WHERE p.stream_id = e.stream_id AND p.version = e.version - 1),
+                    (SELECT a.hash FROM jobtrail.events_archive a
+                      WHERE a.stream_id = e.stream_id AND a.version = e.version - 1))
+       END AS previous_hash
+  FROM jobtrail.events e
+ WHERE e.position > $1
+ ORDER BY e.position
+ LIMIT $2;
+
+-- name: scan_archive
+-- params: after_position, limit
+-- The archive, as scan_events reads the log (a stream's events are in one or the other).
+SELECT a.position, a.xid, a.stream_id, a.version, a.event_type, a.schema_version,
+       a.data::text AS data, a.metadata::text AS metadata,
+       CASE WHEN isfinite(a.recorded_at)
+            THEN (extract(epoch FROM a.recorded_at) * 1000000)::bigint END AS recorded_us,
+       a.hash,
+       CASE WHEN a.version > 1 THEN
+           (SELECT p.hash FROM jobtrail.events_archive p
+             WHERE p.stream_id = a.stream_id AND p.version = a.version - 1)
+       END AS previous_hash
+  FROM jobtrail.events_archive a
+ WHERE a.position > $1
+ ORDER BY a.position
+ LIMIT $2;
+
+-- name: log_extent
+-- params: after_position
+-- Where the log and the archive end, and how many events verification will read.
+SELECT coalesce((SELECT max(position) FROM jobtrail.events), 0) AS last_event,
+       coalesce((SELECT max(position) FROM jobtrail.events_archive), 0) AS last_archived,
+       (SELECT count(*) FROM jobtrail.events WHERE position > $1)
+       + (SELECT count(*) FROM jobtrail.events_archive WHERE position > $1) AS total;

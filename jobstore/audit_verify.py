@@ -1,0 +1,323 @@
+"""Verification of the tamper-evident log (:mod:`jobstore.audit`): every place it is broken.
+
+:func:`verify` checks the anchors' signatures and their chain (against an export kept
+outside the database, when given), recomputes every event's hash from its stored fields
+and its stream's previous hash (in the log and the archive), and checks that every
+anchored head is still there with the hash the anchor signed (or was archived, with its
+head recorded by the archive event, and purged on record), and that no event the anchors
+cover is missing from them.  It reports each broken place, the first one first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import asyncpg
+import orjson
+
+from jobstore import query
+from jobstore.audit import (
+    ARCHIVE_HEADS,
+    GENESIS,
+    Anchor,
+    AuditError,
+    AuditKey,
+    anchor_problem,
+    event_hash,
+)
+from jobstore.cursor import START, Cursor
+
+_Q = query.load("jobstore", "audit.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class Break:
+    """One place where the log is not what its hashes and anchors say."""
+
+    problem: str
+    stream_id: str | None = None
+    version: int | None = None
+    position: int | None = None
+    anchor: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The break as JSON-compatible values."""
+        return {
+            "stream_id": self.stream_id,
+            "version": self.version,
+            "position": self.position,
+            "anchor": self.anchor,
+            "problem": self.problem,
+        }
+
+    def __str__(self) -> str:
+        if self.stream_id is None:
+            return f"anchor #{self.anchor}: {self.problem}"
+        where = f"stream {self.stream_id!r}, version {self.version}"
+        if self.position is not None:
+            where = f"position {self.position}, {where}"
+        return f"{where}: {self.problem}"
+
+
+@dataclass(slots=True)
+class Report:
+    """What :func:`verify` found."""
+
+    events_checked: int = 0
+    archived_checked: int = 0
+    anchors_checked: int = 0
+    last_anchor: int | None = None
+    last_anchor_at: str | None = None
+    unanchored_events: int = 0
+    breaks: list[Break] = field(default_factory=list)
+    more_breaks: int = 0
+
+    @property
+    def intact(self) -> bool:
+        """Whether nothing is broken."""
+        return not self.breaks
+
+    @property
+    def first(self) -> Break | None:
+        """The first broken place: anchors first, then by position."""
+        if not self.breaks:
+            return None
+        return min(self.breaks, key=break_order)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-compatible values."""
+        first = self.first
+        return {
+            "intact": self.intact,
+            "first_break": first.to_json() if first else None,
+            "breaks": [b.to_json() for b in sorted(self.breaks, key=break_order)],
+            "more_breaks": self.more_breaks,
+            "events_checked": self.events_checked,
+            "archived_events_checked": self.archived_checked,
+            "anchors_checked": self.anchors_checked,
+            "last_anchor": self.last_anchor,
+            "last_anchor_at": self.last_anchor_at,
+            "unanchored_events": self.unanchored_events,
+        }
+
+    def add(self, found: Break) -> None:
+        if len(self.breaks) < MAX_BREAKS:
+            self.breaks.append(found)
+        else:
+            self.more_breaks += 1
+
+
+MAX_BREAKS: Final = 1000
+Progress = Callable[[int, int], None]
+"""Called with (events checked so far, events to check in all)."""
+
+
+def break_order(b: Break) -> tuple[int, int]:
+    if b.stream_id is None:
+        return (0, b.anchor or 0)
+    return (1, b.position if b.position is not None else 2**63)
+
+
+@dataclass(slots=True)
+class _Anchored:
+    version: int
+    position: int
+    hash: bytes
+    seq: int
+
+
+@dataclass(slots=True)
+class _Scan:
+    """What the verifier learns while it reads the log and the archive."""
+
+    anchored: dict[str, _Anchored]
+    covered: Cursor
+    from_position: int
+    reached: set[str] = field(default_factory=set)
+    archived_heads: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    purged: list[tuple[int, int]] = field(default_factory=list)
+
+
+async def verify(
+    pool: asyncpg.Pool,
+    key: AuditKey,
+    *,
+    from_position: int = 0,
+    exported: Sequence[Anchor] | None = None,
+    progress: Progress | None = None,
+    batch_size: int = 5000,
+) -> Report:
+    """Check the log's chain and anchors (from ``from_position`` on); report what is broken.
+
+    ``exported``: anchors kept outside the database (``jobtrail audit export``); each must
+    still be in the database unchanged, so cutting anchors back is noticed.  With
+    ``from_position``, events before it are taken as they are (their hashes are trusted as
+    the chain's start) and anchored heads before it are not looked for.
+    """
+    report = Report()
+    try:
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            in_db = [Anchor.from_row(r) for r in await conn.fetch(_Q["anchors"], 0)]
+            anchored, covered = _check_anchors(report, key, in_db, exported)
+            scan = _Scan(anchored, covered, from_position)
+            extent = await conn.fetchrow(_Q["log_extent"], from_position - 1)
+            assert extent is not None
+            done = 0
+            for name, last in (("scan_events", "last_event"), ("scan_archive", "last_archived")):
+                after = from_position - 1
+                while after < extent[last]:
+                    rows = await conn.fetch(_Q[name], after, batch_size)
+                    if not rows:
+                        break
+                    for row in rows:
+                        _check_event(report, scan, row, archived=name == "scan_archive")
+                    after = rows[-1]["position"]
+                    done += len(rows)
+                    if progress is not None:
+                        progress(done, int(extent["total"]))
+            _check_heads_present(report, scan)
+    except asyncpg.PostgresError as exc:
+        raise AuditError(f"cannot read the log to verify it: {exc}") from None
+    return report
+
+
+def _check_anchors(
+    report: Report, key: AuditKey, in_db: list[Anchor], exported: Sequence[Anchor] | None
+) -> tuple[dict[str, _Anchored], Cursor]:
+    """Check the anchors' own chain; return the latest anchored head of each stream."""
+    chain = {a.seq: a for a in in_db}
+    for kept in exported or ():
+        problem = anchor_problem(kept, key)
+        if problem is not None:
+            report.add(Break(f"in the export: {problem}", anchor=kept.seq))
+            continue
+        found = chain.get(kept.seq)
+        if found is None:
+            report.add(Break("is in the export but gone from the database", anchor=kept.seq))
+        elif found != kept:
+            report.add(Break("differs from the exported one", anchor=kept.seq))
+        chain[kept.seq] = kept  # the export is the reference
+    anchored: dict[str, _Anchored] = {}
+    covered = START
+    previous = GENESIS
+    for expected, seq in enumerate(sorted(chain), 1):
+        anchor = chain[seq]
+        report.anchors_checked += 1
+        if seq != expected:
+            report.add(Break(f"is missing (the next anchor is #{seq})", anchor=expected))
+        problem = anchor_problem(anchor, key)
+        try:
+            content = anchor.content()
+            heads, cursor = anchor.heads(), anchor.cursor()
+        except (AuditError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            problem = problem or f"cannot be read: {exc}"
+        if problem is not None:
+            report.add(Break(problem, anchor=seq))
+            previous = anchor.digest
+            continue
+        if content.get("previous") != previous.hex() and seq == expected:
+            report.add(Break("does not follow the anchor before it", anchor=seq))
+        previous = anchor.digest
+        for head in heads:
+            anchored[head.stream_id] = _Anchored(head.version, head.position, head.hash, seq)
+        covered = max(covered, cursor)
+        report.last_anchor, report.last_anchor_at = seq, content.get("created_at")
+    return anchored, covered
+
+
+def _check_event(report: Report, scan: _Scan, row: asyncpg.Record, *, archived: bool) -> None:
+    """Check one stored event against its hash, its predecessor and the anchors."""
+    sid, version, position = row["stream_id"], row["version"], row["position"]
+    if archived:
+        report.archived_checked += 1
+    else:
+        report.events_checked += 1
+    stored = bytes(row["hash"]) if row["hash"] is not None else None
+    problem, place = None, version
+    if row["recorded_us"] is None:
+        problem = "its time is not a finite timestamp (changed)"
+    elif version > 1 and row["previous_hash"] is None:
+        problem = f"is missing (removed); version {version} follows it at this position"
+        place = version - 1
+    elif stored is None or stored != event_hash(
+        row["previous_hash"],
+        position,
+        int(row["xid"]),
+        sid,
+        version,
+        row["event_type"],
+        row["schema_version"],
+        row["data"],
+        row["metadata"],
+        row["recorded_us"],
+    ):
+        problem = (
+            "the event does not match its hash: it was changed or inserted "
+            "(or the one before it was changed and its hash recomputed)"
+        )
+    if problem is not None:
+        report.add(Break(problem, sid, place, position))
+    anchored = scan.anchored.get(sid)
+    if anchored is not None and anchored.version == version:
+        scan.reached.add(sid)
+        if stored != anchored.hash and problem is None:
+            report.add(
+                Break(
+                    f"differs from the hash anchor #{anchored.seq} recorded: this stream was "
+                    f"rewritten at or before version {version} (hashes recomputed)",
+                    sid,
+                    version,
+                    position,
+                    anchored.seq,
+                )
+            )
+    if archived:
+        return
+    if Cursor(int(row["xid"]), position) <= scan.covered:
+        if anchored is None or version > anchored.version:
+            report.add(
+                Break(
+                    "is not in any anchor although the anchors cover its place in the log: "
+                    "inserted after they were made",
+                    sid,
+                    version,
+                    position,
+                )
+            )
+    else:
+        report.unanchored_events += 1
+    if problem is None:
+        _note_removals(scan, row)
+
+
+def _note_removals(scan: _Scan, row: asyncpg.Record) -> None:
+    """Remember the heads archiving recorded, and the positions a purge deleted."""
+    if row["event_type"] == "log.streams_archived":
+        metadata = orjson.loads(row["metadata"])
+        for sid, version, _position, hexhash in metadata.get(ARCHIVE_HEADS) or []:
+            scan.archived_heads[sid] = (int(version), bytes.fromhex(hexhash))
+    elif row["event_type"] == "log.archive_purged":
+        data = orjson.loads(row["data"])
+        scan.purged.append((int(data["first_position"]), int(data["last_position"])))
+
+
+def _check_heads_present(report: Report, scan: _Scan) -> None:
+    """Every anchored head must still be there, or have been archived (and purged) on record."""
+    for sid, anchored in scan.anchored.items():
+        if sid in scan.reached or anchored.position < scan.from_position:
+            continue
+        archived = scan.archived_heads.get(sid)
+        on_record = archived is not None and (
+            archived[0] > anchored.version or archived == (anchored.version, anchored.hash)
+        )
+        if on_record and any(lo <= anchored.position <= hi for lo, hi in scan.purged):
+            continue
+        problem = (
+            "was archived, then deleted from the archive without a purge record"
+            if on_record
+            else f"was anchored at this version by anchor #{anchored.seq} and is gone from "
+            "the log and the archive: the stream was removed or cut back"
+        )
+        report.add(Break(problem, sid, anchored.version, anchored.position, anchored.seq))

@@ -1,0 +1,110 @@
+"""``jobtrail audit anchor|export|verify`` in a subprocess, against a real database tampered
+with as its superuser."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+import jobstore
+from tests.cli_support import jobtrail, one_line_error
+from tests.projection_support import completed, dispatched, new_job_id, started
+
+KEY = "cli-test-audit-key-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def audit_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBTRAIL_AUDIT_KEY", KEY)
+
+
+async def two_jobs(store: jobstore.EventStore) -> list[str]:
+    streams = []
+    for _ in range(2):
+        job_id = new_job_id()
+        await store.append(f"job-{job_id}", [dispatched(job_id), started(), completed()])
+        streams.append(f"job-{job_id}")
+    return streams
+
+
+async def test_verify_says_intact_then_names_the_first_broken_place(
+    db_dsn: str, store: jobstore.EventStore, tmp_path: Path
+) -> None:
+    streams = await two_jobs(store)
+    anchored = await jobtrail(db_dsn, "audit", "anchor")
+    assert anchored.code == 0, anchored.err
+    assert "anchor(s) #1–#1: 6 event(s)" in anchored.out
+
+    intact = await jobtrail(db_dsn, "audit", "verify")
+    assert intact.code == 0, intact.err
+    assert intact.out.startswith("intact: 6 event(s), 0 archived, 1 anchor(s); last anchor #1")
+    assert "verified 6 of 6 events" in intact.err, "progress, off a terminal"
+
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        position = await conn.fetchval(
+            "SELECT position FROM jobtrail.events WHERE stream_id = $1 AND version = 2",
+            streams[1],
+        )
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("ALTER TABLE jobtrail.events DROP CONSTRAINT events_xid_is_writer")
+        await conn.execute(
+            'UPDATE jobtrail.events SET metadata = \'{"actor": "someone else"}\''
+            " WHERE position = $1",
+            position,
+        )
+    finally:
+        await conn.close()
+
+    broken = await jobtrail(db_dsn, "audit", "verify")
+    assert broken.code == 3, broken
+    first = broken.out.splitlines()[0]
+    assert first.startswith(f"broken at position {position}, stream '{streams[1]}', version 2:")
+    assert "1 broken place(s) in all" in broken.out
+
+    as_json = await jobtrail(db_dsn, "audit", "verify", "--json")
+    assert as_json.code == 3
+    report = json.loads(as_json.out)
+    assert report["intact"] is False
+    assert report["first_break"]["position"] == position
+    assert report["first_break"]["stream_id"] == streams[1]
+    assert report["first_break"]["version"] == 2
+
+    after = await jobtrail(db_dsn, "audit", "verify", "--from", str(position + 1))
+    assert after.code == 0, after.out
+
+
+async def test_anchors_cut_back_are_caught_against_the_export(
+    db_dsn: str, store: jobstore.EventStore, tmp_path: Path
+) -> None:
+    streams = await two_jobs(store)
+    await jobtrail(db_dsn, "audit", "anchor")
+    await store.append(streams[0], [completed()])
+    await jobtrail(db_dsn, "audit", "anchor")
+    exported = tmp_path / "anchors.jsonl"
+    result = await jobtrail(db_dsn, "audit", "export", "--out", str(exported))
+    assert result.code == 0, result.err
+    assert [json.loads(line)["seq"] for line in exported.read_text().splitlines()] == [1, 2]
+
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("DELETE FROM jobtrail.audit_anchors WHERE seq = 2")
+    finally:
+        await conn.close()
+
+    checked = await jobtrail(db_dsn, "audit", "verify", "--anchors", str(exported))
+    assert checked.code == 3, checked
+    assert checked.out.startswith("broken at anchor #2: is in the export but gone from the")
+
+
+async def test_a_bad_anchors_file_is_one_line_and_exit_2(db_dsn: str, tmp_path: Path) -> None:
+    bad = tmp_path / "anchors.jsonl"
+    bad.write_text('{"seq": 1}\n')
+    result = await jobtrail(db_dsn, "audit", "verify", "--anchors", str(bad))
+    one_line_error(result, 2, str(bad), "line 1", "needs seq, body, digest, key_id, signature")
+    missing = await jobtrail(db_dsn, "audit", "verify", "--anchors", str(tmp_path / "none"))
+    one_line_error(missing, 2, "cannot read the anchors file")

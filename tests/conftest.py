@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -13,7 +11,6 @@ import asyncpg
 import pytest
 
 import jobstore
-from tests import pg
 
 
 def _private_folder() -> Path:
@@ -37,40 +34,24 @@ def embedded_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def server_dsn() -> Iterator[str]:
-    """A PostgreSQL server: DATABASE_URL when set, else an embedded one for the session."""
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        yield url
-        return
-    folder = _private_folder()
-    server = jobstore.EmbeddedPostgres(folder / "pgdata")
-    dsn = server.start()
-    try:
-        yield dsn
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+def server_dsn(jobtrail_server_dsn: str) -> str:
+    """A PostgreSQL server: DATABASE_URL when set, else an embedded one for the session.
+
+    The fixtures of jobtrail's own pytest plugin (workers/testing.py), which users get too.
+    """
+    return jobtrail_server_dsn
 
 
 @pytest.fixture(scope="session")
-def template_db(server_dsn: str) -> Iterator[str]:
+def template_db(jobtrail_template: str) -> str:
     """A database with every migration applied, cloned for each test."""
-    name = asyncio.run(pg.create_template(server_dsn))
-    try:
-        yield name
-    finally:
-        asyncio.run(pg.drop(server_dsn, name))
+    return jobtrail_template
 
 
 @pytest.fixture
-async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
+def db_dsn(jobtrail_dsn: str) -> str:
     """A fresh, migrated database of this test's own."""
-    name = await pg.clone(server_dsn, template_db)
-    try:
-        yield pg.with_database(server_dsn, name)
-    finally:
-        await pg.drop(server_dsn, name)
+    return jobtrail_dsn
 
 
 @pytest.fixture

@@ -71,6 +71,7 @@ def test_the_wheel_is_typed_and_describes_itself(dist: Path) -> None:
     assert meta["License-Expression"] == "MIT"
     entry_points = wheel.read(meta_name.replace("METADATA", "entry_points.txt")).decode()
     assert "jobtrail = workers.cli:main" in entry_points
+    assert "[pytest11]\njobtrail = workers.testing" in entry_points, "the testing plugin"
 
 
 @pytest.mark.slow

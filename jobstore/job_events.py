@@ -134,3 +134,32 @@ class StreamsArchived(Event, type_name="log.streams_archived"):
     job_ids: list[str]
     finished_before: datetime
     retention_days: int = Field(ge=0)
+
+
+class ArchivePurged(Event, type_name="log.archive_purged"):
+    """Archived events were deleted for good, after being exported (retention's purge).
+
+    Recorded by ``jobtrail.purge_archive`` in the transaction that deleted them, only once
+    ``file`` (gzip-compressed JSON Lines, one archived event a line) was written, fsynced
+    and read back with the same ``sha256`` (of the file's bytes).
+    """
+
+    streams: int = Field(ge=1)
+    events: int = Field(ge=1)
+    first_position: int
+    last_position: int
+    sha256: str
+    file: str
+    file_bytes: int = Field(ge=1)
+    archived_before: datetime
+    archive_days: int = Field(ge=0)
+
+
+class ExportFilesRemoved(Event, type_name="log.export_files_removed"):
+    """Files written by export-data or generate-report were removed past their window."""
+
+    kind: Literal["export-data", "generate-report"]
+    files: list[str]
+    bytes: int = Field(ge=0)
+    older_than: datetime
+    keep_days: int = Field(ge=1)

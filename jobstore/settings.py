@@ -125,6 +125,47 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("JOBTRAIL_EXPORT_DIR", "export_dir"),
         description="Where export-data and generate-report write; default <data_dir>/exports.",
     )
+    retention_days: int = Field(
+        default=30,
+        ge=0,
+        le=36500,
+        validation_alias=AliasChoices("JOBTRAIL_RETENTION_DAYS", "retention_days"),
+        description="Days finished jobs stay in the log before `serve` archives them "
+        "(0: never; workers/retention.py).",
+    )
+    retention_interval_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        validation_alias=AliasChoices("JOBTRAIL_RETENTION_INTERVAL", "retention_interval_seconds"),
+        description="Seconds between two retention runs.",
+    )
+    archive_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        validation_alias=AliasChoices("JOBTRAIL_ARCHIVE_DAYS", "archive_days"),
+        description="Days archived events are kept before they are exported and deleted "
+        "(unset: kept for good; needs JOBTRAIL_ARCHIVE_EXPORT_DIR).",
+    )
+    archive_export_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JOBTRAIL_ARCHIVE_EXPORT_DIR", "archive_export_dir"),
+        description="Where purged archived events are exported (gzip JSON Lines) first.",
+    )
+    export_keep_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        validation_alias=AliasChoices("JOBTRAIL_EXPORT_KEEP_DAYS", "export_keep_days"),
+        description="Days export-data files are kept (unset: kept for good).",
+    )
+    report_keep_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        validation_alias=AliasChoices("JOBTRAIL_REPORT_KEEP_DAYS", "report_keep_days"),
+        description="Days generate-report files are kept (unset: kept for good).",
+    )
 
     lease_grace_seconds: float = Field(
         default=5.0,

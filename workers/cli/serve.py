@@ -175,7 +175,7 @@ def _refuse_unsafe(
     settings: Settings, host: str, registry: JobRegistry, local_qstash: bool
 ) -> None:
     """Stop with one line when the configuration would trust published secrets."""
-    from workers import safety
+    from workers import retention, safety
 
     checked = (
         settings.model_copy(update={"qstash_url": "http://127.0.0.1"}) if local_qstash else settings
@@ -185,6 +185,7 @@ def _refuse_unsafe(
         listen_host=host,
         webhooks=jobstore.JOB_TYPES.PROCESS_WEBHOOK in registry.types(),
     )
+    problem = problem or retention.configuration_problem(settings)
     if problem:
         runtime.fail(problem)
 
@@ -214,11 +215,13 @@ async def _local_qstash(settings: Settings, port: int, scale: float) -> AsyncIte
 
 
 def _options(settings: Settings, *, listen_host: str) -> Any:
+    from workers import retention
     from workers.app import HostOptions
     from workers.sweeper import SweeperConfig
 
     return HostOptions(
         listen_host=listen_host,
+        extra_background=(retention.schedule,) if retention.enabled(settings) else (),
         relay_config=jobstore.RelayConfig(
             public_url=settings.public_url,
             reconcile_interval=settings.reconcile_interval_seconds,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,12 +18,14 @@ import orjson
 import projections
 from jobstore import BaseJob, Settings, payloads
 from workers.context import HostContext
-from workers.handlers.export_folder import inside, write_atomically
+from workers.handlers.export_folder import inside, older_than, write_atomically
 
 ExportHandler = Callable[
     [payloads.ExportDataPayload, BaseJob, HostContext], Awaitable[dict[str, Any]]
 ]
 PAGE = 500
+FILES = ("user-*/export-*.jsonl", "organization-*/export-*.jsonl")
+"""Where export-data writes under the export folder (retention removes old ones)."""
 
 
 def export_handler(settings: Settings) -> ExportHandler:
@@ -58,6 +61,11 @@ def export_handler(settings: Settings) -> ExportHandler:
         return {"path": str(path), "jobs": len(lines), "bytes": size}
 
     return export_data
+
+
+def old_files(root: Path, before: float) -> list[Path]:
+    """The files export-data wrote under ``root`` last modified before ``before`` (epoch s)."""
+    return older_than(root, FILES, before)
 
 
 def _line(execution: dict[str, Any], history: list[Any]) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -33,3 +34,22 @@ def write_atomically(path: Path, lines: list[bytes]) -> int:
         Path(temporary).unlink(missing_ok=True)
         raise
     return size
+
+
+def older_than(root: Path, patterns: tuple[str, ...], before: float) -> list[Path]:
+    """Files under ``root`` matching ``patterns`` last modified before ``before`` (epoch s).
+
+    Symbolic links are never followed or returned: only files a handler wrote qualify.
+    """
+    if not root.is_dir():
+        return []
+    found: list[Path] = []
+    for pattern in patterns:
+        for path in root.glob(pattern):
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(info.st_mode) and info.st_mtime < before:
+                found.append(path)
+    return sorted(found)

@@ -9,13 +9,14 @@ import asyncio
 import csv
 import io
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from jobstore import BaseJob, Settings, payloads, query
 from workers.context import HostContext
-from workers.handlers.export_folder import inside, write_atomically
+from workers.handlers.export_folder import inside, older_than, write_atomically
 
 ReportHandler = Callable[
     [payloads.GenerateReportPayload, BaseJob, HostContext], Awaitable[dict[str, Any]]
@@ -31,6 +32,15 @@ COLUMNS = (
     "max_seconds",
     "attempts",
 )
+
+
+FILES = ("reports/report-*.json", "reports/report-*.csv")
+"""Where generate-report writes under the export folder (retention removes old ones)."""
+
+
+def old_files(root: Path, before: float) -> list[Path]:
+    """The files generate-report wrote under ``root`` last modified before ``before``."""
+    return older_than(root, FILES, before)
 
 
 def report_handler(settings: Settings) -> ReportHandler:

@@ -1,0 +1,185 @@
+"""Retention runs by itself: old finished jobs archived, unfinished never, one host at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+
+import jobstore
+import projections
+from bench.projections import LOAD
+from bench.projections import job_id as bench_job_id
+from workers import retention
+from workers.app import HostOptions, make_app
+
+OLD_JOBS = 20  # bench shapes: j % 10 == 9 is pending (dispatched only), the rest finished
+OLD_FINISHED = [j for j in range(OLD_JOBS) if j % 10 != 9]
+OLD_PENDING = [j for j in range(OLD_JOBS) if j % 10 == 9]
+
+
+async def load_old_jobs(pool: asyncpg.Pool, count: int = OLD_JOBS) -> None:
+    """Jobs created and finished in January 2026 (the bench data set's format)."""
+    await pool.execute(LOAD, 0, count, 5)
+
+
+async def catch_up(pool: asyncpg.Pool, dsn: str) -> None:
+    await projections.ProjectionRunner(pool, dsn).run_until_caught_up()
+
+
+async def archived_streams(pool: asyncpg.Pool) -> set[str]:
+    rows = await pool.fetch("SELECT DISTINCT stream_id FROM jobtrail.events_archive")
+    return {row["stream_id"] for row in rows}
+
+
+def settings(db_dsn: str, **values: Any) -> jobstore.Settings:
+    return jobstore.Settings(database_url=db_dsn, **values)
+
+
+async def test_a_run_archives_old_finished_jobs_in_batches_and_never_unfinished_ones(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    await load_old_jobs(pool)
+    fresh = await jobstore.Dispatcher(store).enqueue("cleanup-old-data", {"retention": 30})
+    await jobstore.Dispatcher(store).update_job_execution(fresh, {"status": "processing"})
+    await jobstore.Dispatcher(store).update_job_execution(fresh, {"status": "completed"})
+    await catch_up(pool, db_dsn)
+    runner = retention.Retention(store, db_dsn, settings(db_dsn), batch=4)
+
+    report = await runner.run_once()
+
+    assert report.archived_jobs == len(OLD_FINISHED) and report.errors == []
+    assert await archived_streams(pool) == {f"job-{bench_job_id(j)}" for j in OLD_FINISHED}
+    for j in OLD_PENDING:  # unfinished, however old: still in the log
+        assert len(await store.read_stream(f"job-{bench_job_id(j)}")) == 1
+    assert len(await store.read_stream(f"job-{fresh}")) == 3, "finished within 30 days: kept"
+    run = await pool.fetchrow("SELECT * FROM jobtrail.retention_runs")
+    assert run["archived_jobs"] == len(OLD_FINISHED) and run["finished_at"] is not None
+    assert run["next_run_at"] > datetime.now(UTC) + timedelta(minutes=59)
+    await catch_up(pool, db_dsn)
+    status = await retention.status(pool, settings(db_dsn))
+    assert (status.jobs, status.unfinished_jobs, status.due_jobs) == (3, 2, 0)
+    assert status.archived_events == 31 * 2 - 2  # 20 jobs' 62 events less 2 pending ones
+    assert status.next_run_at == run["next_run_at"]
+
+
+async def test_retention_days_zero_archives_nothing(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    await load_old_jobs(pool)
+    await catch_up(pool, db_dsn)
+    report = await retention.Retention(store, db_dsn, settings(db_dsn, retention_days=0)).run_once()
+    assert report.archived_jobs == 0
+    assert await archived_streams(pool) == set()
+
+
+@contextlib.asynccontextmanager
+async def host(db_dsn: str, **values: Any) -> AsyncIterator[web.Application]:
+    """A host as `jobtrail serve` builds it (retention registered), without QStash."""
+    config = settings(db_dsn, **values)
+    options = HostOptions(
+        relay=False,
+        notifier=False,
+        sweeper=False,
+        dashboard=False,
+        extra_background=(retention.schedule,) if retention.enabled(config) else (),
+    )
+    runner = web.AppRunner(make_app(config, options=options, dsn=db_dsn))
+    await runner.setup()
+    try:
+        yield runner.app
+    finally:
+        await runner.cleanup()
+
+
+async def wait_for(condition: Any, what: str, within: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what}: not within {within} s")
+        await asyncio.sleep(0.1)
+
+
+async def test_hosts_archive_old_finished_jobs_by_themselves_one_host_at_a_time(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    await load_old_jobs(pool)
+    expected = {f"job-{bench_job_id(j)}" for j in OLD_FINISHED}
+
+    async def archived_all() -> bool:
+        return await archived_streams(pool) == expected
+
+    async def run_recorded() -> bool:
+        count = await pool.fetchval(
+            "SELECT count(*) FROM jobtrail.retention_runs WHERE finished_at IS NOT NULL"
+        )
+        return bool(count)
+
+    async with host(db_dsn, retention_days=30), host(db_dsn, retention_days=30):
+        await wait_for(archived_all, "old finished jobs archived")
+        await wait_for(run_recorded, "the run recorded")
+        runs = await pool.fetch("SELECT host, archived_jobs FROM jobtrail.retention_runs")
+    assert len(runs) == 1, "one host ran the schedule; the other waited for the role"
+    for j in OLD_PENDING:
+        events = await pool.fetchval(
+            "SELECT count(*) FROM jobtrail.events WHERE stream_id = $1", f"job-{bench_job_id(j)}"
+        )
+        assert events == 1
+
+
+async def test_a_host_without_retention_archives_nothing(pool: asyncpg.Pool, db_dsn: str) -> None:
+    await load_old_jobs(pool)
+    async with host(db_dsn, retention_days=0) as app:
+        await catch_up(pool, db_dsn)
+        assert app is not None
+    assert await archived_streams(pool) == set()
+    assert await pool.fetchval("SELECT count(*) FROM jobtrail.retention_runs") == 0
+
+
+async def test_the_schedule_resumes_where_the_database_says(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    """A run is not repeated before its next_run_at, whichever host (or restart) leads."""
+    await load_old_jobs(pool)
+    await catch_up(pool, db_dsn)
+    now = datetime.now(UTC)
+    clock = [now]
+    runner = retention.Retention(
+        store, db_dsn, settings(db_dsn, retention_interval_seconds=3600), clock=lambda: clock[0]
+    )
+    await runner.run_once()
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.sleep(0.5)  # leads at once, then waits for next_run_at: no new run
+        assert await pool.fetchval("SELECT count(*) FROM jobtrail.retention_runs") == 1
+        clock[0] = now + timedelta(hours=1, seconds=1)
+
+        async def second_run() -> bool:
+            return bool(await pool.fetchval("SELECT count(*) = 2 FROM jobtrail.retention_runs"))
+
+        await wait_for(second_run, "the next run at its time", within=20)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+async def test_cleanup_old_data_uses_the_same_archiving(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str, status: str
+) -> None:
+    dispatcher = jobstore.Dispatcher(store)
+    job = await dispatcher.enqueue("cleanup-old-data", {"retention": 1})
+    if status != "cancelled":
+        await dispatcher.update_job_execution(job, {"status": "processing"})
+    await dispatcher.update_job_execution(job, {"status": status, "error": "x"})
+    await catch_up(pool, db_dsn)
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    assert await retention.archive_finished(store, tomorrow, 1) == 1
+    assert await archived_streams(pool) == {f"job-{job}"}

@@ -103,6 +103,25 @@ class JobNotified(Event, type_name="job.notified"):
     status: int | None = None
 
 
+class JobOutcomeLate(Event, type_name="job.outcome_late"):
+    """A handler reported an outcome after its attempt was closed: recorded abandoned (the
+    sweeper, a newer delivery, QStash's verdict), superseded by a newer dispatch, or after
+    the job finished.  History only: the job's status stays as the first outcome left it.
+
+    ``reported`` is what the handler said (``completed`` or ``failed``), ``closed`` why
+    it no longer counted.
+    """
+
+    dispatch: int = Field(ge=1)
+    attempt: int = Field(ge=1)
+    reported: Literal["completed", "failed"]
+    closed: str
+    duration_seconds: float | None = None
+    result: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
 JobEvent: TypeAlias = (
     JobDispatched
     | JobStarted
@@ -111,6 +130,7 @@ JobEvent: TypeAlias = (
     | JobFailed
     | JobCancelled
     | JobNotified
+    | JobOutcomeLate
 )
 """Every event of a job stream: a closed union, so that a ``match`` over a job's events
 ending in ``assert_never`` is checked by mypy to handle each one (add a new job event here)."""

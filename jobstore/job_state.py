@@ -26,6 +26,7 @@ from jobstore.job_events import (
     JobEvent,
     JobFailed,
     JobNotified,
+    JobOutcomeLate,
     JobStarted,
     is_job_event,
 )
@@ -197,6 +198,8 @@ def _apply(state: JobState, event: JobEvent, at: datetime) -> None:
             state.cancelled_at = at
         case JobNotified():
             pass  # a record of a callback call: the job's state stays as its outcome left it
+        case JobOutcomeLate():
+            pass  # an outcome after its attempt was closed: history only, no status changes
         case _:
             assert_never(event)
 

@@ -92,6 +92,8 @@ def apply(
             return None  # future attempts stop; a running one still records its outcome
         case job_events.JobNotified():
             return None  # a callback call about an outcome: no attempt changes
+        case job_events.JobOutcomeLate():
+            return None  # the attempt was closed before: its row keeps that first outcome
         case _:
             assert_never(event)
 

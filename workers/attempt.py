@@ -15,6 +15,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -31,10 +32,12 @@ from jobstore import (
     JobTypeSpec,
     JobValidationError,
     NonRetryableJobError,
+    RecordedEvent,
     RetryLater,
     TokenUsedError,
     change,
     job_events,
+    job_state,
     tracing,
 )
 from workers import decision
@@ -93,8 +96,27 @@ async def deliver(
     if isinstance(changed.result, decision.Respond):
         return changed.result.answer
     spec, payload, job = changed.result
-    started = dataclasses.replace(changed.state, version=changed.version)
-    return await _run(ctx, started, job.attempt, (spec, payload, job))
+    return await _run(ctx, _after(changed, job_id), job.attempt, (spec, payload, job))
+
+
+def _after(changed: change.Change[Any], job_id: str) -> JobState:
+    """The job's state after the events a change appended (the attempt it started), folded
+    here so the outcome can be appended without reading the stream again."""
+    state = changed.state
+    now = datetime.now(UTC)
+    for offset, (event, position) in enumerate(
+        zip(changed.events, changed.positions, strict=True), start=1
+    ):
+        recorded = RecordedEvent(
+            position=position,
+            stream_id=job_state.stream_id(job_id),
+            version=changed.state.version + offset,
+            event=event,
+            metadata={},
+            recorded_at=now,
+        )
+        state = job_state.evolve(state, recorded)
+    return state
 
 
 def _prepare(
@@ -188,7 +210,11 @@ async def _record_success(
     ctx: HostContext, job: BaseJob, attempt: int, duration: float, result: Any, known: JobState
 ) -> Answer:
     outcome = await _record(
-        ctx, job, attempt, lambda s: decision.decide_success(s, attempt, duration, result), known
+        ctx,
+        job,
+        attempt,
+        lambda s: decision.decide_success(s, job.dispatch, attempt, duration, result),
+        known,
     )
     log.info("attempt completed", duration_seconds=round(duration, 4))
     if outcome is not None:
@@ -215,7 +241,14 @@ async def _record_failure(
 
     def decide(state: JobState) -> list[Event]:
         recorded[:] = decision.decide_failure(
-            state, attempt, exc, trace, duration, retryable=retryable, retry_after=delay
+            state,
+            job.dispatch,
+            attempt,
+            exc,
+            trace,
+            duration,
+            retryable=retryable,
+            retry_after=delay,
         )
         return recorded
 
@@ -223,13 +256,13 @@ async def _record_failure(
     log.warning(
         "attempt failed",
         error_type=type(exc).__name__,
+        error=str(exc)[:300],
         will_retry=bool(recorded) and getattr(recorded[0], "will_retry", False),
     )
     if outcome is not None:
         return outcome
     if not retryable:
-        # Only the error's type: its text may quote personal data (the history has it, sealed).
-        return Answer(489, f"non-retryable: {type(exc).__name__}", non_retryable=True)
+        return Answer(489, f"non-retryable: {exc}"[:300], non_retryable=True)
     if len(recorded) == 1 and getattr(recorded[0], "will_retry", False):
         wait = None if delay is None else math.ceil(delay)
         return Answer(500, f"attempt {attempt} failed: {type(exc).__name__}", retry_after=wait)
@@ -268,16 +301,18 @@ async def _record(
 
     The first try appends against ``known``, the state this attempt started from (its
     version counting the start events): nobody else wrote meanwhile in the common case, so
-    the stream is not read again.  A version conflict (a cancel, a takeover) folds anew.
+    the stream is not read again.  A version conflict (a cancel, a takeover, the sweeper)
+    folds anew, and the decisions see whether the attempt is still open: an outcome of an
+    attempt closed meanwhile, or of a finished job, is recorded as a late report only.
     """
-    superseded = Answer(200, "attempt was superseded; outcome not recorded")
 
     def outcome(state: JobState) -> tuple[Sequence[Event], Answer | None]:
-        if state is not known and (state.dispatch != job.dispatch or state.attempt != attempt):
-            return [], superseded
+        events = decide(state)
+        if events and isinstance(events[0], job_events.JobOutcomeLate):
+            return events, Answer(200, f"outcome recorded as late: {events[0].closed}")
         if state.status.value == "cancelled":
-            return decide(state), Answer(489, "job was cancelled while it ran", True)
-        return decide(state), None
+            return events, Answer(489, "job was cancelled while it ran", True)
+        return events, None
 
     try:
         changed = await change.change(ctx.store, job.job_id, outcome, known=known)
@@ -285,9 +320,11 @@ async def _record(
         if exc.code != "CONTENDED":
             raise
         return Answer(503, "could not record the outcome; try again", retry_after=1)
-    if changed is None or changed.result is superseded:
-        log.warning("outcome of a superseded attempt not recorded")
-        return superseded
+    if changed is None:
+        log.warning("outcome of a job no longer in the log not recorded")
+        return Answer(200, "the job is no longer in the log; outcome not recorded")
+    if changed.result is not None and changed.result.status == 200:
+        log.warning("late outcome recorded; the job's status stays", reason=changed.result.reason)
     return changed.result
 
 

@@ -96,17 +96,65 @@ def attempts_allowed(state: JobState) -> int:
     return state.max_retries + 1
 
 
-def decide_success(state: JobState, attempt: int, duration: float, result: object) -> list[Event]:
-    """Record a finished attempt (even after a cancel request: the attempt did run)."""
-    return [
-        job_events.JobCompleted(
-            dispatch=state.dispatch, attempt=attempt, duration_seconds=duration, result=result
+def attempt_open(state: JobState, dispatch: int, attempt: int) -> bool:
+    """Whether ``attempt`` of ``dispatch`` is still the job's running attempt: started and
+    not closed by an outcome, an abandonment, QStash's verdict or a newer dispatch (each of
+    those clears the lease; a cancel request does not, so a running attempt still counts)."""
+    return state.dispatch == dispatch and state.attempt == attempt and state.lease_until is not None
+
+
+def _closed_how(state: JobState, dispatch: int, attempt: int) -> str:
+    """Why an outcome of ``attempt`` of ``dispatch`` no longer counts, in words."""
+    if state.dispatch != dispatch:
+        return f"dispatch {dispatch} was superseded by dispatch {state.dispatch} ({state.source})"
+    if state.attempt != attempt:
+        return f"attempt {attempt} was recorded abandoned and attempt {state.attempt} followed"
+    if state.finished:
+        return f"the job was already {state.status.value} when the outcome arrived"
+    return f"attempt {attempt} was already recorded abandoned"
+
+
+def late_report(
+    state: JobState,
+    reported: job_events.JobCompleted | job_events.JobAttemptFailed,
+) -> job_events.JobOutcomeLate:
+    """The history's record of an outcome that came after its attempt was closed."""
+    if isinstance(reported, job_events.JobCompleted):
+        return job_events.JobOutcomeLate(
+            dispatch=reported.dispatch,
+            attempt=reported.attempt,
+            reported="completed",
+            closed=_closed_how(state, reported.dispatch, reported.attempt),
+            duration_seconds=reported.duration_seconds,
+            result=reported.result,
         )
-    ]
+    return job_events.JobOutcomeLate(
+        dispatch=reported.dispatch,
+        attempt=reported.attempt,
+        reported="failed",
+        closed=_closed_how(state, reported.dispatch, reported.attempt),
+        duration_seconds=reported.duration_seconds,
+        error_type=reported.error_type,
+        error_message=reported.error_message,
+    )
+
+
+def decide_success(
+    state: JobState, dispatch: int, attempt: int, duration: float, result: object
+) -> list[Event]:
+    """Record a finished attempt (even after a cancel request: the attempt did run); an
+    attempt closed meanwhile gets a late report instead, and the job keeps its status."""
+    completed = job_events.JobCompleted(
+        dispatch=dispatch, attempt=attempt, duration_seconds=duration, result=result
+    )
+    if not attempt_open(state, dispatch, attempt):
+        return [late_report(state, completed)]
+    return [completed]
 
 
 def decide_failure(
     state: JobState,
+    dispatch: int,
     attempt: int,
     error: BaseException,
     traceback_text: str | None,
@@ -115,30 +163,32 @@ def decide_failure(
     retryable: bool,
     retry_after: float | None = None,
 ) -> list[Event]:
-    """Record a failed attempt, and the job's failure when no attempt will follow."""
+    """Record a failed attempt, and the job's failure when no attempt will follow; an
+    attempt closed meanwhile gets a late report instead, and the job keeps its status."""
     will_retry = (
         retryable
         and attempt < attempts_allowed(state)
         and state.status is not JOB_STATUSES.CANCELLED
     )
     message = str(error) or type(error).__name__
-    events: list[Event] = [
-        job_events.JobAttemptFailed(
-            dispatch=state.dispatch,
-            attempt=attempt,
-            error_type=type(error).__name__,
-            error_message=message[:2000],
-            traceback=traceback_text,
-            will_retry=will_retry,
-            duration_seconds=duration,
-            retry_after_seconds=retry_after if will_retry else None,
-        )
-    ]
+    failed = job_events.JobAttemptFailed(
+        dispatch=dispatch,
+        attempt=attempt,
+        error_type=type(error).__name__,
+        error_message=message[:2000],
+        traceback=traceback_text,
+        will_retry=will_retry,
+        duration_seconds=duration,
+        retry_after_seconds=retry_after if will_retry else None,
+    )
+    if not attempt_open(state, dispatch, attempt):
+        return [late_report(state, failed)]
+    events: list[Event] = [failed]
     if not will_retry and state.status is not JOB_STATUSES.CANCELLED:
         reason = "non-retryable error" if not retryable else f"all {attempt} attempts failed"
         events.append(
             job_events.JobFailed(
-                dispatch=state.dispatch,
+                dispatch=dispatch,
                 attempt=attempt,
                 reason=reason,
                 error_type=type(error).__name__,

@@ -85,5 +85,13 @@ def describe(event: Event, shown: Shown) -> Described:
             answered = f"{event.result}" + (f" ({event.status})" if event.status else "")
             details = short(shown(f"{event.kind} callback to {event.url}: {answered}"), 300)
             return Described("notified", "notified", f"{event.dispatch}", details)
+        case job_events.JobOutcomeLate():
+            if event.reported == "completed":
+                said = f"completed after {seconds(event.duration_seconds)}"
+            else:
+                said = short(shown(f"failed: {event.error_type}: {event.error_message}"), 200)
+            details = f"handler {said}; not counted: {short(event.closed, 200)}"
+            step = f"{event.dispatch}/{event.attempt}"
+            return Described("outcome-late", "late outcome", step, details)
         case _:
             assert_never(event)

@@ -9,6 +9,8 @@ SELECT m.job_id, m.dispatch, m.message_id
                     WHERE later.job_id = m.job_id AND later.dispatch > m.dispatch)
    AND (SELECT e.event_type FROM jobtrail.events e
          WHERE e.stream_id = 'job-' || m.job_id
+           -- records that change no status (see sql/0021)
+           AND e.event_type NOT IN ('job.notified', 'job.outcome_late', 'job.heartbeat')
          ORDER BY e.version DESC LIMIT 1)
        NOT IN ('job.completed', 'job.failed', 'job.cancelled')
  ORDER BY m.published_at

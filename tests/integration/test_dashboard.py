@@ -7,6 +7,7 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,8 @@ import pytest
 
 import projections
 from tests.host_support import Host, running_host
+from tests.integration.test_dashboard_buckets import put
+from tests.projection_support import completed, dispatched, failed, new_job_id, started
 
 ADMIN = "admin-token-0123456789abcdef"
 OPERATOR = "operator-token-0123456789abcdef"
@@ -319,3 +322,72 @@ async def test_live_updates_are_server_sent_events_shared_and_coalesced(host: Ho
         finally:
             for stream in streams:
                 stream.close()
+
+
+async def test_the_overview_charts_throughput_and_failure_rate_and_travels_in_time(
+    host: Host,
+) -> None:
+    """Jobs recorded half an hour ago (as scheduled runs: the relay leaves them alone)."""
+    pool = host.ctx.store.pool
+    done, broken = new_job_id(), new_job_id()
+    past = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
+    await put(
+        pool,
+        done,
+        past,
+        dispatched(done, job_type="test-job", source="schedule"),
+        started(),
+        completed(),
+    )
+    await put(
+        pool,
+        broken,
+        past + timedelta(minutes=2),
+        dispatched(broken, job_type="test-job", source="schedule"),
+        started(),
+        failed(),
+    )
+    await views_caught_up(host)
+    async with browser(host, READER) as viewer:
+        status, page = await viewer.get("/?window=hour")
+        assert status == 200
+        assert '<title id="throughput-title">Jobs finished per minute, last hour</title>' in page
+        assert "1 completed and 1 failed in all" in page
+        assert "overall: 50.0%" in page and 'aria-labelledby="failure-rate-title' in page
+        row = f'<th scope="row">{past:%Y-%m-%d %H:%M}</th><td>1</td><td>1</td><td>1</td><td>0'
+        assert row in page, "the figures as a table beside the chart"
+        assert 'hx-get="/overview/live?window=hour"' in page
+
+        moment = past + timedelta(minutes=1)
+        status, page = await viewer.get(f"/?at={moment:%Y-%m-%dT%H:%M}&window=day")
+        assert status == 200 and f"as of {moment:%Y-%m-%d %H:%M} UTC" in page
+        counts = page.split('id="by-type"')[1]
+        assert '<a href="/jobs?type=test-job">test-job</a></th>\n        <td>1</td>' in counts
+        assert "hx-get" not in page, "a moment in the past does not update live"
+        assert "Back to now" in page and 'href="/?window=day"' in page
+
+        status, page = await viewer.get(f"/?at={past - timedelta(minutes=5):%Y-%m-%dT%H:%M}")
+        assert status == 200 and "No jobs at that moment." in page
+
+        status, page = await viewer.get(f"/?at={datetime.now(UTC) + timedelta(days=1):%Y-%m-%d}")
+        assert status == 400 and "is in the future; choose a moment before" in page
+        status, page = await viewer.get("/?at=last+tuesday")
+        assert status == 400 and "is not a moment; write it as 2026-11-30T09:15 (UTC)" in page
+        status, page = await viewer.get("/?window=fortnight")
+        assert status == 400 and "use one of hour, day, week" in page
+
+
+async def test_the_overview_says_where_retention_archived_history(host: Host) -> None:
+    job_id = await failed_job(host)
+    await views_caught_up(host)
+    moved = await host.ctx.store.archive_streams(
+        [f"job-{job_id}"], datetime.now(UTC) + timedelta(seconds=1), 0
+    )
+    assert moved == [f"job-{job_id}"]
+    await views_caught_up(host)
+    async with browser(host, READER) as viewer:
+        status, page = await viewer.get("/?window=hour")
+    assert status == 200 and "Archived history" in page
+    assert "event histories of <strong>1</strong> finished job out of the log in 1 run" in page
+    assert "the counts, the charts and time travel still include them" in page
+    assert "0 completed and 1 failed in all" in page, "the archived job still counts"

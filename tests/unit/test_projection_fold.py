@@ -83,6 +83,13 @@ LATER = st.one_of(
         url=st.just("https://hooks.example/x"),
         result=st.sampled_from(["delivered", "error"]),
     ),
+    st.builds(
+        job_events.JobOutcomeLate,
+        dispatch=SMALL,
+        attempt=SMALL,
+        reported=st.sampled_from(["completed", "failed"]),
+        closed=TEXT,
+    ),
 )
 
 

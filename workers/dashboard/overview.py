@@ -1,18 +1,24 @@
-"""The overview: jobs by type × status, duration percentiles per type, relay backlog,
-projection lag and any stopped projection, schedules due next."""
+"""The overview: jobs by type × status, throughput and failure rate over the last hour, day
+or week, duration percentiles per type, relay backlog, projection lag and any stopped
+projection, schedules due next; and time travel: the counts as they were at a past moment
+(``?at=``), from the ``job_buckets`` projection, with where retention archived history."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import web
 
 import projections
-from workers.dashboard import context, render, schedules
+from projections import trend
+from workers.dashboard import chart, context, render, schedules
 
 RELAY: Final = "relay"
 DUE_SHOWN: Final = 5
+DEFAULT_WINDOW: Final = "day"
+AT_FORMATS: Final = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
 
 def add_routes(app: web.Application) -> None:
@@ -21,9 +27,53 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/overview/live", live_part, name="overview_live")
 
 
+@dataclass(frozen=True, slots=True)
+class TypeRow:
+    """One job type's row of the table: its jobs per status (and durations, live only)."""
+
+    name: str
+    total: int
+    by_status: dict[str, int]
+    percentiles: dict[int, float | None] | None
+
+
+def parse_at(text: str, now: datetime) -> datetime | None:
+    """The moment ``?at=`` asks for (UTC), None for now; InvalidFilterError if unreadable
+    or in the future."""
+    text = text.strip().removesuffix("Z")
+    if not text:
+        return None
+    for fmt in AT_FORMATS:
+        try:
+            moment = datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        if moment > now:
+            raise projections.InvalidFilterError(
+                "at", f"{text} UTC is in the future; choose a moment before {render.when(now)}"
+            )
+        return moment
+    raise projections.InvalidFilterError(
+        "at", f"{text[:30]!r} is not a moment; write it as 2026-11-30T09:15 (UTC)"
+    )
+
+
+def _params(request: web.Request) -> dict[str, str]:
+    """The overview's own query parameters, as given (for links and the live fragment)."""
+    return {k: v for k in ("window", "type", "at") if (v := request.query.get(k, "").strip())}
+
+
 async def _values(request: web.Request) -> dict[str, Any]:
     ctx = context.api_context(request)
+    params = _params(request)
+    now = datetime.now(UTC)
+    at = parse_at(params.get("at", ""), now)
+    window = trend.window(params.get("window", DEFAULT_WINDOW)).name
+    chart_type = params.get("type") or None
+    series = await trend.series(ctx.pool, window, at or now, chart_type)
+    archive = await trend.archive_note(ctx.pool)
     stats = await projections.get_job_stats(ctx.pool)
+    snapshot = None if at is None else await trend.counts_at(ctx.pool, at)
     statuses = await projections.projection_status(ctx.pool)
     store = ctx.dispatcher.store
     head = await store.last_position()
@@ -31,25 +81,50 @@ async def _values(request: web.Request) -> dict[str, Any]:
     due: list[tuple[datetime, Any]] = []
     for schedule in await ctx.dispatcher.schedules.list():
         if not schedule.paused:
-            due += [(at, schedule) for at in schedules.next_runs(schedule.cron, 1)]
+            due += [(at_, schedule) for at_ in schedules.next_runs(schedule.cron, 1)]
     due.sort(key=lambda pair: pair[0])
-    widest = max((t.total for t in stats.by_type.values()), default=0)
+    rows = _rows(stats, snapshot)
     return {
-        "stats": stats,
-        "widest": max(widest, 1),
+        "params": params,
+        "rows": rows,
+        "total": stats.total if snapshot is None else snapshot.total,
+        "by_status": stats.by_status if snapshot is None else snapshot.by_status,
+        "widest": max([r.total for r in rows] + [1]),
+        "snapshot": snapshot,
+        "window": window,
+        "windows": list(trend.WINDOWS),
+        "chart_type": chart_type,
+        "types": sorted(set(stats.by_type) | set(series.by_type)),
+        "series": series,
+        "charts": [chart.throughput(series), chart.failure_rate(series)],
+        "archive": archive,
         "projections": statuses,
         "stopped": [s for s in statuses if s.failure is not None],
         "head": head,
         "backlog": backlog,
         "due": due[:DUE_SHOWN],
         "percentiles": (50, 90, 99),
+        "live_url": "/overview/live" + render.query_string(params),
     }
 
 
+def _rows(stats: projections.JobStats, snapshot: trend.Snapshot | None) -> list[TypeRow]:
+    """The table's rows: live counts and durations, or the counts at the moment asked."""
+    if snapshot is None:
+        return [
+            TypeRow(name, t.total, t.by_status, t.durations.percentiles)
+            for name, t in stats.by_type.items()
+        ]
+    return [
+        TypeRow(name, sum(counts.values()), counts, None)
+        for name, counts in snapshot.by_type.items()
+    ]
+
+
 async def show(request: web.Request) -> web.Response:
-    """GET /: the overview."""
+    """GET /: the overview (``?window=hour|day|week``, ``?type=``, ``?at=`` a past moment)."""
     values = await _values(request)
-    values["live"] = "overview"
+    values["live"] = "overview" if values["snapshot"] is None else None
     return render.page(request, "overview.html", values)
 
 

@@ -1,0 +1,143 @@
+"""The processes of a fault-injection run: a private PostgreSQL, ``jobtrail qstash-dev`` and
+``jobtrail serve``, each one killable and restartable on the same address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+import jobstore
+import qstash_local
+from tests.chaos import app
+from tests.chaos.postgres import PrivatePostgres, free_port
+from tests.processes import Process, env_for
+
+READY_WITHIN_S = 60.0
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The host's timing knobs: fast enough for a short run to settle."""
+
+    sweep_interval: float = 1.0
+    sweep_min_age: float = 3.0
+    lease_grace: float = 0.5
+    retry_delay_scale: float = 0.002
+
+
+class Cluster:
+    """PostgreSQL, qstash_local and the host as separate processes, logs in ``folder``."""
+
+    def __init__(self, folder: Path, timing: Timing | None = None) -> None:
+        self.folder = folder
+        self.timing = timing or Timing()
+        self.pg = PrivatePostgres()
+        self.runs_file = folder / "runs.txt"
+        self.api_token = secrets.token_urlsafe(24)
+        qstash_port, host_port = free_port(), free_port()
+        self.qstash_url = f"http://127.0.0.1:{qstash_port}"
+        self.host_url = f"http://127.0.0.1:{host_port}"
+        t = self.timing
+        self.env = env_for(
+            DATABASE_URL=self.pg.dsn,
+            QSTASH_URL=self.qstash_url,
+            JOBTRAIL_APP="tests.chaos.app:registry",
+            JOBTRAIL_DATA_DIR=str(folder / "host-data"),
+            JOBTRAIL_API_TOKEN=self.api_token,
+            JOBTRAIL_SWEEP_INTERVAL=str(t.sweep_interval),
+            JOBTRAIL_SWEEP_MIN_AGE=str(t.sweep_min_age),
+            JOBTRAIL_LEASE_GRACE_SECONDS=str(t.lease_grace),
+            JOBTRAIL_LOG_LEVEL="warning",
+            **{app.RUNS_VARIABLE: str(self.runs_file)},
+        )
+        self.qstash = Process(
+            [
+                *("qstash-dev", "--port", str(qstash_port)),
+                *("--retry-delay-scale", str(t.retry_delay_scale)),
+            ],
+            self.env,
+            folder / "qstash.log",
+        )
+        self.host = Process(
+            ["serve", "--port", str(host_port), "--no-qstash", "--grace", "2"],
+            self.env,
+            folder / "host.log",
+        )
+
+    async def start(self) -> None:
+        """Create and start PostgreSQL, migrate it, then start qstash_local and the host."""
+        await asyncio.to_thread(self.pg.init)
+        await asyncio.to_thread(self.pg.start)
+        await jobstore.migrate(self.pg.dsn)
+        await self.start_qstash()
+        await self.start_host()
+
+    async def stop(self) -> None:
+        """Stop everything (SIGTERM the host so it finishes in-flight work), remove PostgreSQL."""
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.host.terminate, 15)
+        self.host.kill()
+        self.qstash.kill()
+        await asyncio.to_thread(self.pg.destroy)
+
+    async def start_qstash(self) -> None:
+        """Start qstash_local (empty: its state lives in memory) and wait until it answers."""
+        self.qstash.start()
+        url = f"{self.qstash_url}/v2/keys?qstash_token={qstash_local.DEV_TOKEN}"
+        await _until_ok(url, lambda: _alive(self.qstash, "qstash_local"))
+
+    async def start_host(self) -> None:
+        """Start the host and wait until ``/readyz`` answers 200."""
+        self.host.start()
+        await _until_ok(self.host_url + "/readyz", lambda: _alive(self.host, "the host"))
+
+    def kill_host(self) -> None:
+        """SIGKILL the host: in-flight attempts are left without an outcome."""
+        self.host.kill()
+
+    def kill_qstash(self) -> None:
+        """SIGKILL qstash_local: every message it held is gone."""
+        self.qstash.kill()
+
+    def host_log(self) -> str:
+        """Everything the host wrote, over all its lives."""
+        return self.host.output()
+
+
+def _alive(process: Process, name: str) -> None:
+    if process.proc is not None and process.proc.poll() is not None:
+        code = process.proc.returncode
+        raise RuntimeError(f"{name} exited with {code}:\n{process.output()[-3000:]}")
+
+
+async def _until_ok(url: str, check: Callable[[], None]) -> None:
+    deadline = time.monotonic() + READY_WITHIN_S
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        while True:
+            check()
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer 200 within {READY_WITHIN_S:.0f} s")
+            await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def running(folder: Path, timing: Timing | None = None) -> AsyncIterator[Cluster]:
+    """A started cluster, stopped and removed when the block ends."""
+    cluster = Cluster(folder, timing)
+    try:
+        await cluster.start()
+        yield cluster
+    finally:
+        await cluster.stop()

@@ -1,0 +1,334 @@
+"""One fault-injection run, start to verdict: ``await run(ChaosConfig(seed=7))``.
+
+The host, qstash_local and a private PostgreSQL run as processes (:mod:`tests.chaos.cluster`);
+this process enqueues a seeded plan of jobs, injects the seeded faults, sends duplicate
+deliveries, cancels and replays, and tails the log.  Then it lets the system settle
+(bounded, with progress lines), gathers the log, the views and the handler's runs, and
+checks every invariant (:mod:`tests.chaos.checker`).  The plan and the faults are fixed by
+the seed; how they interleave with the processes is not (it is a real system on a real
+clock), so a failing seed is a strong lead, not a guaranteed replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import shutil
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import asyncpg
+
+import jobstore
+import projections
+from jobstore import Dispatcher, EventStore, RecordedEvent, job_state
+from projections import attempt
+from tests.chaos import app, checker, cluster, faults, workload
+from tests.chaos.checker import Evidence, Findings
+from tests.chaos.tailer import Tailer
+
+Say = Callable[[str], None]
+PROGRESS_EVERY_S: Final = 5.0
+READ_PAGE: Final = 5000
+UNFINISHED_CANDIDATES: Final = """
+SELECT substr(stream_id, 5) AS job_id
+  FROM (SELECT DISTINCT ON (stream_id) stream_id, event_type
+          FROM jobtrail.events
+         WHERE stream_id LIKE 'job-%' AND event_type <> 'job.notified'
+         ORDER BY stream_id, version DESC) AS last
+ WHERE event_type NOT IN ('job.completed', 'job.failed', 'job.cancelled')
+"""
+"""Jobs whose last event is not an end (a superset of the unfinished: a fold decides)."""
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    """What one run does."""
+
+    seed: int = 1
+    jobs: int = 300
+    duration: float = 20.0
+    """Seconds over which the jobs are enqueued and the faults injected."""
+    faults: int = 5
+    duplicates_per_second: float = 5.0
+    operations_per_second: float = 1.0
+    """Cancels and replays per second."""
+    settle_timeout: float = 120.0
+    timing: cluster.Timing = field(default_factory=cluster.Timing)
+    keep: Path | None = None
+    """Keep the processes' logs in this folder (a temporary one, removed, otherwise)."""
+
+
+@dataclass
+class ChaosResult:
+    """What a run did and what the checks found."""
+
+    config: ChaosConfig
+    findings: Findings
+    jobs: int
+    """Distinct jobs that accepted enqueues returned."""
+    enqueues: int
+    jobs_in_log: int
+    events: int
+    faults: Counter[str]
+    duplicates: int
+    duplicate_answers: Counter[str]
+    operations: Counter[str]
+    enqueue_errors: Counter[str]
+    tailer_restarts: Counter[str]
+    internal_errors: list[str]
+    settled: bool
+    settle_seconds: float
+    run_seconds: float
+
+    def __getattr__(self, kind: str) -> int:
+        if kind in checker.VIOLATIONS:
+            return self.findings[kind]
+        raise AttributeError(kind)
+
+    @property
+    def ok(self) -> bool:
+        """Every invariant held."""
+        return self.findings.ok
+
+    def summary(self) -> str:
+        """A human report: what ran, what was injected, what the checks found."""
+        f = self.findings
+        lines = [
+            f"seed {self.config.seed}: {self.jobs:,} jobs from {self.enqueues:,} enqueues, "
+            f"{self.jobs_in_log:,} in the log, {self.events:,} events",
+            f"faults: {_counts(self.faults)}",
+            f"duplicate deliveries: {self.duplicates:,} ({_counts(self.duplicate_answers)})",
+            f"operator: {_counts(self.operations)}",
+            f"enqueue calls retried: {_counts(self.enqueue_errors)}",
+            f"final statuses: {_counts(f.statuses)}; waiting (delayed): {f.waiting}",
+            f"settled: {self.settled} after {self.settle_seconds:.1f} s "
+            f"(run {self.run_seconds:.1f} s)",
+            f"tailer restarts: {_counts(self.tailer_restarts)}",
+            f"internal-error answers: {len(self.internal_errors)}",
+            "invariants: " + ", ".join(f"{k} {f[k]}" for k in checker.VIOLATIONS),
+        ]
+        if f.max_early_seconds:
+            lines.append(f"earliest start before not_before: {f.max_early_seconds:.3f} s")
+        if not f.ok:
+            lines.append(f.describe())
+        return "\n".join(lines)
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(counter.items()) if v) or "none"
+
+
+async def run(config: ChaosConfig, say: Say = print) -> ChaosResult:
+    """Run the cluster under ``config``'s faults and check the invariants."""
+    folder = config.keep or Path(tempfile.mkdtemp(prefix="jobtrail-chaos-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        async with cluster.running(folder, config.timing) as running:
+            say(
+                f"chaos: seed {config.seed}, {config.jobs:,} jobs over {config.duration:g} s, "
+                f"{config.faults} faults; PostgreSQL {running.pg.dsn}, logs in {folder}; "
+                f"processes up in {time.monotonic() - started:.1f} s"
+            )
+            result = await _run(config, running, say)
+        say(f"processes stopped; {time.monotonic() - started:.1f} s in all")
+        return result
+    finally:
+        if config.keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _run(config: ChaosConfig, running: cluster.Cluster, say: Say) -> ChaosResult:
+    seeds = random.Random(config.seed)
+    plan_rng, fault_rng, dup_rng, op_rng = (random.Random(seeds.random()) for _ in range(4))
+    pool = await jobstore.create_pool(running.pg.dsn, min_size=0, max_size=8)
+    try:
+        store = EventStore(pool)
+        dispatcher = Dispatcher(store, app.registry())
+        producer = workload.Producer(dispatcher)
+        injector = faults.Injector(running, fault_rng, say)
+        duplicator = faults.Duplicator(store, running, dup_rng)
+        operator = faults.Operator(dispatcher, running, op_rng, say)
+        planned = workload.plan(plan_rng, config.jobs)
+        fault_times = faults.fault_plan(fault_rng, config.faults, config.duration)
+        started = time.monotonic()
+        async with Tailer(store, running.pg.dsn) as tailer:
+            stop = asyncio.Event()
+            jobs = producer.order
+            background = [
+                asyncio.create_task(duplicator.run(jobs, config.duplicates_per_second, stop)),
+                asyncio.create_task(operator.run(jobs, config.operations_per_second, stop)),
+                asyncio.create_task(_report(producer, injector, duplicator, stop, say)),
+            ]
+            try:
+                await asyncio.gather(
+                    producer.run(planned, config.duration), injector.run(fault_times)
+                )
+            finally:
+                stop.set()
+                await asyncio.gather(*background, return_exceptions=True)
+            settle_started = time.monotonic()
+            settled = await settle(store, tailer, config.settle_timeout, say)
+            settle_seconds = time.monotonic() - settle_started
+            evidence = await gather_evidence(store, tailer, producer, running.runs_file)
+        evidence.host_log = running.host_log()
+        evidence.unclassified_errors = producer.unclassified + operator.unclassified
+        evidence.reader_crashes = tailer.restarts
+        findings = checker.check(evidence)
+        return ChaosResult(
+            config=config,
+            findings=findings,
+            jobs=len(producer.accepted),
+            enqueues=producer.sent,
+            jobs_in_log=len(evidence.streams),
+            events=len(evidence.log_positions),
+            faults=injector.done,
+            duplicates=duplicator.sent,
+            duplicate_answers=duplicator.statuses,
+            operations=operator.outcomes,
+            enqueue_errors=producer.errors,
+            tailer_restarts=tailer.restarts,
+            internal_errors=duplicator.internal_errors + operator.internal_errors,
+            settled=settled,
+            settle_seconds=settle_seconds,
+            run_seconds=time.monotonic() - started,
+        )
+    finally:
+        await pool.close()
+
+
+async def _report(
+    producer: workload.Producer,
+    injector: faults.Injector,
+    duplicator: faults.Duplicator,
+    stop: asyncio.Event,
+    say: Say,
+) -> None:
+    started = time.monotonic()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PROGRESS_EVERY_S)
+        say(
+            f"  {time.monotonic() - started:5.1f} s: {producer.sent:,} enqueued, "
+            f"{sum(injector.done.values())} faults, {duplicator.sent:,} duplicates"
+        )
+
+
+async def settle(store: EventStore, tailer: Tailer, within: float, say: Say) -> bool:
+    """Wait until every job has finished, the views and the tailer have read the whole log;
+    False if that did not happen within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    next_report = time.monotonic() + PROGRESS_EVERY_S
+    while True:
+        try:
+            unfinished = await unfinished_jobs(store)
+            head = await store.head()
+            views_done = await _views_caught_up(store.pool)
+        except (jobstore.DatabaseUnavailableError, asyncpg.PostgresError, OSError) as exc:
+            say(f"settling: database not answering ({type(exc).__name__}); waiting")
+            unfinished, views_done, head = {"?": "unknown"}, False, jobstore.START
+        done = not unfinished and views_done and tailer.reached(head)
+        if done:
+            return True
+        now = time.monotonic()
+        if now > deadline:
+            say(f"settling: gave up after {within:.0f} s")
+            return False
+        if now >= next_report:
+            next_report = now + PROGRESS_EVERY_S
+            statuses = Counter(unfinished.values())
+            say(
+                f"settling: {len(unfinished)} unfinished ({_counts(statuses)}), "
+                f"views caught up: {views_done}, tailer caught up: {tailer.reached(head)}"
+            )
+            for job_id in sorted(unfinished)[:2]:
+                say(f"  e.g. {job_id}: {await _history(store, job_id)}")
+        await asyncio.sleep(0.5)
+
+
+async def _history(store: EventStore, job_id: str) -> str:
+    with contextlib.suppress(Exception):
+        events = await store.read_stream(job_state.stream_id(job_id))
+        return ", ".join(f"{r.recorded_at:%H:%M:%S.%f} {r.type_name} {_brief(r)}" for r in events)
+    return "(not readable now)"
+
+
+def _brief(recorded: RecordedEvent) -> str:
+    data = recorded.event.model_dump(include={"dispatch", "attempt", "source", "will_retry"})
+    return " ".join(f"{k}={v}" for k, v in data.items())
+
+
+async def unfinished_jobs(store: EventStore) -> dict[str, str]:
+    """Each unfinished job's status, by job id (folded from the log, not the views)."""
+    rows = await store.pool.fetch(UNFINISHED_CANDIDATES)
+    out: dict[str, str] = {}
+    for row in rows:
+        state = job_state.fold(await store.read_stream(job_state.stream_id(row["job_id"])))
+        if state is not None and not state.finished:
+            out[state.job_id] = state.status.value
+    return out
+
+
+async def _views_caught_up(pool: asyncpg.Pool) -> bool:
+    last = await EventStore(pool).last_position()
+    try:
+        await projections.wait_for_position(pool, last, timeout=1.0)
+    except projections.ProjectionError:
+        return False
+    return True
+
+
+async def gather_evidence(
+    store: EventStore, tailer: Tailer, producer: workload.Producer, runs_file: Path
+) -> Evidence:
+    """The whole log, the views and the handler's runs, for the checker."""
+    events: list[RecordedEvent] = []
+    while True:
+        page = await store.read_all(events[-1].position if events else 0, READ_PAGE)
+        if not page:
+            break
+        events += page
+    streams: defaultdict[str, list[RecordedEvent]] = defaultdict(list)
+    for recorded in events:
+        job_id = job_state.job_id_of(recorded.stream_id)
+        if job_id is not None:
+            streams[job_id].append(recorded)
+    for stream in streams.values():
+        stream.sort(key=lambda r: r.version)
+    executions = {
+        r["job_id"]: r for r in await store.pool.fetch("SELECT * FROM jobtrail.job_executions")
+    }
+    attempts: defaultdict[str, dict[attempt.AttemptKey, tuple[Any, ...]]] = defaultdict(dict)
+    columns = ", ".join(attempt.COLUMNS)
+    for r in await store.pool.fetch(f"SELECT {columns} FROM jobtrail.job_attempts"):
+        attempts[r["job_id"]][(r["dispatch"], r["attempt"])] = tuple(r)
+    return Evidence(
+        streams=dict(streams),
+        log_positions=[r.position for r in events],
+        seen_positions=list(tailer.seen),
+        executions=executions,
+        attempts=dict(attempts),
+        accepted=set(producer.accepted),
+        keys=producer.keys(),
+        runs=read_runs(runs_file),
+        now=time.time(),
+    )
+
+
+def read_runs(path: Path) -> list[checker.Run]:
+    """The handler's record of its runs (a line cut short by a kill is skipped)."""
+    if not path.exists():
+        return []
+    runs = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            runs.append((parts[0], int(parts[1]), int(parts[2])))
+    return runs

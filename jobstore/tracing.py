@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -192,6 +192,12 @@ def trace_id_of(traceparent: object) -> str | None:
     except ValueError:
         return None
     return parts[1]
+
+
+def trace_ids(metadatas: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The trace ids recorded in events' metadata, each once, in the order first seen."""
+    seen = (trace_id_of(m.get(TRACEPARENT)) for m in metadatas)
+    return list(dict.fromkeys(t for t in seen if t is not None))
 
 
 def _context(traceparent: str | None) -> Any:

@@ -256,13 +256,13 @@ async def _record_failure(
     log.warning(
         "attempt failed",
         error_type=type(exc).__name__,
-        error=str(exc)[:300],
         will_retry=bool(recorded) and getattr(recorded[0], "will_retry", False),
     )
     if outcome is not None:
         return outcome
     if not retryable:
-        return Answer(489, f"non-retryable: {exc}"[:300], non_retryable=True)
+        # Only the error's type: its text may quote personal data (the history has it, sealed).
+        return Answer(489, f"non-retryable: {type(exc).__name__}", non_retryable=True)
     if len(recorded) == 1 and getattr(recorded[0], "will_retry", False):
         wait = None if delay is None else math.ceil(delay)
         return Answer(500, f"attempt {attempt} failed: {type(exc).__name__}", retry_after=wait)

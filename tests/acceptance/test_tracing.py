@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import subprocess
 import sys
 import textwrap
@@ -25,6 +26,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 import jobstore
 from jobstore import tracing
+from tests.cli_support import jobtrail
 from tests.processes import ROOT, serve_stack
 
 pytestmark = pytest.mark.slow
@@ -197,6 +199,11 @@ async def test_one_trace_from_the_enqueuing_request_to_the_handler_with_retries_
     history = await store.read_stream(f"job-{job_id}")
     recorded = {tracing.trace_id_of(r.metadata.get(tracing.TRACEPARENT)) for r in history}
     assert recorded == {trace_id}, "every event of the job names the trace"
+    shown = await jobtrail(db_dsn, "jobs", "show", job_id, "--json")
+    assert shown.code == 0, shown.err
+    assert json.loads(shown.out)["traces"] == [trace_id]
+    text = await jobtrail(db_dsn, "jobs", "show", job_id)
+    assert f"trace: {trace_id}" in text.out
 
 
 def test_without_otel_variables_nothing_of_opentelemetry_is_imported() -> None:

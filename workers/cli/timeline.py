@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import jobstore
-from jobstore import JobExecution, RecordedEvent, redaction
+from jobstore import JobExecution, RecordedEvent, redaction, tracing
 from jobstore import actor as actor_of
 from workers import history
 from workers.cli import database
@@ -43,6 +43,7 @@ class Job:
         value = {
             "job": self.execution.model_dump(mode="json"),
             "archived": self.archived,
+            "traces": tracing.trace_ids(r.metadata for r in self.history),
             "events": [_event_json(r) for r in self.history],
             "attempts": [_attempt_json(a) for a in self.attempts],
         }
@@ -56,6 +57,7 @@ def _event_json(recorded: RecordedEvent) -> dict[str, Any]:
         "type": recorded.event.type_name,
         "data": recorded.event.to_json_data(),
         "actor": actor_of.of(recorded.metadata),
+        "trace_id": tracing.trace_id_of(recorded.metadata.get(tracing.TRACEPARENT)),
         "recorded_at": recorded.recorded_at.isoformat(),
     }
 
@@ -93,6 +95,9 @@ def print_job(out: Console, job: Job) -> None:
         f"dispatches {e.dispatch} (replays {e.replay_count}), attempts {e.attempts}, "
         f"retries per dispatch {e.max_retries}; created {database.when(e.created_at)}"
     )
+    traces = tracing.trace_ids(r.metadata for r in job.history)
+    if traces:
+        out.print(f"trace: {', '.join(traces)}", highlight=False)
     shown = _shown(job.raw)
     if e.error:
         out.print(f"last error: [red]{short(shown(e.error), 300)}[/]", highlight=False)

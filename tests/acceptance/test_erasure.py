@@ -1,0 +1,361 @@
+"""Erasure (crypto-shredding) through the whole chain: host, relay, qstash_local, SMTP.
+
+Personal data is given a unique marker; the scans look for it in every table of every
+jobtrail schema, every file jobtrail wrote (exports) and its logs, and qstash_local's
+messages, logs and DLQ read through the official SDK.  A *plain* scan reads bytes as
+stored; an *opened* scan first opens every sealed value with the keys the database still
+holds, as an authorised reader would.  Before the erasure the opened scan finds the
+marker everywhere it went (so the scan can see it) and the plain scan nowhere; after it,
+neither finds it anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from aiosmtpd.controller import Controller
+from qstash import AsyncQStash
+
+import jobstore
+import projections
+from tests.cli_support import jobtrail
+from tests.host_support import Host, free_port, running_host
+
+USER_ID = 4242
+ORGANIZATION_ID = 77
+
+
+@dataclass
+class Mailbox:
+    """An SMTP server's handler: accepts ``ok-`` recipients, refuses others quoting them."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if not address.startswith("ok-"):
+            return f"550 5.1.1 <{address}>: no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = message_from_bytes(envelope.original_content, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
+        return "250 Message accepted"
+
+
+@dataclass
+class Smtp:
+    mailbox: Mailbox
+    port: int
+
+
+@pytest.fixture
+def smtp() -> Iterator[Smtp]:
+    mailbox, port = Mailbox(), free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield Smtp(mailbox, port)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+async def host(db_dsn: str, tmp_path: Path, smtp: Smtp) -> AsyncIterator[Host]:
+    async with running_host(
+        db_dsn, export_dir=tmp_path / "exports", smtp_port=smtp.port, smtp_host="127.0.0.1"
+    ) as running:
+        assert running.qstash is not None and running.settings.qstash_token is not None
+        token = running.settings.qstash_token.get_secret_value()
+        client = _CLIENTS[id(running)] = AsyncQStash(token, base_url=running.qstash.url)
+        try:
+            yield running
+        finally:
+            await client.http._client.aclose()
+            del _CLIENTS[id(running)]
+
+
+@dataclass
+class Subject:
+    """A user's jobs carrying personal data marked with ``marker``."""
+
+    marker: str
+    delivered: str = ""
+    refused: str = ""
+    export: str = ""
+
+    @property
+    def ok_address(self) -> str:
+        return f"ok-{self.marker}@example.com"
+
+    @property
+    def name(self) -> str:
+        return f"Ada {self.marker}"
+
+
+async def _run_jobs(host: Host, marker: str) -> Subject:
+    subject = Subject(marker)
+    metadata = {"user_id": USER_ID, "organization_id": ORGANIZATION_ID}
+    subject.delivered = await host.dispatcher.send_welcome_email_async(
+        {"to": subject.ok_address, "recipient_name": subject.name}, metadata
+    )
+    subject.refused = await host.dispatcher.enqueue(
+        "send-email",
+        {
+            "template": "password-reset",
+            "to": f"refused-{marker}@example.com",
+            "data": {
+                "recipient_name": subject.name,
+                "reset_url": f"https://app.example.com/reset/{marker}",
+            },
+        },
+        metadata,
+        {"retries": 0},
+    )
+    await host.wait_status(subject.delivered, "completed")
+    await host.wait_status(subject.refused, "failed")
+    await _caught_up(host)
+    subject.export = await host.dispatcher.enqueue("export-data", {"user_id": USER_ID})
+    await host.wait_status(subject.export, "completed")
+    # The refused message's dead letter (QStash's last word) and the notifier's work.
+    await _eventually_in_dlq(host)
+    await _caught_up(host)
+    return subject
+
+
+async def _caught_up(host: Host) -> None:
+    await projections.wait_for_position(
+        host.ctx.store.pool, await host.ctx.store.last_position(), timeout=10
+    )
+
+
+async def _eventually_in_dlq(host: Host) -> None:
+    for _ in range(500):
+        if (await _qstash(host).dlq.list()).messages:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the refused email's message never reached qstash_local's DLQ")
+
+
+_CLIENTS: dict[int, AsyncQStash] = {}
+
+
+def _qstash(host: Host) -> AsyncQStash:
+    """The official SDK's client of the host's qstash_local (closed by the host fixture)."""
+    return _CLIENTS[id(host)]
+
+
+# -- the scans ----------------------------------------------------------------------------
+
+
+async def _tables(pool: asyncpg.Pool) -> dict[str, list[Any]]:
+    """Every row of every table in every jobtrail schema, as JSON values."""
+    async with pool.acquire() as conn:
+        names = await conn.fetch(
+            "SELECT format('%I.%I', n.nspname, c.relname) AS name"
+            "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p') AND n.nspname LIKE 'jobtrail%'"
+        )
+        assert len(names) > 10, "the scan must see jobtrail's tables"
+        return {
+            row["name"]: [
+                r[0] for r in await conn.fetch(f"SELECT to_jsonb(t) FROM {row['name']} t")
+            ]
+            for row in names
+        }
+
+
+def _files(root: Path) -> dict[str, list[Any]]:
+    """Every file under ``root``: JSON Lines as values, anything else as text."""
+    found: dict[str, list[Any]] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        lines = path.read_bytes().splitlines()
+        found[str(path.relative_to(root))] = [_json_or_text(line.decode()) for line in lines]
+    assert found, f"jobtrail wrote no file under {root}"
+    return found
+
+
+async def _qstash_state(host: Host) -> dict[str, list[Any]]:
+    """qstash_local's messages, logs and DLQ, through the official SDK."""
+    client = _qstash(host)
+    logs: list[Any] = []
+    cursor = None
+    while True:
+        page = await client.log.list(count=1000, cursor=cursor)
+        logs += page.logs
+        cursor = page.cursor
+        if not cursor:
+            break
+    messages = []
+    for message_id in sorted({entry.message_id for entry in logs}):
+        try:
+            messages.append(await client.message.get(message_id))
+        except Exception:  # delivered messages are gone from QStash: their logs remain
+            continue
+    dlq = (await client.dlq.list()).messages
+    assert logs and dlq
+    return {"logs": _plain(logs), "messages": _plain(messages), "dlq": _plain(dlq)}
+
+
+def _plain(items: list[Any]) -> list[Any]:
+    """SDK objects as JSON values, with base64 bodies decoded and JSON bodies parsed."""
+    return [_decoded(dataclasses.asdict(item)) for item in items]
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _decoded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decoded(v) for v in value]
+    if isinstance(value, str):
+        parsed = _json_or_text(value)
+        if parsed is not value:
+            return _decoded(parsed)
+        try:
+            raw = base64.b64decode(value, validate=True)
+            return [value, _decoded(_json_or_text(raw.decode()))]
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            return value
+    return value
+
+
+def _json_or_text(text: str) -> Any:
+    if text[:1] in ("{", "["):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return text
+
+
+async def _scan(host: Host, tmp_path: Path, logs: str) -> dict[str, Any]:
+    return {
+        "tables": await _tables(host.ctx.store.pool),
+        "files": _files(tmp_path / "exports"),
+        "qstash": await _qstash_state(host),
+        "logs": logs,
+    }
+
+
+def _where(value: Any, marker: str, path: str = "") -> list[str]:
+    """The places in ``value`` whose text holds ``marker``."""
+    if isinstance(value, dict):
+        return [w for k, v in value.items() for w in _where(v, marker, f"{path}/{k}")]
+    if isinstance(value, list):
+        return [w for i, v in enumerate(value) for w in _where(v, marker, f"{path}[{i}]")]
+    return [path] if marker in orjson.dumps(value).decode() else []
+
+
+def _at(value: Any, where: str) -> str:
+    """The text at ``where`` (a path given by :func:`_where`), for a failure's message."""
+    for part in where.strip("/").split("/"):
+        name, *indexes = part.replace("]", "").split("[")
+        value = value[name] if isinstance(value, dict) else value
+        for index in indexes:
+            value = value[int(index)]
+    return orjson.dumps(value).decode()[:300]
+
+
+def _surfaces(places: list[str]) -> set[str]:
+    """The surfaces of these places: ``/tables/<table>``, ``/qstash/<part>``, ``/files``."""
+    shown = set()
+    for place in places:
+        parts = place.split("[")[0].split("/")
+        shown.add("/" + "/".join(parts[1:2] if parts[1] in ("files", "logs") else parts[1:3]))
+    return shown
+
+
+# -- the tests ----------------------------------------------------------------------------
+
+
+async def test_handlers_receive_the_personal_data_in_plaintext(host: Host, smtp: Smtp) -> None:
+    subject = await _run_jobs(host, uuid.uuid4().hex)
+
+    (message,) = smtp.mailbox.messages
+    assert message["To"] == subject.ok_address
+    assert subject.name in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    execution = await host.dispatcher.get_job_execution_by_job_id(subject.delivered)
+    assert execution is not None and execution.payload["to"] == subject.ok_address
+
+
+async def test_personal_data_is_never_stored_in_plaintext(
+    host: Host, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    marker = uuid.uuid4().hex
+    await _run_jobs(host, marker)
+
+    stored = await _scan(host, tmp_path, capfd.readouterr().out)
+    opened = await host.ctx.store.keys.reveal(stored)
+
+    leaks = _where(stored, marker)
+    assert leaks == [], [(w, _at(stored, w)[:80]) for w in leaks][:20]
+    # The control: opened with the keys, the marker is there on every surface it went to.
+    reached = _surfaces(_where(opened, marker))
+    assert {
+        "/tables/jobtrail.events",
+        "/tables/jobtrail.job_executions",
+        "/qstash/logs",
+        "/qstash/dlq",
+        "/files",
+    } <= reached, reached
+
+
+async def test_after_an_erasure_no_byte_of_the_personal_data_is_readable_anywhere(
+    host: Host, tmp_path: Path, db_dsn: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    marker = uuid.uuid4().hex
+    subject = await _run_jobs(host, marker)
+    other = await _run_other_users_job(host)
+    finished = datetime.now(UTC) + timedelta(hours=1)
+    archived = await host.ctx.store.archive_streams([f"job-{subject.refused}"], finished, 0)
+    assert archived == [f"job-{subject.refused}"]
+    before = await host.ctx.store.keys.reveal(await _scan(host, tmp_path, ""))
+    assert "/tables/jobtrail.events_archive" in _surfaces(_where(before, marker))
+
+    erased = await jobtrail(db_dsn, "erase", "--user-id", str(USER_ID), "--json")
+    assert erased.code == 0, erased.err
+    outcome = orjson.loads(erased.out)
+    # The export job belongs to nobody (no user in its metadata): its key stays.
+    assert sorted(outcome["job_ids"]) == sorted([subject.delivered, subject.refused])
+
+    after = await _scan(host, tmp_path, capfd.readouterr().out)
+    assert _where(after, marker) == []
+    assert _where(await host.ctx.store.keys.reveal(after), marker) == []
+    # Every event stays, the erasure is recorded, readers see "[erased]", others are intact.
+    execution = await host.dispatcher.get_job_execution_by_job_id(subject.delivered)
+    assert execution is not None
+    assert execution.payload["to"] == jobstore.protect.ERASED
+    assert execution.payload["template"] == "welcome"
+    types = [e.type_name for e in await host.ctx.store.read_stream(f"job-{subject.delivered}")]
+    assert types == ["job.dispatched", "job.started", "job.completed"]
+    recorded = [
+        e for e in await host.ctx.store.read_all(0, 10_000) if e.type_name == "subject.erased"
+    ]
+    assert [(r.event.subject, r.event.subject_id) for r in recorded] == [("user", str(USER_ID))]
+    kept = await host.dispatcher.get_job_execution_by_job_id(other)
+    assert kept is not None and kept.payload["to"] == "ok-someone-else@example.com"
+
+
+async def _run_other_users_job(host: Host) -> str:
+    job_id = await host.dispatcher.send_welcome_email_async(
+        {"to": "ok-someone-else@example.com", "recipient_name": "Grace"}, {"user_id": 1}
+    )
+    await host.wait_status(job_id, "completed")
+    return job_id

@@ -6,10 +6,13 @@ from jobstore import (
     checkpoint,
     election,
     envelope,
+    erasure,
     follower,
     job_events,
     job_state,
+    keyring,
     payloads,
+    protect,
     redaction,
     registry,
     role,
@@ -45,6 +48,7 @@ from jobstore.job_state import JobExecution, JobState
 from jobstore.migrations import MigrationState, migrate, status
 from jobstore.notifier import Notifier, NotifierConfig
 from jobstore.options import Backoff, DispatchOptions
+from jobstore.protect import Personal
 from jobstore.registry import (
     JOB_STATUSES,
     JOB_TYPES,
@@ -119,6 +123,7 @@ __all__ = [
     "Notifier",
     "NotifierConfig",
     "Page",
+    "Personal",
     "ReaderLag",
     "RecordedEvent",
     "Relay",
@@ -138,13 +143,16 @@ __all__ = [
     "default_registry",
     "election",
     "envelope",
+    "erasure",
     "follower",
     "get_job_config",
     "job_events",
     "job_state",
+    "keyring",
     "migrate",
     "open_database",
     "payloads",
+    "protect",
     "redaction",
     "registry",
     "resolve_dsn",

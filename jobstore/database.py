@@ -12,7 +12,7 @@ import asyncpg
 import orjson
 import structlog
 
-from jobstore import errors
+from jobstore import errors, keyring
 from jobstore.embedded import EmbeddedPostgres
 from jobstore.settings import Settings
 
@@ -137,6 +137,7 @@ async def resolve_dsn(settings: Settings) -> AsyncIterator[tuple[str, bool]]:
 @asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[Database]:
     """Open the configured database (starting the embedded one if needed) and its pool."""
+    keyring.configure(settings)
     async with resolve_dsn(settings) as (dsn, embedded):
         pool = await create_pool(
             dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size

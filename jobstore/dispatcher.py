@@ -385,7 +385,9 @@ class Dispatcher:
     async def get_job_execution_by_job_id(self, job_id: str) -> job_state.JobExecution | None:
         """The job's execution record, folded from its events (always current)."""
         state = await self.load(job_id)
-        return None if state is None else job_state.JobExecution.from_state(state)
+        if state is None:
+            return None
+        return await self.store.keys.reveal_fields(job_state.JobExecution.from_state(state))
 
     async def load(self, job_id: str) -> job_state.JobState | None:
         """The folded state of a job, or None if the log has no such job."""

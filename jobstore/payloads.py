@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AnyHttpUrl,
@@ -19,6 +19,7 @@ from pydantic import (
 
 from jobstore import errors
 from jobstore.address import TargetUrl
+from jobstore.protect import Personal
 
 
 class Payload(BaseModel):
@@ -61,8 +62,9 @@ class SendEmailPayload(Payload):
     """send-email: render ``template`` with ``data`` and send it to ``to``."""
 
     template: EmailTemplate
-    to: EmailStr
-    data: dict[str, Any] = Field(default_factory=dict)
+    to: Annotated[EmailStr, Personal]
+    data: Annotated[dict[str, Any], Personal] = Field(default_factory=dict)
+    """The template's data (names, reset and invitation URLs): personal, sealed as a whole."""
 
     @field_validator("data")
     @classmethod
@@ -87,14 +89,14 @@ class ProcessWebhookPayload(Payload):
 
     url: TargetUrl
     event: str = Field(min_length=1, max_length=200)
-    body: dict[str, Any] = Field(default_factory=dict)
+    body: Annotated[dict[str, Any], Personal] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
 
 
 class ProcessStripeWebhookPayload(Payload):
     """process-stripe-webhook: verify ``signature`` over the raw ``payload`` and route it."""
 
-    payload: str = Field(min_length=2, max_length=512 * 1024)
+    payload: Annotated[str, Personal] = Field(min_length=2, max_length=512 * 1024)
     signature: str = Field(min_length=1, max_length=2000)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from jobstore import errors, payloads
+from jobstore import errors, payloads, protect
 from jobstore.duration import Seconds
 from jobstore.options import Backoff, check_flow_key
 
@@ -124,6 +124,7 @@ class JobRegistry:
                 code="DUPLICATE_ENDPOINT",
             )
         spec = JobTypeSpec(config, payload_model, handler, backoff)
+        protect.declare(config.type, payload_model)
         self._types[config.type] = spec
         return spec
 

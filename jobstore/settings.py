@@ -16,6 +16,8 @@ DEV_CURRENT_SIGNING_KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
 DEV_NEXT_SIGNING_KEY = "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"
 # The default webhook signing secret: public, so safe only on loopback (workers/safety.py).
 DEV_WEBHOOK_SECRET = "jobtrail-dev-webhook-secret"
+# The default master key of personal data: public, so safe only on loopback (workers/safety.py).
+DEV_DATA_KEY = "am9idHJhaWwtZGV2LWRhdGEta2V5LXB1YmxpYyEhISE="
 
 
 def default_data_dir() -> Path:
@@ -115,6 +117,12 @@ class Settings(BaseSettings):
             "JOBTRAIL_WEBHOOK_ALLOW_PRIVATE", "webhook_allow_private_targets"
         ),
         description="Allow webhooks to loopback, private and link-local addresses.",
+    )
+    data_key: SecretStr = Field(
+        default=SecretStr(DEV_DATA_KEY),
+        validation_alias=AliasChoices("JOBTRAIL_DATA_KEY", "data_key"),
+        description="Master key wrapping each job's data key (32 random bytes, base64); "
+        "back it up with the database: without it no personal field can be read.",
     )
     stripe_webhook_secret: SecretStr | None = Field(
         default=None,

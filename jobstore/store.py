@@ -26,6 +26,7 @@ one-off reads by position; it is not a way to follow the log.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,7 +36,7 @@ import asyncpg
 import orjson
 import structlog
 
-from jobstore import codec, errors, query, tracing
+from jobstore import codec, errors, keyring, query, tracing
 from jobstore.batcher import AppendBatcher
 from jobstore.cursor import START, Cursor, Page
 from jobstore.event import Event, RecordedEvent, decode
@@ -151,6 +152,8 @@ class EventStore:
         self._pool = pool
         self._batcher = AppendBatcher(self._append_each)
         self._announcer = _Announcer(pool)
+        self.keys = keyring.KeyRing(pool)
+        """The jobs' data keys: appends seal personal data with them (:mod:`jobstore.protect`)."""
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -178,6 +181,7 @@ class EventStore:
                 raise errors.InvalidEventError("a delivery token cannot go with a connection")
             (positions,) = await self.append_streams([request], connection=connection)
             return positions
+        (request,) = await self._seal([request], None)
         encoded = _encode(request)
         if not encoded.types:
             return []
@@ -191,7 +195,8 @@ class EventStore:
         If any stream is not at its expected version, ConcurrencyError is raised and
         nothing at all is written.
         """
-        encoded = [_encode(r) for r in _dedupe(requests)]
+        sealed = await self._seal(_dedupe(requests), connection)
+        encoded = [_encode(r) for r in sealed]
         if not any(e.types for e in encoded):
             return [[] for _ in requests]
         own = connection is None
@@ -211,7 +216,7 @@ class EventStore:
         A stream not at its expected version gets a ConcurrencyError in its slot of the
         result and nothing written; the other streams are written.
         """
-        encoded = [_encode(r) for r in _dedupe(requests)]
+        encoded = [_encode(r) for r in await self._seal(_dedupe(requests), None)]
         if not encoded:
             return []
         outcomes = await self._append_each(encoded)
@@ -325,6 +330,16 @@ class EventStore:
         _check_stream_id(stream_id)
         rows = await self._fetch(_Q["stream_version"], stream_id)
         return int(rows[0][0])
+
+    async def _seal(
+        self, requests: Sequence[StreamAppend], connection: asyncpg.Connection | None
+    ) -> list[StreamAppend]:
+        """The requests with personal data, error texts and results sealed (the one place)."""
+        sealed = await self.keys.seal([(r.stream_id, r.events) for r in requests], connection)
+        return [
+            r if events is r.events else dataclasses.replace(r, events=events)
+            for r, events in zip(requests, sealed, strict=True)
+        ]
 
     async def _append_rows(
         self, conn: asyncpg.Connection, args: tuple[Any, ...]

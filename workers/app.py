@@ -98,6 +98,7 @@ def _lifecycle(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             resolved = dsn or (await stack.enter_async_context(jobstore.resolve_dsn(settings)))[0]
+            jobstore.keyring.configure(settings)
             pool = await jobstore.create_pool(
                 resolved, min_size=settings.pool_min_size, max_size=settings.pool_max_size
             )

@@ -38,6 +38,7 @@ from jobstore import (
     change,
     job_events,
     job_state,
+    protect,
     tracing,
 )
 from workers import decision
@@ -65,6 +66,7 @@ async def deliver(
     captured delivery sent again gets the answer a duplicate would get, and runs nothing.
     """
     replayed = False
+    keys = await ctx.store.keys.keys([job_id])  # the handler sees its personal data opened
 
     def decide(state: JobState) -> tuple[Sequence[Event], decision.Respond | Prepared]:
         choice = decision.decide_delivery(
@@ -76,7 +78,7 @@ async def deliver(
             log.warning("replayed delivery token refused", job_id=job_id, token=token.token_id)
             used = Answer(503, "this signed delivery was used before; nothing run", retry_after=1)
             return [], decision.Respond(used)
-        prepared = _prepare(ctx, state, choice.attempt, message_id, handler)
+        prepared = _prepare(ctx, state, choice.attempt, message_id, handler, keys)
         if isinstance(prepared, job_events.JobFailed):  # unknown type or invalid payload
             return [prepared], decision.Respond(Answer(489, prepared.reason, non_retryable=True))
         return choice.events, prepared
@@ -125,15 +127,19 @@ def _prepare(
     attempt: int,
     message_id: str | None,
     handler: Callable[..., Any] | None,
+    keys: protect.Keys,
 ) -> Prepared | job_events.JobFailed:
     """The handler, typed payload and job to run, or the event failing the job."""
+    plain = protect.opened(state.payload, keys)
+    if plain is None:
+        return _failed(state, "PersonalDataErased", "the job's personal data was erased")
     try:
         spec = ctx.registry.get(state.job_type)
         if handler is not None:
             spec = dataclasses.replace(spec, handler=handler)
         if spec.handler is None:
             raise JobError(f"no handler is registered for {state.job_type!r}", "NO_HANDLER")
-        payload = spec.payload_model.model_validate(state.payload)
+        payload = spec.payload_model.model_validate(plain)
     except JobError as exc:
         return _failed(state, "UnknownJobType", str(exc))
     except Exception as exc:  # pydantic's ValidationError: the stored payload is invalid
@@ -141,7 +147,7 @@ def _prepare(
     job = BaseJob(
         job_id=state.job_id,
         type=state.job_type,
-        payload=state.payload,
+        payload=plain,
         metadata=BaseJobMetadata.model_validate(state.metadata),
         dispatch=state.dispatch,
         attempt=attempt,

@@ -15,6 +15,7 @@ import yarl
 from jobstore import Settings
 from jobstore.settings import (
     DEV_CURRENT_SIGNING_KEY,
+    DEV_DATA_KEY,
     DEV_NEXT_SIGNING_KEY,
     DEV_QSTASH_TOKEN,
     DEV_WEBHOOK_SECRET,
@@ -82,6 +83,12 @@ def unsafe_configuration(settings: Settings, *, listen_host: str, webhooks: bool
         return (
             f"refusing to start: no QStash token of your own ({where}); set QSTASH_TOKEN "
             "(and QSTASH_URL unless it is Upstash's)"
+        )
+    if settings.data_key.get_secret_value() == DEV_DATA_KEY:
+        return (
+            "refusing to start: personal data would be sealed with the public default key "
+            f"({where}); set JOBTRAIL_DATA_KEY to 32 random bytes in base64 and back it up "
+            "with the database"
         )
     if webhooks and settings.webhook_signing_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
         return (

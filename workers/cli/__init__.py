@@ -12,6 +12,7 @@ from workers import logs
 from . import audit as audit_command
 from . import dashboard, db, demo, qstash_dev, runtime, serve
 from . import enqueue as enqueue_command
+from . import erase as erase_command
 from . import events as events_command
 from . import jobs as jobs_command
 from . import projections as projections_command
@@ -36,6 +37,7 @@ jobs_command.register(app)
 stats_command.register(app)
 projections_command.register(app)
 events_command.register(app)
+erase_command.register(app)
 audit_command.register(app)
 demo.register(app)
 dashboard.register(app)

@@ -142,6 +142,7 @@ async def _own_database(
 ) -> AsyncIterator[None]:
     async with contextlib.AsyncExitStack() as stack:
         resolved = dsn or (await stack.enter_async_context(jobstore.resolve_dsn(settings)))[0]
+        jobstore.keyring.configure(settings)
         pool = await jobstore.create_pool(
             resolved, min_size=1, max_size=max(2, settings.pool_max_size)
         )

@@ -1,0 +1,251 @@
+"""The data keys of crypto-shredding: one AES-256-GCM key per job, wrapped by a master key.
+
+Keys live in ``jobtrail.data_keys`` (``sql/0028``), indexed by job, user and organization,
+wrapped with the master key from settings (``JOBTRAIL_DATA_KEY``: 32 random bytes,
+base64).  The event store seals what it appends (:meth:`KeyRing.seal`); readers allowed
+to see personal data open it (:meth:`KeyRing.reveal`); erasure destroys keys
+(:mod:`jobstore.erasure`).  Keys are never cached: an erasure in another process takes
+effect at the next read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import asyncpg
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import BaseModel
+
+from jobstore import errors, protect, query
+from jobstore.event import Event
+from jobstore.job_events import JobDispatched
+from jobstore.settings import DEV_DATA_KEY, Settings
+
+_Q = query.load("jobstore", "keyring.sql")
+_JOB_STREAM: Final = "job-"
+_NONCE_BYTES: Final = 12
+M = TypeVar("M", bound=BaseModel)
+
+
+class DataKeyError(errors.JobstoreError):
+    """A data key cannot be used with this process's master key (JOBTRAIL_DATA_KEY)."""
+
+
+class MasterKey:
+    """The key that wraps every data key; from ``JOBTRAIL_DATA_KEY`` (base64, 32 bytes)."""
+
+    def __init__(self, encoded: str) -> None:
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise DataKeyError(
+                "JOBTRAIL_DATA_KEY must be 32 random bytes in base64 (44 characters), e.g. "
+                'the output of: python -c "import os,base64;print(base64.b64encode('
+                'os.urandom(32)).decode())"'
+            )
+        self._aead = AESGCM(raw)
+        self.key_id = hashlib.sha256(b"jobtrail master key\x00" + raw).hexdigest()[:16]
+        """A fingerprint of the key, stored with each data key it wraps (not secret)."""
+
+    def wrap(self, data_key: bytes, job_id: str) -> bytes:
+        """``data_key`` encrypted for storage, bound to ``job_id``."""
+        nonce = os.urandom(_NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, data_key, job_id.encode())
+
+    def unwrap(self, wrapped: bytes, job_id: str, key_id: str) -> AESGCM:
+        """The data key of ``job_id`` from its stored form."""
+        if key_id != self.key_id:
+            raise DataKeyError(
+                f"the data key of job {job_id} was wrapped by master key {key_id}, and this "
+                f"process has master key {self.key_id}: set JOBTRAIL_DATA_KEY to the key "
+                "the data keys were made with"
+            )
+        try:
+            nonce, sealed = wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:]
+            raw = self._aead.decrypt(nonce, sealed, job_id.encode())
+        except InvalidTag:
+            raise DataKeyError(f"the stored data key of job {job_id} is damaged") from None
+        return AESGCM(raw)
+
+
+_master = MasterKey(DEV_DATA_KEY)
+
+
+def configure(settings: Settings) -> None:
+    """Use the master key of ``settings`` in this process (called once, at the edge)."""
+    global _master
+    _master = MasterKey(settings.data_key.get_secret_value())
+
+
+def master_key() -> MasterKey:
+    """The master key this process wraps and unwraps data keys with."""
+    return _master
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    job_id: str
+    user_id: int | None
+    organization_id: int | None
+
+
+class KeyRing:
+    """Makes, reads and destroys the data keys of jobs, in one database."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def keys(
+        self, kids: Iterable[str], connection: asyncpg.Connection | None = None
+    ) -> dict[str, AESGCM | None]:
+        """The data keys of these jobs; None for an erased job (or one with no key)."""
+        ids = sorted({k for k in kids if _is_uuid(k)})
+        if not ids:
+            return {}
+        rows = await self._fetch(connection, _Q["read_keys"], ids)
+        found = _keys_of(rows)
+        return {k: found.get(k) for k in ids}
+
+    async def reveal(self, value: Any, connection: asyncpg.Connection | None = None) -> Any:
+        """``value`` with every sealed value opened (``[erased]`` where the key is gone)."""
+        kids = protect.kids_in(value)
+        if not kids:
+            return value
+        return protect.reveal(value, await self.keys(kids, connection))
+
+    async def reveal_fields(self, model: M) -> M:
+        """``model`` with the sealed values of its fields opened (a copy, when any are)."""
+        sealed = {k: v for k, v in model.__dict__.items() if protect.kids_in(v)}
+        if not sealed:
+            return model
+        keys = await self.keys(protect.kids_in(list(sealed.values())))
+        return model.model_copy(update={k: protect.reveal(v, keys) for k, v in sealed.items()})
+
+    async def seal(
+        self,
+        streams: Sequence[tuple[str, Sequence[Event]]],
+        connection: asyncpg.Connection | None = None,
+    ) -> list[Sequence[Event]]:
+        """Each stream's events with their personal data sealed by its job's key.
+
+        A job's first dispatch makes its key (with the job's user and organization); a later
+        dispatch of an erased job is refused with JobError ``ERASED``.
+        """
+        wanted: dict[str, _Wanted] = {}
+        for stream_id, events in streams:
+            job_id = _job_id(stream_id)
+            if job_id is not None and any(protect.needs_key(e) for e in events):
+                wanted[job_id] = _wanted(job_id, events)
+        if not wanted:
+            return [events for _, events in streams]
+        keys = await self._create(list(wanted.values()), connection)
+        out: list[Sequence[Event]] = []
+        for stream_id, events in streams:
+            job_id = _job_id(stream_id)
+            if job_id is None or job_id not in wanted:
+                out.append(events)
+                continue
+            key = keys.get(job_id)
+            if key is None:
+                _refuse_redispatch(job_id, events)
+            out.append([protect.sealed_event(e, key, job_id) for e in events])
+        return out
+
+    async def erased(self, job_id: str) -> bool:
+        """Whether the personal data of ``job_id`` was erased."""
+        if not _is_uuid(job_id):
+            return False
+        rows = await self._fetch(None, _Q["erased_at"], job_id)
+        return bool(rows) and rows[0]["erased_at"] is not None
+
+    async def _create(
+        self, wanted: list[_Wanted], connection: asyncpg.Connection | None
+    ) -> dict[str, AESGCM | None]:
+        master = master_key()
+        fresh = [os.urandom(32) for _ in wanted]
+        args = (
+            [w.job_id for w in wanted],
+            [w.user_id for w in wanted],
+            [w.organization_id for w in wanted],
+            [master.wrap(k, w.job_id) for k, w in zip(fresh, wanted, strict=True)],
+            master.key_id,
+        )
+        rows = await self._fetch(connection, _Q["create_keys"], *args)
+        if any(not r["known"] for r in rows):  # made concurrently, committed after we looked
+            rows = await self._fetch(connection, _Q["read_keys"], args[0])
+        return _keys_of(rows)
+
+    async def _fetch(
+        self, connection: asyncpg.Connection | None, sql: str, *args: Any
+    ) -> list[asyncpg.Record]:
+        try:
+            if connection is not None:
+                return list(await connection.fetch(sql, *args))
+            async with self._pool.acquire() as conn:
+                return list(await conn.fetch(sql, *args))
+        except asyncpg.PostgresError as exc:
+            raise errors.EventStoreError(f"the data key table failed: {exc}") from None
+        except (OSError, asyncpg.InterfaceError) as exc:
+            raise errors.DatabaseUnavailableError(
+                f"the data key table is unreachable: {exc}"
+            ) from None
+
+
+def _keys_of(rows: Iterable[asyncpg.Record]) -> dict[str, AESGCM | None]:
+    master = master_key()
+    keys: dict[str, AESGCM | None] = {}
+    for row in rows:
+        wrapped = row["wrapped_key"]
+        if row["erased"] or wrapped is None:
+            keys[row["job_id"]] = None
+        else:
+            keys[row["job_id"]] = master.unwrap(bytes(wrapped), row["job_id"], row["master_key_id"])
+    return keys
+
+
+def _wanted(job_id: str, events: Sequence[Event]) -> _Wanted:
+    first = next((e for e in events if isinstance(e, JobDispatched)), None)
+    metadata = first.metadata if first is not None else {}
+    return _Wanted(job_id, _id(metadata.get("user_id")), _id(metadata.get("organization_id")))
+
+
+def _id(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _refuse_redispatch(job_id: str, events: Sequence[Event]) -> None:
+    """A replay or recovery of an erased job would run without its personal data."""
+    for event in events:
+        if isinstance(event, JobDispatched) and event.dispatch > 1:
+            raise errors.JobError(
+                f"job {job_id}'s personal data was erased: it cannot be dispatched again "
+                "(replay or recovery); enqueue a new job with the data instead",
+                "ERASED",
+                job_id,
+            )
+
+
+def _job_id(stream_id: object) -> str | None:
+    """The job id of a job stream (``job-<uuid>``), else None."""
+    if isinstance(stream_id, str) and stream_id.startswith(_JOB_STREAM):
+        job_id = stream_id[len(_JOB_STREAM) :]
+        return job_id if _is_uuid(job_id) else None
+    return None
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,47 @@
+-- name: create_keys
+-- params: job_ids, user_ids, organization_ids, wrapped_keys, master_key_id
+-- Makes the keys of jobs that have none; returns every job's key row (a job that has one
+-- keeps it: an idempotent enqueue seals with the key its first enqueue made).
+WITH given AS (
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bytea[])
+        AS g(job_id, user_id, organization_id, wrapped_key)
+), inserted AS (
+    INSERT INTO jobtrail.data_keys AS k (job_id, user_id, organization_id, wrapped_key,
+                                         master_key_id)
+    SELECT g.job_id, g.user_id, g.organization_id, g.wrapped_key, $5::text FROM given g
+    ON CONFLICT (job_id) DO NOTHING
+    RETURNING k.job_id
+)
+SELECT g.job_id::text AS job_id,
+       CASE WHEN i.job_id IS NULL THEN k.wrapped_key ELSE g.wrapped_key END AS wrapped_key,
+       CASE WHEN i.job_id IS NULL THEN k.master_key_id ELSE $5::text END AS master_key_id,
+       (i.job_id IS NULL AND k.job_id IS NOT NULL AND k.erased_at IS NOT NULL) AS erased,
+       (i.job_id IS NOT NULL OR k.job_id IS NOT NULL) AS known
+  FROM given g
+  LEFT JOIN inserted i ON i.job_id = g.job_id
+  LEFT JOIN jobtrail.data_keys k ON k.job_id = g.job_id AND i.job_id IS NULL;
+
+-- name: read_keys
+-- params: job_ids
+SELECT k.job_id::text AS job_id, k.wrapped_key, k.master_key_id, k.erased_at IS NOT NULL AS erased,
+       true AS known
+  FROM jobtrail.data_keys k
+ WHERE k.job_id = ANY($1::uuid[]);
+
+-- name: erase_keys
+-- params: job_id, user_id, organization_id
+-- Destroys the keys of a job, a user's jobs or an organization's jobs (any one given);
+-- returns the jobs whose keys were destroyed now (erased ones before are not repeated).
+UPDATE jobtrail.data_keys k
+   SET wrapped_key = NULL, erased_at = now()
+ WHERE k.wrapped_key IS NOT NULL
+   AND (k.job_id = $1::uuid OR k.user_id = $2::bigint OR k.organization_id = $3::bigint)
+RETURNING k.job_id::text AS job_id;
+
+-- name: erased_at
+-- params: job_id
+SELECT k.erased_at FROM jobtrail.data_keys k WHERE k.job_id = $1::uuid;
+
+-- name: vacuum_keys
+-- params:
+VACUUM jobtrail.data_keys;

@@ -1,8 +1,9 @@
 """The faults of a run, all drawn from one seeded ``random.Random``.
 
 * process faults, one at a time at planned moments: the host killed with SIGKILL (then
-  restarted), qstash_local killed and restarted empty, PostgreSQL restarted in ``fast``
-  or ``immediate`` mode;
+  restarted) or paused with SIGSTOP for up to 5 s (past its attempts' leases),
+  qstash_local killed and restarted empty, PostgreSQL restarted in ``fast`` or
+  ``immediate`` mode;
 * duplicate signed deliveries all along: a job's current dispatch delivered to the host
   again, signed with the current signing key as QStash would sign it, sometimes the very
   same signed request twice at once (a captured delivery replayed);
@@ -29,7 +30,13 @@ from qstash_local import signature
 from tests.chaos import app
 from tests.chaos.cluster import Cluster
 
-FAULT_KINDS: Final = ("host_kill", "qstash_restart", "pg_restart_fast", "pg_restart_immediate")
+FAULT_KINDS: Final = (
+    "host_kill",
+    "host_stall",
+    "qstash_restart",
+    "pg_restart_fast",
+    "pg_restart_immediate",
+)
 Say = Callable[[str], None]
 
 
@@ -67,6 +74,8 @@ class Injector:
             cluster.kill_host()
             await asyncio.sleep(rng.uniform(0.2, 1.5))
             await cluster.start_host()
+        elif kind == "host_stall":
+            await cluster.stall_host(rng.uniform(1.0, 5.0))
         elif kind == "qstash_restart":
             cluster.kill_qstash()
             await asyncio.sleep(rng.uniform(0.2, 1.0))

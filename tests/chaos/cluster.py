@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ class Cluster:
         self.timing = timing or Timing()
         self.pg = PrivatePostgres()
         self.runs_file = folder / "runs.txt"
+        for stale in ("runs.txt", "host.log", "qstash.log"):  # a kept folder of an earlier run
+            (folder / stale).unlink(missing_ok=True)
         self.api_token = secrets.token_urlsafe(24)
         qstash_port, host_port = free_port(), free_port()
         self.qstash_url = f"http://127.0.0.1:{qstash_port}"
@@ -102,6 +105,18 @@ class Cluster:
     def kill_host(self) -> None:
         """SIGKILL the host: in-flight attempts are left without an outcome."""
         self.host.kill()
+
+    async def stall_host(self, seconds: float) -> None:
+        """SIGSTOP the host for ``seconds``, then SIGCONT: a paused process, leases running
+        out while its attempts are in flight (their outcomes then arrive late)."""
+        proc = self.host.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            proc.send_signal(signal.SIGCONT)
 
     def kill_qstash(self) -> None:
         """SIGKILL qstash_local: every message it held is gone."""

@@ -1,5 +1,6 @@
 """projections: the views folded from the event log, their runner, queries and HTTP API."""
 
+from projections import trend
 from projections.api import api_app
 from projections.api_context import API_ACCESS, API_CONTEXT, ApiContext
 from projections.attempt_view import AttemptView
@@ -90,5 +91,6 @@ __all__ = [
     "relaxed_gc",
     "replay_jobs",
     "tokens_from_settings",
+    "trend",
     "wait_for_position",
 ]

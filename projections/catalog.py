@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from projections.attempt_view import AttemptView
+from projections.buckets import BucketView
 from projections.execution_view import ExecutionView
 from projections.projection import Projection
 
 
 def builtin_projections() -> list[Projection]:
     """Every built-in projection, sorted by name."""
-    return [AttemptView(), ExecutionView()]
+    return [AttemptView(), BucketView(), ExecutionView()]
 
 
 def names() -> list[str]:

@@ -91,7 +91,9 @@ class ProjectionRunner:
         # Side by side, so they share each batch the log reader reads.
         tasks = [asyncio.create_task(self._drain(f, target)) for f in self.followers.values()]
         try:
-            counts = await asyncio.gather(*tasks)
+            # Each one drains (or stops on an event and records why) before the first
+            # failure is raised: a projection that stops does not cut the others short.
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         except BaseException:
             for task in tasks:
                 task.cancel()
@@ -99,7 +101,10 @@ class ProjectionRunner:
             raise
         finally:
             self.log.close()
-        return sum(counts)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return sum(o for o in outcomes if isinstance(o, int))
 
     async def _drain(self, f: jobstore.Follower, target: jobstore.Cursor) -> int:
         try:

@@ -70,7 +70,7 @@ async def test_a_rebuild_equals_the_live_views_and_keeps_the_schema(
 
     head = await store.last_position()
     assert (result.events, result.position) == (head, head)
-    assert sorted(result.names) == ["job_attempts", "job_executions"]
+    assert sorted(result.names) == ["job_attempts", "job_buckets", "job_executions"]
     assert progress[-1] == (head, head)
     assert [p for p, _ in progress] == sorted(p for p, _ in progress)
     assert await snapshot(pool) == live
@@ -145,7 +145,7 @@ async def test_rebuilding_one_projection_leaves_the_others_checkpoint(
     await some_jobs(store, 2)
     result = await projections.rebuild(pool, db_dsn, ["job_attempts"])
     status = {s.name: s.position for s in await projections.projection_status(pool)}
-    assert status == {"job_attempts": result.position, "job_executions": 0}
+    assert status == {"job_attempts": result.position, "job_buckets": 0, "job_executions": 0}
     with pytest.raises(projections.UnknownProjectionError, match="known: job_attempts"):
         await projections.rebuild(pool, db_dsn, ["jobs"])
 

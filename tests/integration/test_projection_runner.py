@@ -101,7 +101,7 @@ async def test_views_show_dispatched_jobs_after_catching_up(
 
     applied = await projections.ProjectionRunner(pool, db_dsn).run_until_caught_up()
 
-    assert applied == 2 * 3  # two projections, three events
+    assert applied == 3 * 3  # three projections, three events
     rows = {r["job_id"]: r for r in await pool.fetch("SELECT * FROM jobtrail.job_executions")}
     assert (rows[first]["status"], rows[first]["user_id"]) == ("pending", 5)
     assert (rows[second]["status"], rows[second]["organization_id"]) == ("cancelled", 9)
@@ -181,8 +181,8 @@ async def test_two_runners_never_both_apply(pool: asyncpg.Pool, db_dsn: str) -> 
             last = await append(store, job, dispatched(job), started(), completed())
         await projections.wait_for_position(pool, last, timeout=30)
 
-    assert ProbeView.most == {"job_attempts": 1, "job_executions": 1}
-    for name in ("job_attempts", "job_executions"):
+    assert ProbeView.most == {"job_attempts": 1, "job_buckets": 1, "job_executions": 1}
+    for name in ("job_attempts", "job_buckets", "job_executions"):
         assert sorted(ProbeView.positions[name]) == list(range(1, last + 1))
     assert await counted_stats(pool) == [("cleanup-old-data", "completed", 30)]
 

@@ -59,7 +59,8 @@ from jobstore.registry import (
     get_job_config,
     shared_registry,
 )
-from jobstore.relay import Relay, RelayConfig, RelayCrash
+from jobstore.relay import QStashLimits, Relay, RelayConfig, RelayCrash
+from jobstore.retry import RetryPolicy
 from jobstore.schedule import validate_cron
 from jobstore.settings import Settings
 from jobstore.store import (
@@ -124,12 +125,14 @@ __all__ = [
     "NotifierConfig",
     "Page",
     "Personal",
+    "QStashLimits",
     "ReaderLag",
     "RecordedEvent",
     "Relay",
     "RelayConfig",
     "RelayCrash",
     "RetryLater",
+    "RetryPolicy",
     "Settings",
     "StreamAppend",
     "Subscription",

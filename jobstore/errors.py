@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import asyncpg
 
 
 class JobstoreError(Exception):
@@ -60,6 +63,38 @@ class AppendOnlyError(EventStoreError):
 
 class DatabaseUnavailableError(JobstoreError):
     """PostgreSQL cannot be reached; check DATABASE_URL and that the server is running."""
+
+
+DRIVER_TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable: the server is down or restarting
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,  # "connection is closed", "pool is closing"
+    asyncpg.InternalClientError,  # "cannot switch to state …; another operation is in progress"
+    asyncpg.PostgresConnectionError,  # 08xxx, ConnectionDoesNotExistError among them
+    asyncpg.OperatorInterventionError,  # 57xxx: admin/crash shutdown, cannot connect now
+    asyncpg.InsufficientResourcesError,  # 53xxx: too many connections, out of memory
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.ReadOnlySQLTransactionError,  # a failover's former primary, for a moment
+)
+"""Driver failures that say nothing about the work (see :func:`is_transient`)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database failure says nothing about the work: the same work may succeed later.
+
+    The one classification of driver errors (lost or refused connections, a server
+    restarting, asyncpg's protocol-state errors after a connection broke mid-operation,
+    deadlocks): callers wait and try again, or answer 503; anything else is a real error.
+    """
+    return isinstance(exc, (DatabaseUnavailableError, *DRIVER_TRANSIENT))
+
+
+def unavailable(exc: BaseException, what: str) -> DatabaseUnavailableError:
+    """``exc`` (a transient failure) as the DatabaseUnavailableError callers handle."""
+    if isinstance(exc, DatabaseUnavailableError):
+        return exc
+    return DatabaseUnavailableError(f"{what}: {type(exc).__name__}: {exc}"[:500])
 
 
 class MigrationError(JobstoreError):

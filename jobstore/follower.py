@@ -50,21 +50,10 @@ Commit = Callable[[], AbstractAsyncContextManager[checkpoint.Connection]]
 """A transaction that moves the checkpoint past the batch; the handler writes in it."""
 Hook = Callable[[], Awaitable[None]]
 
-DRIVER_TRANSIENT: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-)
-"""Driver failures that say nothing about the events (lost connection, deadlock…)."""
 TRANSIENT: tuple[type[BaseException], ...] = (
     errors.DatabaseUnavailableError,
     LeadershipLost,
-    *DRIVER_TRANSIENT,
+    *errors.DRIVER_TRANSIENT,
 )
 """Failures after which a follower waits and starts again from its checkpoint."""
 
@@ -353,7 +342,7 @@ class Follower:
             if not page.events:
                 return cursor, 0
             return await self._handle(cursor, page.events)
-        except DRIVER_TRANSIENT as exc:
+        except errors.DRIVER_TRANSIENT as exc:
             raise errors.DatabaseUnavailableError(
                 f"{self.name!r} lost the database after position {cursor.position}: "
                 f"{type(exc).__name__}: {exc}"

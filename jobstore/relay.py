@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
 
 import httpx
 import structlog
 from qstash import AsyncQStash
-from qstash.errors import QStashError
+from qstash.errors import DailyMessageLimitExceededError, QStashError, RateLimitExceededError
 
 from jobstore import envelope, follower, job_state, query, tracing
 from jobstore.event import RecordedEvent
 from jobstore.job_events import JobCancelled, JobDispatched, JobFailed
 from jobstore.relay_schedule import FAILURE_CALLBACK_PATH, ScheduleSync
+from jobstore.retry import RetryPolicy
 from jobstore.schedule_events import (
     ScheduleCreated,
     ScheduleDeleted,
@@ -64,40 +67,134 @@ class RelayConfig:
     fault: str | None = None  # "crash_after_publish": stop before saving the checkpoint
 
 
-async def retrying(call: Callable[[], Awaitable[Any]], max_backoff: float) -> Any:
-    """Run a QStash call until it succeeds or fails permanently; back off meanwhile."""
-    delay = 0.2
+MAX_THROTTLE_WAIT = 600.0
+"""The longest wait (s) on one throttled call before asking again (a daily quota may reset
+hours later; a call every ten minutes meanwhile is no hot loop)."""
+
+
+@dataclass
+class QStashLimits:
+    """How QStash's own limits (429: its burst rate limit or daily quota) held calls back.
+
+    Kept outside the relay, so the count survives a relay's restart; read by the host's
+    ``/metrics`` and written into the relay's status report.
+    """
+
+    throttled: int = 0
+    """429 answers received."""
+    unreachable: int = 0
+    """Other failures that were retried (network errors, 5xx)."""
+    waiting_until: float | None = None
+    """While a call waits to be tried again: until when (Unix time)."""
+    last_throttle: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The counts and the current wait, as JSON-compatible values."""
+        waiting = self.waiting_until
+        return {
+            "qstash_throttled": self.throttled,
+            "qstash_unreachable": self.unreachable,
+            "waiting_until": None if waiting is None else _iso(waiting),
+            "last_throttle": self.last_throttle,
+        }
+
+
+async def retrying(
+    call: Callable[[], Awaitable[Any]], max_backoff: float, limits: QStashLimits | None = None
+) -> Any:
+    """Run a QStash call until it succeeds or fails permanently; back off meanwhile.
+
+    A 429 (QStash's rate limit or quota) waits at least until the reset time the answer
+    gives (up to MAX_THROTTLE_WAIT), else backs off like any transient failure.  Nothing
+    is dropped: the call is tried until it gets an answer that is not transient.
+    """
+    limits = limits if limits is not None else QStashLimits()
+    delays = RetryPolicy(first=0.2, cap=max_backoff).delays()
     while True:
         try:
-            return await call()
+            result = await call()
         except Exception as exc:
             if not is_transient(exc):
+                limits.waiting_until = None
                 raise
-            log.warning("qstash unreachable; backing off", error=str(exc)[:200], delay=delay)
+            reset = throttled_for(exc)
+            if reset is not None:
+                delay = delays.next(at_least=min(reset, MAX_THROTTLE_WAIT))
+                limits.throttled += 1
+                limits.last_throttle = str(exc)[:300]
+                log.warning(
+                    "qstash throttled the call; waiting",
+                    error=str(exc)[:200],
+                    delay=round(delay, 3),
+                )
+            else:
+                delay = delays.next()
+                limits.unreachable += 1
+                log.warning(
+                    "qstash unreachable; backing off", error=str(exc)[:200], delay=round(delay, 3)
+                )
+            limits.waiting_until = time.time() + delay
             await asyncio.sleep(delay)
-            delay = min(delay * 2, max_backoff)
+        else:
+            limits.waiting_until = None
+            return result
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether a QStash call failure may succeed if tried again (network, 5xx, 429)."""
     if isinstance(exc, httpx.HTTPError | OSError | asyncio.TimeoutError):
         return True
+    if throttled_for(exc) is not None:
+        return True
     if isinstance(exc, QStashError):
         match = re.search(r"status: (\d{3})", str(exc))
-        return match is None or int(match[1]) >= 500 or int(match[1]) == 429
+        return match is None or int(match[1]) >= 500
     return False
+
+
+def throttled_for(exc: BaseException) -> float | None:
+    """For a 429 answer: seconds until QStash's limit resets (0 if it did not say); else None.
+
+    The SDK turns a 429 into RateLimitExceededError (burst limit) or
+    DailyMessageLimitExceededError (quota), with the ``*-Reset`` header as ``reset``: a
+    Unix time in seconds (or milliseconds), read here as a wait from now.
+    """
+    if isinstance(exc, RateLimitExceededError | DailyMessageLimitExceededError):
+        try:
+            reset = float(exc.reset or 0)
+        except ValueError:
+            return 0.0
+        if reset > 1e11:  # milliseconds
+            reset /= 1000
+        if reset > 1e9:  # a point in time
+            reset -= time.time()
+        return max(reset, 0.0)
+    if isinstance(exc, QStashError) and re.search(r"status: 429\b", str(exc)):
+        return 0.0
+    return None
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
 class Relay:
     """Publishes dispatches from the event log to QStash (the log is the outbox)."""
 
     def __init__(
-        self, store: EventStore, dsn: str, qstash: AsyncQStash, config: RelayConfig
+        self,
+        store: EventStore,
+        dsn: str,
+        qstash: AsyncQStash,
+        config: RelayConfig,
+        *,
+        limits: QStashLimits | None = None,
     ) -> None:
         self.store = store
         self.dsn = dsn
         self.qstash = qstash
         self.config = config
+        self.limits = limits if limits is not None else QStashLimits()
         self.schedules = ScheduleSync(store, qstash, config.public_url)
         self.published = 0
         self._spans = tracing.Publishing()
@@ -255,4 +352,4 @@ class Relay:
             log.info("qstash message cancelled", job_id=job_id, message_id=message_id)
 
     async def _retrying(self, call: Any) -> Any:
-        return await retrying(call, self.config.max_backoff)
+        return await retrying(call, self.config.max_backoff, self.limits)

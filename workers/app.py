@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import aiohttp
 import asyncpg
@@ -24,6 +25,7 @@ from workers import builtin, callback, dashboard, health, notification, safety
 from workers.context import HOST, HostContext
 from workers.decision import Answer
 from workers.metrics import Metrics
+from workers.supervisor import Supervisor
 from workers.sweeper import Sweeper, SweeperConfig
 from workers.verification import Verifier
 from workers.worker import create_job_worker, respond
@@ -127,20 +129,14 @@ def _lifecycle(
                 stack.push_async_callback(ctx.qstash.http._client.aclose)
             app[HOST] = ctx
             app[projections.API_CONTEXT] = projections.ApiContext(pool, ctx.dispatcher)
-            tasks = _start_background(ctx, options)
+            ctx.supervisor = _start_background(ctx, options)
             try:
                 yield
             finally:
                 ctx.accepting = False
-                for task in tasks:
-                    task.cancel()
-                if tasks:
-                    _done, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_SECONDS)
-                    if stuck:
-                        log.warning(
-                            "background tasks did not stop in time",
-                            tasks=[t.get_name() for t in stuck],
-                        )
+                stuck = await ctx.supervisor.stop(SHUTDOWN_WAIT_SECONDS)
+                if stuck:
+                    log.warning("background tasks did not stop in time", tasks=stuck)
 
     return lifecycle
 
@@ -178,30 +174,36 @@ def notifier_for(ctx: HostContext, options: HostOptions) -> jobstore.Notifier:
     return jobstore.Notifier(ctx.store, ctx.dsn, ctx.qstash, config)
 
 
-def _start_background(ctx: HostContext, options: HostOptions) -> list[asyncio.Task[None]]:
-    jobs: list[tuple[str, Awaitable[None]]] = []
-    if options.relay and ctx.qstash is not None:
+def _start_background(ctx: HostContext, options: HostOptions) -> Supervisor:
+    """Start the host's background tasks under a supervisor that restarts them when they die.
+
+    Each restart builds the task afresh (a new relay, runner…): whatever state the dead
+    one held is gone with it; they all resume from their checkpoints in the database.
+    """
+    supervisor = Supervisor(ctx.metrics, ctx.store.pool)
+    qstash = ctx.qstash
+    if options.relay and qstash is not None:
         config = options.relay_config or jobstore.RelayConfig(public_url=ctx.settings.public_url)
-        relay = jobstore.Relay(ctx.store, ctx.dsn, ctx.qstash, config)
-        jobs.append(("relay", relay.run()))
-    if options.notifier and ctx.qstash is not None:
-        jobs.append(("notifier", notifier_for(ctx, options).run()))
-    if options.sweeper and ctx.qstash is not None:
-        jobs.append(("sweeper", Sweeper(ctx, options.sweeper_config).run()))
+        limits = ctx.qstash_limits
+        supervisor.start(
+            "relay",
+            lambda: jobstore.Relay(ctx.store, ctx.dsn, qstash, config, limits=limits).run(),
+            detail=limits.to_json,
+        )
+    if options.notifier and qstash is not None:
+        supervisor.start("notifier", lambda: notifier_for(ctx, options).run())
+    if options.sweeper and qstash is not None:
+        supervisor.start("sweeper", lambda: Sweeper(ctx, options.sweeper_config).run())
     if options.projections:
-        runner = projections.ProjectionRunner(ctx.store.pool, ctx.dsn)
-        jobs.append(("projections", runner.run()))
-    jobs += [(getattr(b, "__name__", "background"), b(ctx)) for b in options.extra_background]
-    return [asyncio.create_task(_supervised(name, job), name=name) for name, job in jobs]
-
-
-async def _supervised(name: str, job: Awaitable[None]) -> None:
-    try:
-        await job
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("background task stopped", task=name)
+        supervisor.start(
+            "projections",
+            lambda: projections.ProjectionRunner(ctx.store.pool, ctx.dsn).run(),
+        )
+    for extra in options.extra_background:
+        name = getattr(extra, "__name__", "background")
+        supervisor.start(name, partial(extra, ctx), required=False)
+    supervisor.start_reporting()
+    return supervisor
 
 
 @web.middleware

@@ -1,4 +1,5 @@
-"""``/healthz`` (alive), ``/readyz`` (database reachable, schema up to date), ``/metrics``.
+"""``/healthz`` (alive), ``/readyz`` (database reachable, schema up to date, background
+tasks up), ``/metrics``.
 
 ``/readyz`` borrows a connection from the host's pool (never opens one of its own), gives
 up after a timeout, and caches its answer briefly: however many probes arrive at once, one
@@ -67,9 +68,17 @@ READINESS: Final = web.AppKey("jobtrail_readiness", Readiness)
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when PostgreSQL answers and every migration is applied."""
+    """Ready when PostgreSQL answers, every migration is applied and no required
+    background task is down (a task waiting to be restarted after a failure)."""
     ctx = request.app[HOST]
     status, body = await request.app[READINESS].check(ctx)
+    down = [] if ctx.supervisor is None else ctx.supervisor.down()
+    if status == 200 and down:
+        status = 503
+        body = {
+            "status": "background task down",
+            "tasks": [{k: v for k, v in s.to_json().items() if k != "detail"} for s in down],
+        }
     if status == 200:
         body = {**body, "accepting": ctx.accepting}
     return web.json_response(body, status=status)
@@ -85,6 +94,7 @@ async def metrics(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     ctx = request.app[HOST]
+    ctx.metrics.observe_qstash(ctx.qstash_limits)
     try:
         last = await ctx.store.last_position()
         relay_at = await ctx.store.checkpoint("relay")

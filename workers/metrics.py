@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from jobstore import QStashLimits
 
 
 @dataclass
@@ -66,7 +69,34 @@ class Metrics:
             ["projection"],
             registry=self.registry,
         )
-
+        self.task_up = Gauge(
+            "jobtrail_background_task_up",
+            "1 while a background task of this host runs, 0 while it waits to restart",
+            ["task"],
+            registry=self.registry,
+        )
+        self.task_restarts = Counter(
+            "jobtrail_background_task_restarts",
+            "Times a background task of this host failed and was restarted",
+            ["task"],
+            registry=self.registry,
+        )
+        self.qstash_throttled = Counter(
+            "jobtrail_qstash_throttled",
+            "QStash answers 429 (its rate limit or quota) to this host's relay, retried later",
+            registry=self.registry,
+        )
+        self.qstash_retried = Counter(
+            "jobtrail_qstash_call_retries",
+            "QStash calls of this host's relay retried after a network error or a 5xx",
+            registry=self.registry,
+        )
+        self.qstash_waiting = Gauge(
+            "jobtrail_qstash_wait_seconds",
+            "Seconds until the relay tries a throttled or failed QStash call again (0: none)",
+            registry=self.registry,
+        )
+        self._qstash_seen = QStashLimits()
         self.reader_held_back_events = Gauge(
             "jobtrail_log_reader_held_back_events",
             "Committed events no follower may read yet: an older transaction is still running",
@@ -77,6 +107,15 @@ class Metrics:
             "Seconds since the oldest event followers are held back from was written",
             registry=self.registry,
         )
+
+    def observe_qstash(self, limits: QStashLimits) -> None:
+        """Bring the QStash counters and wait up to ``limits`` (the relay keeps the counts)."""
+        seen = self._qstash_seen
+        self.qstash_throttled.inc(max(0, limits.throttled - seen.throttled))
+        self.qstash_retried.inc(max(0, limits.unreachable - seen.unreachable))
+        seen.throttled, seen.unreachable = limits.throttled, limits.unreachable
+        waiting = limits.waiting_until
+        self.qstash_waiting.set(0 if waiting is None else max(0.0, waiting - time.time()))
 
     def render(self) -> bytes:
         """The metrics in Prometheus' text format."""

@@ -16,6 +16,7 @@ from . import erase as erase_command
 from . import events as events_command
 from . import jobs as jobs_command
 from . import projections as projections_command
+from . import relay as relay_command
 from . import schedule as schedule_command
 from . import stats as stats_command
 from . import version as version_command
@@ -36,6 +37,7 @@ schedule_command.register(app)
 jobs_command.register(app)
 stats_command.register(app)
 projections_command.register(app)
+relay_command.register(app)
 events_command.register(app)
 erase_command.register(app)
 audit_command.register(app)

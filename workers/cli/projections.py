@@ -12,9 +12,13 @@ from rich.table import Table
 
 import jobstore
 import projections
-from workers.cli import runtime
+from workers import supervisor
+from workers.cli import relay, runtime
 
 T = TypeVar("T")
+TASK = "projections"
+"""The host's background task that runs the projections (workers.app)."""
+Status = tuple[list[projections.ProjectionStatus], jobstore.ReaderLag, list[supervisor.TaskReport]]
 
 projections_app = typer.Typer(
     help="Projections (the views): show their status, rebuild them from the log.",
@@ -32,25 +36,33 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     """Show each projection's position, lag behind the log, and error (exit 3 if stopped).
 
     Also what every follower of the log is held back by: committed events waiting behind
-    a write transaction that is still running.
+    a write transaction that is still running; and each host's projection runner: running,
+    or restarting after a failure (since when, and the error; exit 3 too).
     """
     settings = runtime.load_settings()
 
-    async def main() -> tuple[list[projections.ProjectionStatus], jobstore.ReaderLag]:
+    async def main() -> Status:
         async with jobstore.open_database(settings) as db:
             states = await projections.projection_status(db.pool)
-            return states, await projections.reader_lag(db.pool)
+            lag = await projections.reader_lag(db.pool)
+            return states, lag, await supervisor.task_reports(db.pool, [TASK])
 
-    states, lag = _run(main)
+    states, lag, reports = _run(main)
     if as_json:
         runtime.print_json(
-            {"projections": [s.to_json() for s in states], "reader_lag": lag.to_json()}
+            {
+                "projections": [s.to_json() for s in states],
+                "reader_lag": lag.to_json(),
+                "hosts": [r.to_json() for r in reports],
+            }
         )
     else:
         console = Console()
         console.print(_table(states))
         console.print(_lag_line(lag))
-    if any(s.failure is not None for s in states):
+        console.print(relay.task_table("projection runner on each host", reports))
+    restarting = any(r.state == "restarting" and not r.stale() for r in reports)
+    if restarting or any(s.failure is not None for s in states):
         raise typer.Exit(code=3)
 
 

@@ -15,6 +15,7 @@ from . import enqueue as enqueue_command
 from . import erase as erase_command
 from . import events as events_command
 from . import jobs as jobs_command
+from . import monitoring as monitoring_command
 from . import projections as projections_command
 from . import relay as relay_command
 from . import schedule as schedule_command
@@ -43,6 +44,7 @@ erase_command.register(app)
 audit_command.register(app)
 demo.register(app)
 dashboard.register(app)
+monitoring_command.register(app)
 version_command.register(app)
 
 

@@ -160,7 +160,8 @@ def _apply(state: JobState, event: JobEvent, at: datetime) -> None:
             state.payload = event.payload
             state.options = event.options
             state.status = JOB_STATUSES.PENDING
-            state.attempt = 0
+            if event.source != "recovery":  # a recovery continues its run's attempt count
+                state.attempt = 0
             state.lease_until = None
             state.cancel_requested = False
             state.failed_at = None

@@ -1,8 +1,8 @@
 """How one dispatch of a job runs: its typed options, with every default stated once.
 
 The same model is written by an API enqueue, a replay, a recovery and a scheduled run,
-and read by the relay (what QStash is told), the host (timeout, lease) and the fold
-(retry budget).  Events written before the model existed are read unchanged: their extra
+and read by the relay (what QStash is told), the host (timeout, lease, retry budget) and
+the fold.  Events written before the model existed are read unchanged: their extra
 keys (``qstash_timeout``) are ignored and derived again from the timeout.
 """
 
@@ -23,6 +23,13 @@ DEFAULT_RETRIES: Final = 0
 DEFAULT_TIMEOUT_S: Final = 30.0
 QSTASH_TIMEOUT_MARGIN_S: Final = 30
 """Seconds QStash waits beyond a job's timeout, so it never gives up on a live attempt."""
+
+
+QSTASH_RETRY_HEADROOM: Final = 10
+"""Retries QStash gets beyond a job's own ``retries``.  The host owns the retry budget: it
+counts handler attempts in the job's history and fails the job itself (answering 489) when
+they are spent, so QStash's extra retries are spent only on the host's own "try later"
+answers (a 503 while the database restarts, a lease still live), never on the job's."""
 
 
 def qstash_timeout(timeout: float) -> int:
@@ -148,6 +155,11 @@ class DispatchOptions(BaseModel):
             "backoff": config.backoff,
         }
         return cls.model_validate(defaults | given)
+
+    @property
+    def qstash_retries(self) -> int:
+        """Retries QStash is told to make: the job's budget plus the host's headroom."""
+        return self.retries + QSTASH_RETRY_HEADROOM
 
     @property
     def qstash_timeout(self) -> int:

@@ -324,7 +324,7 @@ class Relay:
         request: dict[str, Any] = {
             "url": self.config.public_url.rstrip("/") + (options.endpoint or ""),
             "body": envelope.job_body(dispatched, trace),
-            "retries": options.retries,
+            "retries": options.qstash_retries,
             "timeout": f"{options.qstash_timeout}s",
             "deduplication_id": f"{dispatched.job_id}-{dispatched.dispatch}",
             "failure_callback": self.config.public_url.rstrip("/") + FAILURE_CALLBACK_PATH,

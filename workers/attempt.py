@@ -272,7 +272,9 @@ async def _record_failure(
     if len(recorded) == 1 and getattr(recorded[0], "will_retry", False):
         wait = None if delay is None else math.ceil(delay)
         return Answer(500, f"attempt {attempt} failed: {type(exc).__name__}", retry_after=wait)
-    return Answer(500, f"final attempt {attempt} failed: {type(exc).__name__}")
+    # The job's budget is spent and JobFailed recorded: QStash's headroom must not retry it.
+    reason = f"final attempt {attempt} failed: {type(exc).__name__}"
+    return Answer(489, reason, non_retryable=True)
 
 
 def _retry_delay(

@@ -54,7 +54,9 @@ def decide_delivery(
     """What to do with a delivery of ``dispatch`` for a job in ``state``.
 
     The attempt number comes from the job's own history only: ``Upstash-Retried`` is an
-    unsigned header, so it can never skip attempts or spend the job's retry budget.
+    unsigned header, so it can never skip attempts or spend the job's retry budget.  Every
+    ``JobStarted`` of the dispatch counts (abandoned ones too); once the job's retries are
+    spent, the delivery fails the job and answers 489, whatever QStash's own count says.
     """
     if dispatch != state.dispatch:
         return Respond(Answer(489, f"dispatch {dispatch} is superseded by {state.dispatch}", True))
@@ -65,9 +67,22 @@ def decide_delivery(
     if state.lease_until is not None and state.lease_until > now:
         wait = max(1, math.ceil(state.lease_until - now))
         return Respond(Answer(503, f"attempt {state.attempt} is still running", retry_after=wait))
+    spent = state.attempt >= attempts_allowed(state)
     events: list[Event] = []
     if state.lease_until is not None:  # an attempt started, never finished, lease expired
-        events.append(abandoned(state))
+        events.append(abandoned(state, will_retry=not spent))
+    if spent:  # the host owns the budget: QStash's headroom is not the job's to use
+        events.append(
+            job_events.JobFailed(
+                dispatch=dispatch,
+                attempt=state.attempt,
+                reason=f"all {state.attempt} attempts were used",
+                error_type="AttemptAbandoned" if state.lease_until is not None else None,
+                error_message=state.last_error,
+            )
+        )
+        answer = Answer(489, f"the job's {state.attempt} attempts are used; job failed", True)
+        return Respond(answer, events)
     attempt = state.attempt + 1
     lease_until = now + state.options.timeout + grace
     events.append(
@@ -78,7 +93,7 @@ def decide_delivery(
     return Start(attempt, lease_until, events)
 
 
-def abandoned(state: JobState) -> job_events.JobAttemptFailed:
+def abandoned(state: JobState, *, will_retry: bool = True) -> job_events.JobAttemptFailed:
     """The record of an attempt that outlived its lease without an outcome (a crash)."""
     return job_events.JobAttemptFailed(
         dispatch=state.dispatch,
@@ -86,13 +101,14 @@ def abandoned(state: JobState) -> job_events.JobAttemptFailed:
         error_type="AttemptAbandoned",
         error_message="no outcome was recorded before the attempt's lease ended "
         "(the host crashed or stalled)",
-        will_retry=True,
+        will_retry=will_retry,
         abandoned=True,
     )
 
 
 def attempts_allowed(state: JobState) -> int:
-    """How many attempts the current dispatch gets: the first plus its retries."""
+    """How many handler attempts the job's current run gets: the first plus its retries
+    (a recovery dispatch continues its predecessor's count; a replay starts afresh)."""
     return state.max_retries + 1
 
 
@@ -232,15 +248,22 @@ def decide_sweep(state: JobState, dispatch: int, qstash_state: str, now: float) 
         return []
     if qstash_state == "pending":
         return []
+    spent = state.attempt >= attempts_allowed(state)
+    retry = qstash_state == "unknown" and not spent
     events: list[Event] = []
     if state.lease_until is not None:
-        events.append(abandoned(state).model_copy(update={"will_retry": False}))
-    if qstash_state == "failed":
+        events.append(abandoned(state, will_retry=retry))
+    if not retry:
+        reason = (
+            "QStash reports the message failed (sweeper)"
+            if qstash_state == "failed"
+            else f"all {state.attempt} attempts were used; QStash lost the message (sweeper)"
+        )
         events.append(
             job_events.JobFailed(
                 dispatch=dispatch,
                 attempt=state.attempt or None,
-                reason="QStash reports the message failed (sweeper)",
+                reason=reason,
                 error_type=None,
                 error_message=state.last_error,
             )

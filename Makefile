@@ -41,10 +41,10 @@ lint: $(STAMP) ## ruff, mypy, import-linter and the docstring rules
 	$(BIN)/lint-imports
 
 docs: $(STAMP) ## build the documentation site into site/ (fails on a broken link)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 docs-serve: $(STAMP) ## serve the documentation at http://127.0.0.1:8000 while editing it
-	$(BIN)/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 dist: $(STAMP) ## build the wheel and sdist into dist/ and check them with twine
 	rm -rf dist

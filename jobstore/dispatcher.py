@@ -361,7 +361,9 @@ class Dispatcher:
     ) -> DispatchOptions:
         options = validate_model(EnqueueJobOptions, given, "options", self._context)
         config = self.registry.get(state.job_type).config
-        changes: dict[str, Any] = {"not_before": None}
+        changes: dict[str, Any] = {
+            "not_before": state.options.remaining_delay(time.time()).not_before
+        }
         if options.timeout is not None:
             changes["timeout"] = _timeout(config, options)
         if options.model_fields_set & {"rate", "period", "parallelism", "flow_key"}:

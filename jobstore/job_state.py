@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final, assert_never
@@ -229,11 +230,13 @@ def decide_replay(
     reason: str | None,
     payload: dict[str, Any] | None = None,
     options: DispatchOptions | None = None,
+    now: float | None = None,
 ) -> list[Event]:
     """Dispatch a failed job (or a cancelled one that never completed) again.
 
     ``payload`` and ``options`` (already valid for the job's type) replace the previous
-    dispatch's; the history keeps the original in its earlier ``JobDispatched``.
+    dispatch's; the history keeps the original in its earlier ``JobDispatched``.  Kept
+    options keep the delay that is left at ``now`` (default: the clock's time).
     """
     replayable = state.status is JOB_STATUSES.FAILED or (
         state.status is JOB_STATUSES.CANCELLED and not state.ever_completed
@@ -252,7 +255,9 @@ def decide_replay(
             job_type=state.job_type,
             payload=state.payload if payload is None else payload,
             metadata=state.metadata,
-            options=state.options.without_delay() if options is None else options,
+            options=state.options.remaining_delay(time.time() if now is None else now)
+            if options is None
+            else options,
             source="replay",
             reason=reason,
         )

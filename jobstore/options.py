@@ -166,6 +166,9 @@ class DispatchOptions(BaseModel):
         """Seconds QStash waits for one delivery (the timeout plus a margin)."""
         return qstash_timeout(self.timeout)
 
-    def without_delay(self) -> DispatchOptions:
-        """The same options for a dispatch that runs now (a recovery)."""
+    def remaining_delay(self, now: float) -> DispatchOptions:
+        """The same options for another dispatch of the same job (a recovery, a replay): the
+        delay that is left at ``now`` (Unix seconds), none once ``not_before`` has passed."""
+        if self.not_before is not None and self.not_before > now:
+            return self
         return self.model_copy(update={"not_before": None})

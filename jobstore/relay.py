@@ -335,7 +335,7 @@ class Relay:
         # outcome is recorded (workers/notification.py); QStash never gets the user's URL.
         if options.flow_control is not None:
             request["flow_control"] = options.flow_control.qstash()
-        if options.not_before:  # a replay or recovery runs now unless it was given a delay
+        if options.not_before:  # any dispatch waits for it: a recovery keeps what is left
             request["not_before"] = int(options.not_before)
         return request
 

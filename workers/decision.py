@@ -276,7 +276,7 @@ def decide_sweep(state: JobState, dispatch: int, qstash_state: str, now: float) 
             job_type=state.job_type,
             payload=state.payload,
             metadata=state.metadata,
-            options=state.options.without_delay(),
+            options=state.options.remaining_delay(now),  # a lost delayed job still waits
             source="recovery",
             reason=f"QStash has no record of dispatch {dispatch}'s message; dispatched again",
         )

@@ -27,16 +27,16 @@ async def test_message_lost_by_qstash_is_recovered_and_completes_once(db_dsn: st
     async with running_host(db_dsn, qstash_url=url) as host:
         sweeper = Sweeper(host.ctx, SweeperConfig(min_age=0))
         async with qstash_local.serve(TEST_CONFIG, host="127.0.0.1", port=port):
-            job_id = await host.dispatcher.enqueue(
-                "test-job", {"tag": "lost"}, None, {"delay": 3600}
-            )
+            host.ctx.accepting = False  # QStash keeps the message, retrying after a 503
+            job_id = await host.dispatcher.enqueue("test-job", {"tag": "lost"})
             message_id = await _message_of(host, job_id)
             assert message_id is not None
             assert await qstash_state(host.ctx.qstash, message_id) == "pending"
             assert await sweeper.sweep_once() == 0, "QStash still has it: the sweeper waits"
 
-        # qstash_local restarts: its in-memory state, and the delayed message, are gone.
+        # qstash_local restarts: its in-memory state, and the retrying message, are gone.
         async with qstash_local.serve(TEST_CONFIG, host="127.0.0.1", port=port):
+            host.ctx.accepting = True
             assert await qstash_state(host.ctx.qstash, message_id) == "unknown"
             assert await sweeper.sweep_once() == 1
             execution = await host.wait_status(job_id, "completed")

@@ -64,10 +64,11 @@ def test_for_job_takes_the_type_defaults_and_only_the_given_overrides() -> None:
     assert custom.not_before is None
 
 
-def test_a_recovery_runs_now_but_keeps_everything_else() -> None:
-    options = DispatchOptions(endpoint="/x", retries=3, not_before=1e9, callback="https://a.b/c")
+def test_a_recovery_keeps_the_delay_that_is_left_and_everything_else() -> None:
+    options = DispatchOptions(endpoint="/x", retries=3, not_before=2e9, callback="https://a.b/c")
 
-    assert options.without_delay() == options.model_copy(update={"not_before": None})
+    assert options.remaining_delay(now=1.5e9) == options
+    assert options.remaining_delay(now=2e9) == options.model_copy(update={"not_before": None})
 
 
 def test_the_relay_body_is_what_the_host_parses() -> None:

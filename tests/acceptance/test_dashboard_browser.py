@@ -1,7 +1,9 @@
 """The dashboard in a real browser: Debian's chromium, headless, driven by Playwright.
 
 Under CI (``CI=true``) these must run; elsewhere they skip, saying why, when chromium or
-Playwright is missing.  Screenshots (1280 px and 390 px wide) land in a tmp folder.
+Playwright is missing.  Screenshots (1280 px and 390 px wide) land in a tmp folder, or in
+``$JOBTRAIL_SCREENSHOTS`` when set (``JOBTRAIL_SCREENSHOTS=docs/img`` refreshes the
+README's).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ import pytest
 
 import projections
 from tests.host_support import Host, running_host
+from tests.integration.test_dashboard_buckets import put
+from tests.projection_support import completed, dispatched, failed, new_job_id, started
 
 CHROMIUM = os.environ.get("JOBTRAIL_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -70,8 +75,8 @@ async def host(db_dsn: str) -> AsyncIterator[Host]:
 
 @pytest.fixture
 def shots(tmp_path: Path) -> Path:
-    folder = tmp_path / "screenshots"
-    folder.mkdir()
+    folder = Path(os.environ.get("JOBTRAIL_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
     print(f"screenshots in {folder}")
     return folder
 
@@ -188,3 +193,145 @@ async def test_an_operator_fixes_failed_jobs_in_the_browser(
         f"{host.url}/jobs/{failed}/cancel", form={"reason": "x", "csrf": csrf}
     )
     assert refused.status == 403, "a read-only token's POST"
+
+
+# Text whose contrast with what is behind it is below WCAG AA: 4.5:1, or 3:1 for large
+# text (24 px, or 18.66 px bold).  The background is the nearest opaque one among the
+# element and its ancestors (SVG text: its fill against the chart's background).
+LOW_CONTRAST = """() => {
+  const rgb = s => { const m = s.match(/[\\d.]+/g) || []; return m.map(Number); };
+  const lum = ([r, g, b]) => {
+    const f = c => {
+      c /= 255;
+      return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const behind = e => {
+    for (let n = e; n && n.nodeType === 1; n = n.parentElement) {
+      const c = rgb(getComputedStyle(n).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  let checked = 0;
+  for (const e of document.querySelectorAll('body *')) {
+    const own = [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    const style = getComputedStyle(e);
+    const box = e.getBoundingClientRect();
+    if (style.visibility === 'hidden' || style.display === 'none') continue;
+    if (box.width === 0 || box.height === 0) continue;
+    const hidden = 'title, desc, .visually-hidden, .skip, details:not([open]) > :not(summary)';
+    if (e.closest(hidden)) continue;
+    const svgText = e instanceof SVGElement;
+    const fg = rgb(svgText ? style.fill : style.color).slice(0, 3);
+    const bg = behind(svgText ? e.closest('svg') : e);
+    const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    checked += 1;
+    const text = e.textContent.trim().slice(0, 30);
+    if (ratio < (large ? 3 : 4.5)) low.push(`${e.tagName} "${text}" ${ratio.toFixed(2)}:1`);
+  }
+  return {checked, low};
+}"""
+
+# Every control a keyboard user should reach: visible and enabled (a control taken out of
+# the tab order with tabindex=-1 still counts: Tab must reach it).
+FOCUSABLE = """() => [...document.querySelectorAll(
+    'a[href], button, input, select, textarea, summary, [tabindex]')]
+  .filter(e => e.type !== 'hidden' && !e.disabled)
+  .filter(e => e.matches('a[href], button, input, select, textarea, summary') || e.tabIndex >= 0)
+  .filter(e => { const b = e.getBoundingClientRect(); return b.width > 0 && b.height > 0
+                 || e.classList.contains('skip'); })
+  .map(e => e.outerHTML.slice(0, 120))"""
+
+
+async def tab_order(page: Any, limit: int = 300) -> list[str]:
+    """The controls Tab reaches, in order, through one whole round of the page: Tab first
+    runs to the page's end (focus leaves the document), then goes round from its top."""
+    active = (
+        "document.activeElement === document.body ? null"
+        " : document.activeElement.outerHTML.slice(0, 120)"
+    )
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if await page.evaluate(active) is None:
+            break
+    reached: list[str] = []
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        html = await page.evaluate(active)
+        if html is None:
+            break
+        reached.append(html)
+    return reached
+
+
+async def assert_accessible(page: Any) -> None:
+    """Readable contrast, labelled controls, and Tab reaching every control."""
+    contrast = await page.evaluate(LOW_CONTRAST)
+    assert contrast["checked"] > 20 and contrast["low"] == [], contrast["low"]
+    assert await unlabelled_controls(page) == []
+    focusable = await page.evaluate(FOCUSABLE)
+    reached = await tab_order(page)
+    assert reached and sorted(set(focusable) - set(reached)) == [], "controls Tab never reaches"
+
+
+async def test_the_overview_charts_and_travels_in_time_readably_by_keyboard(
+    browser: Any, host: Host, shots: Path
+) -> None:
+    """The overview's charts over the last hour, its time travel, and the accessibility of
+    the pages: contrast (WCAG AA) of every visible text, labels, the keyboard's reach."""
+    pool = host.ctx.store.pool
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=59)
+    for n in range(48):  # scheduled runs (the relay leaves them alone), one failure in six
+        job_id, at = new_job_id(), start + timedelta(minutes=n + n % 7)
+        outcome = failed() if n % 6 == 5 else completed(seconds=0.1 + n / 20)
+        kind = "test-job" if n % 3 else "send-email"
+        await put(
+            pool,
+            job_id,
+            at,
+            dispatched(job_id, job_type=kind, source="schedule"),
+            started(),
+            outcome,
+        )
+    position = await host.ctx.store.last_position()
+    await projections.wait_for_position(host.ctx.store.pool, position, timeout=15)
+    page = await (await browser.new_context()).new_page()
+    await sign_in(page, host, READER)
+
+    await page.get_by_label("Charts over the last").select_option("hour")
+    await page.get_by_role("button", name="Show").click()
+    await page.wait_for_url("**/?window=hour*")
+    throughput = page.get_by_role("img", name="Jobs finished per minute, last hour")
+    await throughput.wait_for()
+    assert await throughput.locator("rect.f-failed").count() == 8
+    rate = page.get_by_role("img", name="Failure rate per minute, last hour")
+    assert await rate.locator("circle").count() > 30
+    await screenshot(page, shots, "dashboard-overview")
+    await page.get_by_text("The figures as a table").click()
+    figures = page.locator("details.chart-data tbody tr")
+    assert await figures.count() > 30
+    await assert_accessible(page)
+
+    moment = start + timedelta(minutes=20)
+    await page.get_by_label("As of (UTC, blank for now)").fill(f"{moment:%Y-%m-%dT%H:%M}")
+    await page.get_by_role("button", name="Show").click()
+    await page.wait_for_url("**at=*")
+    await page.get_by_role("heading", name=f"Overview as of {moment:%Y-%m-%d %H:%M} UTC").wait_for()
+    travel = page.locator("section[aria-labelledby=by-type] tbody")
+    counted = sum(int(n) for n in await travel.locator("tr > td:nth-child(2)").all_text_contents())
+    assert 15 <= counted < 48, "only the jobs created before that moment"
+    await assert_accessible(page)
+    await screenshot(page, shots, "dashboard-overview-at")
+    await page.get_by_role("link", name="Back to now").click()
+    await page.get_by_role("heading", name="Overview", exact=True).wait_for()
+
+    await page.get_by_role("link", name="Jobs", exact=True).click()
+    await page.get_by_role("button", name="Apply filters").wait_for()
+    await assert_accessible(page)

@@ -11,9 +11,9 @@ from typing import Final
 
 from projections import trend
 
-WIDTH: Final = 720
-HEIGHT: Final = 180
-LEFT: Final = 44
+WIDTH: Final = 600
+HEIGHT: Final = 170
+LEFT: Final = 40
 """Room for the value axis' labels."""
 BOTTOM: Final = 22
 """Room for the time axis' labels."""

@@ -5,10 +5,12 @@ projection, schedules due next; and time travel: the counts as they were at a pa
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import asyncpg
 from aiohttp import web
 
 import projections
@@ -70,16 +72,26 @@ async def _values(request: web.Request) -> dict[str, Any]:
     at = parse_at(params.get("at", ""), now)
     window = trend.window(params.get("window", DEFAULT_WINDOW)).name
     chart_type = params.get("type") or None
-    series = await trend.series(ctx.pool, window, at or now, chart_type)
-    archive = await trend.archive_note(ctx.pool)
-    stats = await projections.get_job_stats(ctx.pool)
-    snapshot = None if at is None else await trend.counts_at(ctx.pool, at)
-    statuses = await projections.projection_status(ctx.pool)
     store = ctx.dispatcher.store
-    head = await store.last_position()
-    backlog = max(0, head - await store.checkpoint(RELAY))
+    # Independent reads, side by side on the pool's connections.
+    try:
+        async with asyncio.TaskGroup() as group:
+            series_task = group.create_task(trend.series(ctx.pool, window, at or now, chart_type))
+            archive_task = group.create_task(trend.archive_note(ctx.pool))
+            stats_task = group.create_task(projections.get_job_stats(ctx.pool))
+            snapshot_task = group.create_task(_counts_at(ctx.pool, at))
+            statuses_task = group.create_task(projections.projection_status(ctx.pool))
+            head_task = group.create_task(store.last_position())
+            relayed_task = group.create_task(store.checkpoint(RELAY))
+            listed_task = group.create_task(ctx.dispatcher.schedules.list())
+    except BaseExceptionGroup as failed:  # the first error, as the error pages know it
+        raise failed.exceptions[0] from None
+    series, archive, stats = series_task.result(), archive_task.result(), stats_task.result()
+    snapshot, statuses = snapshot_task.result(), statuses_task.result()
+    head, relayed, listed = head_task.result(), relayed_task.result(), listed_task.result()
+    backlog = max(0, head - relayed)
     due: list[tuple[datetime, Any]] = []
-    for schedule in await ctx.dispatcher.schedules.list():
+    for schedule in listed:
         if not schedule.paused:
             due += [(at_, schedule) for at_ in schedules.next_runs(schedule.cron, 1)]
     due.sort(key=lambda pair: pair[0])
@@ -106,6 +118,10 @@ async def _values(request: web.Request) -> dict[str, Any]:
         "percentiles": (50, 90, 99),
         "live_url": "/overview/live" + render.query_string(params),
     }
+
+
+async def _counts_at(pool: asyncpg.Pool, at: datetime | None) -> trend.Snapshot | None:
+    return None if at is None else await trend.counts_at(pool, at)
 
 
 def _rows(stats: projections.JobStats, snapshot: trend.Snapshot | None) -> list[TypeRow]:

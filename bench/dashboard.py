@@ -16,6 +16,7 @@ import asyncio
 import random
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -29,13 +30,19 @@ from bench.projections import EVENTS_PER_10_JOBS, job_id, load
 from workers.dashboard import make_dashboard, session
 
 SECRET = "bench-dashboard-token-0123456789"
+FIRST = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def pages(rng: random.Random, jobs: int) -> dict[str, str]:
-    """One request per page: a random failed job (shape 8 of every 10) for the job page."""
+    """One request per page: a random failed job (shape 8 of every 10) for the job page, a
+    random moment within the data set (its jobs are born two seconds apart from
+    2026-01-01) for the overview's time travel with a week of charts before it."""
     failed = rng.randrange(jobs // 10) * 10 + 8
+    moment = FIRST + timedelta(seconds=rng.randrange(2 * jobs))
     return {
         "overview": "/",
+        "overview_at": f"/?window=week&at={moment:%Y-%m-%dT%H:%M}",
+        "overview_hour_at": f"/?window=hour&type=send-email&at={moment:%Y-%m-%dT%H:%M}",
         "jobs": "/jobs?status=failed&type=" + rng.choice(["send-email", "export-data"]),
         "job": f"/jobs/{job_id(failed)}",
     }
@@ -47,7 +54,7 @@ async def measure(dsn: str, jobs: int, requests: int) -> dict[str, list[float]]:
     access = projections.Access((token,), public_probes=False)
     app = make_dashboard(settings, access=access, dsn=dsn, standalone=True)
     cookie = session.issue(session.key_for((token,)), token)
-    samples: dict[str, list[float]] = {"overview": [], "jobs": [], "job": []}
+    samples: dict[str, list[float]] = {name: [] for name in pages(random.Random(), jobs)}
     rng = random.Random(7)
     async with TestClient(TestServer(app)) as client:
         client.session.cookie_jar.update_cookies({session.COOKIE: cookie})
@@ -62,23 +69,39 @@ async def measure(dsn: str, jobs: int, requests: int) -> dict[str, list[float]]:
     return samples
 
 
-async def main(jobs: int, requests: int) -> None:
-    async with scratch_database() as dsn:
-        pool = await jobstore.create_pool(dsn, min_size=2, max_size=4)
-        try:
+async def prepare(dsn: str, jobs: int) -> None:
+    """Load the jobs (unless the log has them already) and let the views catch up."""
+    pool = await jobstore.create_pool(dsn, min_size=2, max_size=4)
+    try:
+        if not await pool.fetchval("SELECT EXISTS (SELECT FROM jobtrail.events)"):
             print(f"loading {jobs:,} jobs (~{jobs * EVENTS_PER_10_JOBS // 10:,} events)")
             await load(pool, 0, jobs)
             await pool.execute("ANALYZE jobtrail.events")
-            started = time.perf_counter()
-            runner = projections.ProjectionRunner(pool, dsn, batch_size=5000)
-            with projections.relaxed_gc():
-                await runner.run_until_caught_up()
-            count = await pool.fetchval("SELECT count(*) FROM jobtrail.job_executions")
-            print(f"views hold {count:,} jobs ({time.perf_counter() - started:.0f} s)")
-            await pool.execute("VACUUM ANALYZE jobtrail.job_executions")
-        finally:
-            await pool.close()
+        started = time.perf_counter()
+        runner = projections.ProjectionRunner(pool, dsn, batch_size=5000)
+        with projections.relaxed_gc():
+            await runner.run_until_caught_up()
+        count = await pool.fetchval("SELECT count(*) FROM jobtrail.job_executions")
+        print(f"views hold {count:,} jobs ({time.perf_counter() - started:.0f} s)")
+        await pool.execute("VACUUM ANALYZE jobtrail.job_executions")
+        await pool.execute("VACUUM ANALYZE jobtrail.job_buckets")
+        widths = await pool.fetch(
+            "SELECT width, count(*) FROM jobtrail.job_buckets GROUP BY width ORDER BY width"
+        )
+        print("job_buckets rows per width: " + ", ".join(f"{w}s {n:,}" for w, n in widths))
+    finally:
+        await pool.close()
+
+
+async def main(jobs: int, requests: int, dsn: str | None) -> None:
+    if dsn is not None:  # a database of your own, kept: load once, measure again and again
+        await jobstore.migrate(dsn)
+        await prepare(dsn, jobs)
         samples = await measure(dsn, jobs, requests)
+    else:
+        async with scratch_database() as scratch:
+            await prepare(scratch, jobs)
+            samples = await measure(scratch, jobs, requests)
     for name, values in samples.items():
         bench_line(f"dashboard_{name}_p50_ms", percentile(values, 50), "ms")
         bench_line(f"dashboard_{name}_p99_ms", percentile(values, 99), "ms")
@@ -88,5 +111,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1_000_000, help="jobs in the log and views")
     parser.add_argument("--requests", type=int, default=200, help="requests per page")
+    parser.add_argument(
+        "--dsn", help="an existing database to load once and keep (default: a scratch one)"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.jobs, args.requests))
+    asyncio.run(main(args.jobs, args.requests, args.dsn))

@@ -237,8 +237,9 @@ async def main(events: int, jobs: int, lag_jobs: int, rate: float) -> None:
             applied = await projections.ProjectionRunner(
                 pool, dsn, batch_size=5000
             ).run_until_caught_up()
-            catch_up_rate = applied / 2 / catch_up.elapsed  # two projections read each event
-            print(f"runner caught up on {applied // 2:,} events at {catch_up_rate:,.0f}/s")
+            views = len(projections.builtin_projections())  # each one reads every event
+            catch_up_rate = applied / views / catch_up.elapsed
+            print(f"runner caught up on {applied // views:,} events at {catch_up_rate:,.0f}/s")
             await pool.execute("VACUUM ANALYZE jobtrail.job_executions")
             count = await pool.fetchval("SELECT count(*) FROM jobtrail.job_executions")
             print(f"the views hold {count:,} jobs", flush=True)

@@ -1,4 +1,4 @@
-"""An application's own job type, as docs/testing.md tests it: charge an invoice."""
+"""An application's own job type, as docs/how-to/testing.md tests it: charge an invoice."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Testing an application's job type with jobtrail's pytest plugin (see docs/testing.md)."""
+"""Testing an application's job type with jobtrail's pytest plugin (see docs/how-to/testing.md)."""
 
 from __future__ import annotations
 

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
+from qstash import AsyncQStash
 
 import jobstore
 import projections
+import qstash_local
 from jobstore import Dispatcher, EventStore, RecordedEvent, job_state
 from projections import attempt
 from tests.chaos import app, checker, cluster, faults, workload
@@ -175,7 +177,11 @@ async def _run(config: ChaosConfig, running: cluster.Cluster, say: Say) -> Chaos
                 stop.set()
                 await asyncio.gather(*background, return_exceptions=True)
             settle_started = time.monotonic()
-            settled = await settle(store, tailer, config.settle_timeout, say)
+            qstash = AsyncQStash(qstash_local.DEV_TOKEN, base_url=running.qstash_url, retry=False)
+            try:
+                settled = await settle(store, tailer, qstash, config.settle_timeout, say)
+            finally:
+                await qstash.http._client.aclose()
             settle_seconds = time.monotonic() - settle_started
             evidence = await gather_evidence(store, tailer, producer, running.runs_file)
         evidence.host_log = running.host_log()
@@ -221,7 +227,9 @@ async def _report(
         )
 
 
-async def settle(store: EventStore, tailer: Tailer, within: float, say: Say) -> bool:
+async def settle(
+    store: EventStore, tailer: Tailer, qstash: AsyncQStash, within: float, say: Say
+) -> bool:
     """Wait until every job has finished, the views and the tailer have read the whole log;
     False if that did not happen within ``within`` seconds."""
     deadline = time.monotonic() + within
@@ -250,6 +258,7 @@ async def settle(store: EventStore, tailer: Tailer, within: float, say: Say) -> 
             )
             for job_id in sorted(unfinished)[:2]:
                 say(f"  e.g. {job_id}: {await _history(store, job_id)}")
+                say(f"    in QStash: {await _qstash_story(store, qstash, job_id)}")
         await asyncio.sleep(0.5)
 
 
@@ -258,6 +267,32 @@ async def _history(store: EventStore, job_id: str) -> str:
         events = await store.read_stream(job_state.stream_id(job_id))
         return ", ".join(f"{r.recorded_at:%H:%M:%S.%f} {r.type_name} {_brief(r)}" for r in events)
     return "(not readable now)"
+
+
+async def _qstash_story(store: EventStore, qstash: AsyncQStash, job_id: str) -> str:
+    """What QStash says of the job's newest published message: its newest log rows."""
+    with contextlib.suppress(Exception):
+        row = await store.pool.fetchrow(
+            "SELECT dispatch, message_id FROM jobtrail.relay_messages WHERE job_id = $1"
+            " ORDER BY dispatch DESC LIMIT 1",
+            job_id,
+        )
+        if row is None:
+            return "never published"
+        logs = (await qstash.log.list(filter={"message_id": row["message_id"]})).logs
+        rows = [_log_row(entry) for entry in logs[:6]]
+        return f"dispatch {row['dispatch']} {row['message_id']}: {'; '.join(rows) or 'unknown'}"
+    return "(not readable now)"
+
+
+def _log_row(entry: Any) -> str:
+    """A QStash log row: state, its status answer, when the next delivery is due."""
+    text = entry.state.value
+    if entry.response_status is not None:
+        text += f" (answer {entry.response_status})"
+    if entry.next_delivery_time:
+        text += f", next delivery in {entry.next_delivery_time / 1000 - time.time():.0f} s"
+    return text
 
 
 def _brief(recorded: RecordedEvent) -> str:

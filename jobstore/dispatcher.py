@@ -278,7 +278,8 @@ class Dispatcher:
         """Validate every job, then record them all in one transaction; return their ids.
 
         If any job is invalid, JobValidationError lists every problem and nothing is
-        written. A job whose idempotency key already exists keeps its existing id.
+        written. A job whose idempotency key already exists keeps its existing id; a key
+        given twice in the batch gets the first request's job (as across calls).
         """
         events, problems = [], []
         for index, request in enumerate(jobs):
@@ -294,7 +295,9 @@ class Dispatcher:
                 )
         if problems:
             raise errors.JobValidationError(f"{len(problems)} problem(s) in the batch", problems)
-        unique = {e.job_id: e for e in events}
+        unique: dict[str, JobDispatched] = {}
+        for event in events:  # the first request of a key wins, as across calls
+            unique.setdefault(event.job_id, event)
         with _as_validation_error():
             outcomes = await self.store.append_each(
                 [

@@ -38,7 +38,6 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from pydantic import BaseModel, SecretStr
 
 import jobstore
@@ -50,6 +49,11 @@ from workers.context import HostContext
 from workers.decision import Answer
 from workers.metrics import Metrics
 from workers.verification import Verifier
+
+try:  # async fixtures need pytest-asyncio (jobtrail[testing]); without it, fail on use only
+    from pytest_asyncio import fixture as async_fixture
+except ImportError:  # pragma: no cover - a project with jobtrail but not pytest-asyncio
+    async_fixture = pytest.fixture  # type: ignore[assignment]
 
 FINISHED = frozenset({"completed", "failed", "cancelled"})
 _TOKEN_LIFETIME = timedelta(hours=1)
@@ -298,7 +302,7 @@ def jobtrail_template(jobtrail_server_dsn: str) -> Iterator[str]:
         asyncio.run(drop_database(jobtrail_server_dsn, name))
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def jobtrail_dsn(jobtrail_server_dsn: str, jobtrail_template: str) -> AsyncIterator[str]:
     """A fresh, migrated database of this test's own, dropped afterwards."""
     name = await clone_database(jobtrail_server_dsn, jobtrail_template)
@@ -308,7 +312,7 @@ async def jobtrail_dsn(jobtrail_server_dsn: str, jobtrail_template: str) -> Asyn
         await drop_database(jobtrail_server_dsn, name)
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def jobtrail_qstash() -> AsyncIterator[qstash_local.Server]:
     """A qstash_local server on loopback with QStash's dev credentials (``.url``)."""
     config = qstash_local.Config(retry_delay_scale=0.0001, scheduler_tick_s=0.01)
@@ -336,7 +340,7 @@ def jobtrail_registry(jobtrail_settings: jobstore.Settings) -> jobstore.JobRegis
     return runtime.application_registry(jobtrail_settings)
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def jobtrail(
     jobtrail_settings: jobstore.Settings,
     jobtrail_dsn: str,

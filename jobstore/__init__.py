@@ -39,6 +39,7 @@ from jobstore.errors import (
     RetryLater,
     TokenUsedError,
     UnknownEventTypeError,
+    is_transient,
 )
 from jobstore.event import Event, RecordedEvent, upcaster
 from jobstore.follower import Follower, FollowerConfig, FollowerStopped
@@ -149,6 +150,7 @@ __all__ = [
     "erasure",
     "follower",
     "get_job_config",
+    "is_transient",
     "job_events",
     "job_state",
     "keyring",

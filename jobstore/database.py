@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -14,9 +14,13 @@ import structlog
 
 from jobstore import errors, keyring
 from jobstore.embedded import EmbeddedPostgres
+from jobstore.retry import RetryPolicy
 from jobstore.settings import Settings
 
 log = structlog.get_logger("jobtrail.database")
+T = TypeVar("T")
+RIDE_OUT_DELAYS = RetryPolicy(first=0.05, cap=1.0)
+"""How often work looks again for a database that went away (see :class:`Runner`)."""
 
 # jsonb's binary wire format is a version byte (1) followed by the JSON text.
 _JSONB_VERSION = b"\x01"
@@ -108,6 +112,58 @@ async def close_quietly(conn: asyncpg.Connection) -> None:
     except BaseException:
         conn.terminate()
         raise
+
+
+class Runner:
+    """Runs work on a pool's connections, waiting out a brief outage (the one place).
+
+    A transient failure (:func:`jobstore.errors.is_transient`: PostgreSQL restarting, a
+    connection lost) is tried again for up to ``ride_out`` seconds before it is raised as
+    DatabaseUnavailableError, where trying again is safe: always while getting a
+    connection (nothing was sent yet), and after a failed statement only for ``rerun``
+    work: reads, and writes the database makes idempotent.  Work on a connection the
+    caller holds is never run again (its transaction is gone with it).  Other errors are
+    raised as they are, for the caller to translate.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, ride_out: float = 0.0) -> None:
+        self.pool = pool
+        self.ride_out = ride_out
+        self.waits = 0
+        """Times work waited for the database to come back (the host's /metrics)."""
+
+    async def run(
+        self,
+        work: Callable[[Any], Awaitable[T]],
+        connection: Any = None,
+        *,
+        rerun: bool = True,
+        what: str = "the database",
+    ) -> T:
+        """``work(conn)`` on ``connection``, or on a pooled connection (see the class)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ride_out
+        delays = RIDE_OUT_DELAYS.delays()
+        while True:
+            sent = False
+            try:
+                if connection is not None:
+                    sent = True
+                    return await work(connection)
+                async with self.pool.acquire() as conn:
+                    sent = True
+                    return await work(conn)
+            except Exception as exc:
+                if not errors.is_transient(exc):
+                    raise
+                delay = delays.next()
+                again = connection is None and (rerun or not sent)
+                again = again and not isinstance(exc, asyncpg.QueryCanceledError)  # too slow
+                if not again or loop.time() + delay > deadline:
+                    raise errors.unavailable(exc, f"{what} lost its database") from None
+                log.info("database unavailable; trying again", what=what, error=type(exc).__name__)
+                self.waits += 1
+                await asyncio.sleep(delay)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel
 
-from jobstore import errors, protect, query
+from jobstore import database, errors, protect, query
 from jobstore.event import Event
 from jobstore.job_events import JobDispatched
 from jobstore.settings import DEV_DATA_KEY, Settings
@@ -102,8 +102,9 @@ class _Wanted:
 class KeyRing:
     """Makes, reads and destroys the data keys of jobs, in one database."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, runner: database.Runner | None = None) -> None:
         self._pool = pool
+        self._runner = runner or database.Runner(pool)
 
     async def keys(
         self, kids: Iterable[str], connection: asyncpg.Connection | None = None
@@ -188,17 +189,13 @@ class KeyRing:
     async def _fetch(
         self, connection: asyncpg.Connection | None, sql: str, *args: Any
     ) -> list[asyncpg.Record]:
-        try:
-            if connection is not None:
-                return list(await connection.fetch(sql, *args))
-            async with self._pool.acquire() as conn:
-                return list(await conn.fetch(sql, *args))
+        async def fetch(conn: Any) -> list[asyncpg.Record]:
+            return list(await conn.fetch(sql, *args))
+
+        try:  # every statement here may run again: create_keys keeps existing keys
+            return await self._runner.run(fetch, connection, what="the data key table")
         except asyncpg.PostgresError as exc:
             raise errors.EventStoreError(f"the data key table failed: {exc}") from None
-        except (OSError, asyncpg.InterfaceError) as exc:
-            raise errors.DatabaseUnavailableError(
-                f"the data key table is unreachable: {exc}"
-            ) from None
 
 
 def _keys_of(rows: Iterable[asyncpg.Record]) -> dict[str, AESGCM | None]:

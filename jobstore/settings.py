@@ -175,6 +175,16 @@ class Settings(BaseSettings):
         description="Days generate-report files are kept (unset: kept for good).",
     )
 
+    database_ride_out_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        validation_alias=AliasChoices(
+            "JOBTRAIL_DATABASE_RIDE_OUT_SECONDS", "database_ride_out_seconds"
+        ),
+        description="Seconds the host's requests wait out a database outage (a restart) "
+        "before answering 503 with Retry-After (0: answer at once).",
+    )
     lease_grace_seconds: float = Field(
         default=5.0,
         ge=0,

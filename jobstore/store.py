@@ -36,7 +36,7 @@ import asyncpg
 import orjson
 import structlog
 
-from jobstore import codec, errors, keyring, query, tracing
+from jobstore import codec, database, errors, keyring, query, tracing
 from jobstore.batcher import AppendBatcher
 from jobstore.cursor import START, Cursor, Page
 from jobstore.event import Event, RecordedEvent, decode
@@ -51,13 +51,9 @@ MAX_STREAM_ID_LENGTH: Final = 200
 NOTIFY_CHANNEL: Final = "jobtrail_events"
 
 _Q = query.load("jobstore", "store.sql")
-_CONNECTION_ERRORS = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-    asyncpg.AdminShutdownError,
+_ANNOUNCE_FAILURES: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    *errors.DRIVER_TRANSIENT,
 )
 
 
@@ -137,7 +133,7 @@ class _Announcer:
                     await conn.execute(_Q["announce_appended"])
             except asyncpg.InterfaceError:  # the pool is closing: nobody is left to tell
                 return
-            except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
+            except _ANNOUNCE_FAILURES as exc:
                 log.warning("could not announce appended events", error=str(exc)[:300])
                 return
             if not self._again:
@@ -148,11 +144,15 @@ class _Announcer:
 class EventStore:
     """The append-only event log in PostgreSQL."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, ride_out: float = 0.0) -> None:
         self._pool = pool
+        self.runner = database.Runner(pool, ride_out)
+        """Runs the store's work, waiting out a database outage for up to ``ride_out``
+        seconds (the host: JOBTRAIL_DATABASE_RIDE_OUT_SECONDS) before raising
+        DatabaseUnavailableError."""
         self._batcher = AppendBatcher(self._append_each)
         self._announcer = _Announcer(pool)
-        self.keys = keyring.KeyRing(pool)
+        self.keys = keyring.KeyRing(pool, self.runner)
         """The jobs' data keys: appends seal personal data with them (:mod:`jobstore.protect`)."""
 
     @property
@@ -200,7 +200,9 @@ class EventStore:
         if not any(e.types for e in encoded):
             return [[] for _ in requests]
         own = connection is None
-        rows = await self._run(self._append_rows, (*_arguments(encoded), own), connection)
+        rows = await self._run(
+            self._append_rows, (*_arguments(encoded), own), connection, rerun=False
+        )
         if own:
             self._announcer.wake()
         by_stream: dict[str, list[int]] = {}
@@ -352,7 +354,9 @@ class EventStore:
         async def run(conn: asyncpg.Connection, a: tuple[Any, ...]) -> list[asyncpg.Record]:
             return list(await conn.fetch(_Q["append_events_each"], *a))
 
-        rows: list[asyncpg.Record] = await self._run(run, _arguments_each(encoded), None)
+        rows: list[asyncpg.Record] = await self._run(
+            run, _arguments_each(encoded), None, rerun=False
+        )
         self._announcer.wake()
         positions: dict[str, list[int]] = {}
         conflicts: dict[str, int] = {}
@@ -373,18 +377,24 @@ class EventStore:
         rows: list[asyncpg.Record] = await self._run(run, args, None)
         return rows
 
-    async def _run(self, fn: Any, args: Any, connection: asyncpg.Connection | None) -> Any:
+    async def _run(
+        self, fn: Any, args: Any, connection: asyncpg.Connection | None, *, rerun: bool = True
+    ) -> Any:
+        """``fn(conn, args)`` on ``connection`` or a pooled one; driver errors translated.
+
+        A brief outage is ridden out (:class:`jobstore.database.Runner`) for reads, and for
+        appends only until one is sent: if the connection broke while an append committed,
+        its outcome is unknown, and a second try could record its events twice (an
+        ``any``-version append) or report its own first try as a conflict.  The caller
+        (QStash, through the host's 503) tries again later instead, under the rules that
+        make a repeated delivery harmless.
+        """
         try:
-            if connection is not None:
-                return await fn(connection, args)
-            async with self._pool.acquire() as conn:
-                return await fn(conn, args)
+            return await self.runner.run(
+                lambda conn: fn(conn, args), connection, rerun=rerun, what="the event store"
+            )
         except asyncpg.PostgresError as exc:
             raise _translate(exc) from None
-        except _CONNECTION_ERRORS as exc:
-            raise errors.DatabaseUnavailableError(
-                f"the event store lost its database connection: {exc}"
-            ) from None
 
 
 def _dedupe(requests: Sequence[StreamAppend]) -> Sequence[StreamAppend]:
@@ -516,8 +526,8 @@ def _translate(exc: asyncpg.PostgresError) -> errors.JobstoreError:
         return errors.ConcurrencyError(_stream_from(exc), "the version read before", None)
     if sqlstate == "JT002":
         return errors.AppendOnlyError(str(exc))
-    if isinstance(exc, asyncpg.CannotConnectNowError | asyncpg.AdminShutdownError):
-        return errors.DatabaseUnavailableError(f"PostgreSQL is not accepting work: {exc}")
+    if errors.is_transient(exc):
+        return errors.unavailable(exc, "PostgreSQL is not accepting work")
     return errors.EventStoreError(f"the event store failed: {exc}")
 
 

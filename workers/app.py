@@ -20,8 +20,8 @@ from qstash import AsyncQStash
 
 import jobstore
 import projections
-from jobstore import DatabaseUnavailableError, JobRegistry, Settings
-from workers import builtin, callback, dashboard, health, notification, safety
+from jobstore import JobRegistry, Settings
+from workers import builtin, callback, dashboard, health, notification, outage, safety
 from workers.context import HOST, HostContext
 from workers.decision import Answer
 from workers.metrics import Metrics
@@ -107,7 +107,7 @@ def _lifecycle(
             stack.push_async_callback(_close_pool, pool)
             http = aiohttp.ClientSession()
             stack.push_async_callback(http.close)
-            store = jobstore.EventStore(pool)
+            store = jobstore.EventStore(pool, ride_out=settings.database_ride_out_seconds)
             ctx = HostContext(
                 settings=settings,
                 store=store,
@@ -220,8 +220,10 @@ async def _json_errors(
         if exc.status == 413:
             reason = f"request body is larger than {MAX_BODY_BYTES} bytes"
         return respond(Answer(exc.status, reason))
-    except DatabaseUnavailableError:
-        return respond(Answer(503, "database unavailable; retry later", retry_after=5))
-    except Exception:
+    except Exception as exc:
+        unavailable = outage.answer_for(exc)
+        if unavailable is not None:
+            log.warning("database unavailable", path=request.path, error=type(exc).__name__)
+            return respond(unavailable)
         log.exception("unexpected error", path=request.path)
         return respond(Answer(500, "internal error; see the host's log"))

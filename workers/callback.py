@@ -17,7 +17,6 @@ import structlog
 from aiohttp import web
 
 from jobstore import (
-    DatabaseUnavailableError,
     DeliveryToken,
     Event,
     JobError,
@@ -26,7 +25,7 @@ from jobstore import (
     change,
     envelope,
 )
-from workers import decision
+from workers import decision, outage
 from workers.context import HOST, HostContext
 from workers.decision import Answer
 from workers.verification import REFUSED, VerificationError
@@ -63,8 +62,11 @@ async def _receive(request: web.Request) -> Answer:
         job_id, dispatch = source.job_id, source.dispatch
     try:
         return await _settle(ctx, job_id, dispatch, report, token)
-    except DatabaseUnavailableError:
-        return Answer(503, "database unavailable; retry later", retry_after=5)
+    except Exception as exc:
+        unavailable = outage.answer_for(exc)
+        if unavailable is None:
+            raise
+        return unavailable
 
 
 async def _settle(

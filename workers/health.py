@@ -95,6 +95,7 @@ async def metrics(request: web.Request) -> web.Response:
         return refused
     ctx = request.app[HOST]
     ctx.metrics.observe_qstash(ctx.qstash_limits)
+    ctx.metrics.observe_database_waits(ctx.store.runner.waits)
     try:
         last = await ctx.store.last_position()
         relay_at = await ctx.store.checkpoint("relay")

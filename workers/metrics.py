@@ -97,6 +97,13 @@ class Metrics:
             registry=self.registry,
         )
         self._qstash_seen = QStashLimits()
+        self.database_waits = Counter(
+            "jobtrail_database_outage_waits",
+            "Times a request or task of this host waited for the database to come back "
+            "(JOBTRAIL_DATABASE_RIDE_OUT_SECONDS) instead of failing at once",
+            registry=self.registry,
+        )
+        self._database_waits_seen = 0
         self.reader_held_back_events = Gauge(
             "jobtrail_log_reader_held_back_events",
             "Committed events no follower may read yet: an older transaction is still running",
@@ -116,6 +123,11 @@ class Metrics:
         seen.throttled, seen.unreachable = limits.throttled, limits.unreachable
         waiting = limits.waiting_until
         self.qstash_waiting.set(0 if waiting is None else max(0.0, waiting - time.time()))
+
+    def observe_database_waits(self, waits: int) -> None:
+        """Bring the outage-wait counter up to ``waits`` (the event store keeps the count)."""
+        self.database_waits.inc(max(0, waits - self._database_waits_seen))
+        self._database_waits_seen = max(waits, self._database_waits_seen)
 
     def render(self) -> bytes:
         """The metrics in Prometheus' text format."""

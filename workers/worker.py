@@ -14,11 +14,10 @@ import structlog
 from aiohttp import web
 
 from jobstore import (
-    DatabaseUnavailableError,
     envelope,
     tracing,
 )
-from workers import attempt, run
+from workers import attempt, outage, run
 from workers.context import HOST, HostContext
 from workers.decision import Answer
 from workers.verification import REFUSED, VerificationError
@@ -81,12 +80,15 @@ async def _receive(
     except envelope.EnvelopeError as exc:
         log.warning("scheduled run refused", reason=str(exc), message_id=message_id)
         return Answer(489, str(exc), non_retryable=True), parsed.type
-    except DatabaseUnavailableError as exc:
-        log.warning("database unavailable; asking QStash to retry", error=str(exc))
-        return Answer(503, "database unavailable; retry later", retry_after=5), parsed.type
     except run.QStashUnavailableError as exc:
         log.warning("QStash unavailable; asking it to retry", error=str(exc))
         return Answer(503, "QStash unavailable; retry later", retry_after=5), parsed.type
+    except Exception as exc:
+        unavailable = outage.answer_for(exc)
+        if unavailable is None:
+            raise
+        log.warning("database unavailable; asking QStash to retry", error=str(exc)[:300])
+        return unavailable, parsed.type
     return answer, parsed.type
 
 

@@ -1,6 +1,7 @@
 """The long fault-injection run of issue 15: many jobs, many faults, every invariant checked.
 
     python bench/chaos.py --seed 7 --jobs 10000 --duration 600 --faults 40
+    python bench/chaos.py --kinds pg_restart_fast,pg_restart_immediate --duration 90 --faults 30
 
 The harness is ``tests/chaos`` (the short seeded run of the test suite uses the same one):
 a private PostgreSQL (initdb/pg_ctl in a temporary folder), ``jobtrail qstash-dev`` and
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import bench_line, machine, quiet_logs
 from tests.chaos import ChaosConfig, run
+from tests.chaos.faults import FAULT_KINDS
 
 
 def _say(line: str) -> None:
@@ -42,6 +44,7 @@ async def main(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         duration=args.duration,
         faults=args.faults,
+        fault_kinds=tuple(args.kinds.split(",")),
         duplicates_per_second=args.duplicates_per_second,
         operations_per_second=args.operations_per_second,
         settle_timeout=args.settle_timeout,
@@ -62,6 +65,7 @@ async def main(args: argparse.Namespace) -> int:
     bench_line("chaos_view_mismatches", result.findings["view_mismatches"], "jobs")
     bench_line("chaos_skipped", result.findings["skipped"], "events")
     bench_line("chaos_host_unexpected_errors", result.findings["host_unexpected_errors"], "errors")
+    bench_line("chaos_failed_by_faults", sum(result.findings.failed_by_faults.values()), "jobs")
     bench_line("chaos_settle_s", result.settle_seconds, "s")
     return 0 if result.ok and result.settled else 1
 
@@ -81,6 +85,11 @@ if __name__ == "__main__":
         "--duration", type=float, default=300.0, help="seconds over which jobs and faults come"
     )
     parser.add_argument("--faults", type=int, default=20, help="process faults, spread evenly")
+    parser.add_argument(
+        "--kinds",
+        default=",".join(FAULT_KINDS),
+        help="fault kinds to draw from, comma-separated (pg_restart_fast alone: a storm)",
+    )
     parser.add_argument("--duplicates-per-second", type=float, default=10.0)
     parser.add_argument("--operations-per-second", type=float, default=1.0)
     parser.add_argument("--settle-timeout", type=float, default=600.0)

@@ -82,6 +82,10 @@ class Findings:
     waiting: int = 0
     """Unfinished jobs legitimately waiting (delayed beyond the end of the run)."""
     max_early_seconds: float = 0.0
+    failed_by_faults: Counter[str] = field(default_factory=Counter)
+    """Failed jobs whose handler would have succeeded within their retries, by the reason
+    their failure was recorded with."""
+    failed_by_faults_examples: list[str] = field(default_factory=list)
 
     def add(self, kind: str, example: str, count: int = 1) -> None:
         """Count ``count`` violations of ``kind``; keep ``example`` among the first few."""
@@ -241,6 +245,8 @@ def _check_final(
     if state is None:
         return
     findings.statuses[state.status.value] += 1
+    if state.status.value == "failed":
+        _failed_by_faults(job_id, events, state, findings)
     if state.finished:
         return
     if not_before is not None and not_before > now:
@@ -248,6 +254,21 @@ def _check_final(
         return
     kinds = [r.event.type_name for r in events]
     findings.add("stuck", f"job {job_id}: {state.status.value} after {kinds}")
+
+
+def _failed_by_faults(
+    job_id: str, events: Sequence[RecordedEvent], state: job_state.JobState, findings: Findings
+) -> None:
+    """A failed job whose handler fails fewer times than its attempts allow: faults, not the
+    handler, spent its retries (a figure, not an invariant: abandoned attempts count)."""
+    planned = state.payload.get("fail_times", 0)
+    if not isinstance(planned, int) or planned > state.max_retries:
+        return
+    reasons = [r.event.reason for r in events if isinstance(r.event, JobFailed)]
+    findings.failed_by_faults[reasons[-1] if reasons else "?"] += 1
+    if len(findings.failed_by_faults_examples) < EXAMPLES:
+        kinds = [r.event.type_name for r in events]
+        findings.failed_by_faults_examples.append(f"job {job_id}: {kinds}")
 
 
 def check_views(evidence: Evidence, findings: Findings) -> None:

@@ -40,11 +40,16 @@ FAULT_KINDS: Final = (
 Say = Callable[[str], None]
 
 
-def fault_plan(rng: random.Random, count: int, duration: float) -> list[tuple[float, str]]:
+def fault_plan(
+    rng: random.Random, count: int, duration: float, kinds_from: Sequence[str] = FAULT_KINDS
+) -> list[tuple[float, str]]:
     """``count`` (seconds into the run, fault kind) pairs, every kind before any repeats."""
+    unknown = set(kinds_from) - set(FAULT_KINDS)
+    if unknown or not kinds_from:
+        raise ValueError(f"fault kinds {sorted(unknown)} unknown; known: {', '.join(FAULT_KINDS)}")
     kinds: list[str] = []
     while len(kinds) < count:
-        batch = list(FAULT_KINDS)
+        batch = list(kinds_from)
         rng.shuffle(batch)
         kinds += batch
     times = sorted(rng.uniform(0.1, 0.9) * duration for _ in range(count))

@@ -33,6 +33,7 @@ from jobstore import Dispatcher, EventStore, RecordedEvent, job_state
 from projections import attempt
 from tests.chaos import app, checker, cluster, faults, workload
 from tests.chaos.checker import Evidence, Findings
+from tests.chaos.faults import FAULT_KINDS
 from tests.chaos.tailer import Tailer
 
 Say = Callable[[str], None]
@@ -58,6 +59,8 @@ class ChaosConfig:
     duration: float = 20.0
     """Seconds over which the jobs are enqueued and the faults injected."""
     faults: int = 5
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    """The kinds drawn from (``pg_restart_fast`` alone: a storm of PostgreSQL restarts)."""
     duplicates_per_second: float = 5.0
     operations_per_second: float = 1.0
     """Cancels and replays per second."""
@@ -110,6 +113,8 @@ class ChaosResult:
             f"operator: {_counts(self.operations)}",
             f"enqueue calls retried: {_counts(self.enqueue_errors)}",
             f"final statuses: {_counts(f.statuses)}; waiting (delayed): {f.waiting}",
+            f"failed by faults (retries spent by faults, not the handler): "
+            f"{sum(f.failed_by_faults.values())} ({_counts(f.failed_by_faults)})",
             f"settled: {self.settled} after {self.settle_seconds:.1f} s "
             f"(run {self.run_seconds:.1f} s)",
             f"tailer restarts: {_counts(self.tailer_restarts)}",
@@ -118,6 +123,7 @@ class ChaosResult:
         ]
         if f.max_early_seconds:
             lines.append(f"earliest start before not_before: {f.max_early_seconds:.3f} s")
+        lines += [f"    {example}" for example in f.failed_by_faults_examples]
         if not f.ok:
             lines.append(f.describe())
         return "\n".join(lines)
@@ -159,7 +165,9 @@ async def _run(config: ChaosConfig, running: cluster.Cluster, say: Say) -> Chaos
         duplicator = faults.Duplicator(store, running, dup_rng)
         operator = faults.Operator(dispatcher, running, op_rng, say)
         planned = workload.plan(plan_rng, config.jobs)
-        fault_times = faults.fault_plan(fault_rng, config.faults, config.duration)
+        fault_times = faults.fault_plan(
+            fault_rng, config.faults, config.duration, config.fault_kinds
+        )
         started = time.monotonic()
         async with Tailer(store, running.pg.dsn) as tailer:
             stop = asyncio.Event()

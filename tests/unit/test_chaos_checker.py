@@ -276,3 +276,16 @@ def test_the_first_request_of_a_key_is_the_one_kept() -> None:
     evidence = good_log().evidence()
     evidence.keys = {"k": KeyUse("tag-1111", (JOB, JOB))}
     assert checker.check(evidence).ok
+
+
+def test_a_job_failed_within_its_handlers_budget_counts_as_failed_by_faults() -> None:
+    doomed = dispatched(OTHER).model_copy(update={"payload": {"tag": "t", "fail_times": 99}})
+    log = (
+        Log()
+        .add(JOB, dispatched(JOB), started(), attempt_failed(will_retry=False), failed())
+        .add(OTHER, doomed, started(), attempt_failed(will_retry=False), failed())
+    )
+    findings = checker.check(log.evidence())
+    assert findings.ok, findings.describe()  # a figure, not a violation
+    assert findings.failed_by_faults == {"all attempts failed": 1}
+    assert JOB in findings.failed_by_faults_examples[0]

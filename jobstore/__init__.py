@@ -21,7 +21,7 @@ from jobstore import (
 from jobstore.address import AddressPolicy
 from jobstore.cursor import START, Cursor, Page
 from jobstore.database import Database, connect, create_pool, open_database, resolve_dsn
-from jobstore.dispatcher import Dispatcher, Enqueued, JobRequest
+from jobstore.dispatcher import Cancelled, Dispatcher, Enqueued, JobRequest
 from jobstore.election import Election, LeadershipLost, LeadershipUnavailable, Lease
 from jobstore.embedded import EmbeddedPostgres
 from jobstore.errors import (
@@ -86,6 +86,7 @@ __all__ = [
     "Backoff",
     "BaseJob",
     "BaseJobMetadata",
+    "Cancelled",
     "ConcurrencyError",
     "Cursor",
     "Database",

@@ -83,6 +83,26 @@ class Enqueued:
 
 
 @dataclass(frozen=True, slots=True)
+class Cancelled:
+    """The outcome of a cancel: where it was recorded, and whether an attempt was running.
+
+    A cancel stops future attempts only: an attempt already running still records its
+    outcome, so a job cancelled while it runs may yet end ``completed``.
+    """
+
+    job_id: str
+    position: int
+    attempt_running: bool
+
+    @property
+    def message(self) -> str:
+        """What the cancel did, in words."""
+        if self.attempt_running:
+            return "cancel recorded; the running attempt may still finish"
+        return "cancelled; no further attempt will run"
+
+
+@dataclass(frozen=True, slots=True)
 class JobRequest:
     """One job of an ``enqueue_many`` call."""
 
@@ -311,12 +331,22 @@ class Dispatcher:
 
     async def cancel(
         self, job_id: str, reason: str | None = None, *, actor: str | None = None
-    ) -> int:
-        """Stop future attempts of a job; a finished job is a JobError. Returns the position.
+    ) -> Cancelled:
+        """Stop future attempts of a job; a finished job is a JobError.
 
-        ``actor`` (``api:<token>``, ``cli:<user>``) is recorded in the event's metadata.
+        An attempt already running is not stopped: it still records its outcome, which the
+        result says (``attempt_running``, ``message``).  ``actor`` (``api:<token>``,
+        ``cli:<user>``) is recorded in the event's metadata.
         """
-        return await self._decide(job_id, lambda s: job_state.decide_cancel(s, reason), actor=actor)
+        changed = await change.change(
+            self.store,
+            job_id,
+            lambda s: (job_state.decide_cancel(s, reason), s.lease_until is not None),
+            metadata=actor_of.metadata(actor),
+        )
+        if changed is None:
+            raise errors.JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
+        return Cancelled(job_id, changed.positions[-1], attempt_running=changed.result)
 
     async def replay_job(
         self,

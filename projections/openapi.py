@@ -159,6 +159,14 @@ def _result_schemas() -> dict[str, Any]:
             }
         ),
         "Changed": _object({"job_id": {"type": "string"}, "position": {"type": "integer"}}),
+        "Cancelled": _object(
+            {
+                "job_id": {"type": "string"},
+                "position": {"type": "integer"},
+                "attempt_running": {"type": "boolean"},
+                "message": {"type": "string"},
+            }
+        ),
         "BulkReplay": _object(_BULK_REPLAY),
         "Schedule": _object(_SCHEDULE),
         "ScheduleList": _object({"items": {"type": "array", "items": _ref("Schedule")}}),
@@ -422,7 +430,7 @@ def _job_action_paths() -> dict[str, Any]:
             "post": _operation(
                 "Cancel a job's future attempts",
                 "cancelJob",
-                {"200": _answer("Cancelled.", "Changed"), **changed},
+                {"200": _answer("Cancel recorded.", "Cancelled"), **changed},
                 by_id=True,
                 body=reason,
             )

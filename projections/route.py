@@ -142,11 +142,19 @@ async def replay_one(request: web.Request) -> web.Response:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    """POST /jobs/{id}/cancel: stop a job's future attempts (409 if it is finished)."""
+    """POST /jobs/{id}/cancel: stop a job's future attempts (409 if it is finished); a
+    running attempt is not stopped, and the answer says so."""
     job_id = check_job_id(request.match_info["id"], "id")
     reason = _reason(await _body(request, ("reason",)))
-    position = await context_of(request).dispatcher.cancel(job_id, reason, actor=actor(request))
-    return json({"job_id": job_id, "position": position})
+    done = await context_of(request).dispatcher.cancel(job_id, reason, actor=actor(request))
+    return json(
+        {
+            "job_id": job_id,
+            "position": done.position,
+            "attempt_running": done.attempt_running,
+            "message": done.message,
+        }
+    )
 
 
 async def replay_many(request: web.Request) -> web.Response:

@@ -218,7 +218,7 @@ def cancel(
     reason: str | None = typer.Option(None, help="Why (kept in the job's history)."),
     as_json: AsJson = False,
 ) -> None:
-    """Stop a job's future attempts (one already running still finishes)."""
+    """Stop a job's future attempts (one already running still finishes, and says so)."""
     settings = database.load_settings()
     _act(
         settings,
@@ -233,21 +233,36 @@ def _act(
     settings: jobstore.Settings,
     job_id: str,
     done: str,
-    action: Callable[[jobstore.Dispatcher], Awaitable[int]],
+    action: Callable[[jobstore.Dispatcher], Awaitable[int | jobstore.Cancelled]],
     as_json: bool,
 ) -> None:
-    async def main() -> int:
+    async def main() -> int | jobstore.Cancelled:
         registry = runtime.application_registry(settings)  # a replayed payload is checked
         policy = jobstore.AddressPolicy.from_settings(settings)
         async with database.open_database(settings) as db:
             dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool), registry, policy)
             return await action(dispatcher)
 
-    position = database.run(main)
+    outcome = database.run(main)
+    if isinstance(outcome, jobstore.Cancelled):  # a running attempt may still finish
+        if as_json:
+            runtime.print_json(
+                {
+                    "job_id": job_id,
+                    "position": outcome.position,
+                    "attempt_running": outcome.attempt_running,
+                    "message": outcome.message,
+                }
+            )
+        else:
+            database.console().print(
+                f"{outcome.message}: job [bold]{job_id}[/] (log position {outcome.position})"
+            )
+        return
     if as_json:
-        runtime.print_json({"job_id": job_id, "position": position})
+        runtime.print_json({"job_id": job_id, "position": outcome})
     else:
-        database.console().print(f"{done} job [bold]{job_id}[/] (log position {position})")
+        database.console().print(f"{done} job [bold]{job_id}[/] (log position {outcome})")
 
 
 def _replay_many(

@@ -23,10 +23,11 @@ from qstash_local.api import (
     signing_key,
     url_group,
 )
-from qstash_local.api.context import CONFIG, DISPATCHER, PUBLISHER, STATE, error_response
+from qstash_local.api.context import CONFIG, DISPATCHER, LIMITER, PUBLISHER, STATE, error_response
 from qstash_local.config import Config
 from qstash_local.dispatcher import Dispatcher
 from qstash_local.error import QStashLocalError, Unauthorized
+from qstash_local.limits import Limiter
 from qstash_local.publisher import Publisher
 from qstash_local.scheduler import Scheduler
 from qstash_local.state import State
@@ -40,7 +41,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except QStashLocalError as exc:
-        return error_response(exc.status, exc.message)
+        response = error_response(exc.status, exc.message)
+        response.headers.update(getattr(exc, "headers", {}))
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -153,6 +156,7 @@ def make_app(config: Config | None = None) -> web.Application:
     app[STATE] = state
     app[DISPATCHER] = dispatcher
     app[PUBLISHER] = Publisher(dispatcher)
+    app[LIMITER] = Limiter(config)
     _routes(app)
     app.cleanup_ctx.append(_background)
     return app

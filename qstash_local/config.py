@@ -35,6 +35,12 @@ class Config:
     message_retention_s: float = 10 * 60
     dedup_window_s: float = 10 * 60
     max_events: int = 200_000
+    burst_limit: int = 0
+    """Publish requests (publish, enqueue, batch) allowed per ``burst_window_s``; 0: no limit."""
+    burst_window_s: float = 1.0
+    message_quota: int = 0
+    """Messages allowed per ``quota_window_s`` (QStash's daily quota); 0: no quota."""
+    quota_window_s: float = 86_400.0
 
     def __post_init__(self) -> None:
         if self.retry_delay_scale < 0:
@@ -46,5 +52,9 @@ class Config:
             raise ValueError(f"delivery_workers must be >= 1, got {self.delivery_workers}")
         if self.scheduler_tick_s <= 0:
             raise ValueError(f"scheduler_tick_s must be > 0, got {self.scheduler_tick_s}")
+        if self.burst_limit < 0 or self.message_quota < 0:
+            raise ValueError("burst_limit and message_quota must be >= 0 (0 means no limit)")
+        if self.burst_window_s <= 0 or self.quota_window_s <= 0:
+            raise ValueError("burst_window_s and quota_window_s must be > 0")
         if self.max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be >= 1, got {self.max_body_bytes}")

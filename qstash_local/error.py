@@ -39,3 +39,13 @@ class PayloadTooLarge(QStashLocalError):
     """The request body is too large."""
 
     status = 413
+
+
+class TooManyRequests(QStashLocalError):
+    """A rate limit or quota is exhausted; retry after its reset."""
+
+    status = 429
+
+    def __init__(self, message: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers

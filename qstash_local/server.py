@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from qstash_local.api.context import STATE
+from qstash_local.api.context import LIMITER, STATE
 from qstash_local.app import make_app
 from qstash_local.config import Config
+from qstash_local.limits import Limiter
 from qstash_local.state import State
 
 
@@ -27,6 +28,11 @@ class Server:
     def state(self) -> State:
         """The server's in-memory state (for inspection in tests and tools)."""
         return self.app[STATE]
+
+    @property
+    def limiter(self) -> Limiter:
+        """The server's rate limit and quota (``throttle`` makes it answer 429 for a while)."""
+        return self.app[LIMITER]
 
 
 @contextlib.asynccontextmanager

@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 from qstash_local.config import Config
 from qstash_local.dispatcher import Dispatcher
 from qstash_local.error import BadRequest, PayloadTooLarge
+from qstash_local.limits import Limiter
 from qstash_local.publisher import Publisher
 from qstash_local.state import State
 
@@ -20,6 +21,7 @@ CONFIG = web.AppKey("config", Config)
 STATE = web.AppKey("state", State)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 PUBLISHER = web.AppKey("publisher", Publisher)
+LIMITER = web.AppKey("limiter", Limiter)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:

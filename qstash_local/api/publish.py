@@ -11,6 +11,7 @@ from multidict import CIMultiDict
 
 from qstash_local.api.context import (
     CONFIG,
+    LIMITER,
     PUBLISHER,
     caller_ip,
     json_response,
@@ -69,6 +70,7 @@ async def _single(
     body = await read_body(request, request.app[CONFIG].max_body_bytes)
     publisher = request.app[PUBLISHER]
     plan = _plan(publisher, destination, merged_headers(request, query), body, queue)
+    request.app[LIMITER].admit(len(plan.targets))
     results = _commit(publisher, plan, caller_ip(request))
     return json_response(_respond(results, plan.group), _status(results))
 
@@ -130,6 +132,7 @@ async def batch(request: web.Request) -> web.Response:
             if exc.message.startswith("batch item"):
                 raise
             raise type(exc)(f"batch item {index}: {exc.message}") from None
+    request.app[LIMITER].admit(sum(len(plan.targets) for plan in plans))
     ip = caller_ip(request)
     out = []
     for plan in plans:

@@ -70,6 +70,8 @@ class Evidence:
     caller cannot tell that trying again is right), by type and message."""
     reader_crashes: Mapping[str, int] = field(default_factory=dict)
     """Errors that ended a running log subscription (instead of being ridden out), by type."""
+    process_crashes: Sequence[str] = ()
+    """The host or qstash_local found dead without a fault having stopped it."""
 
 
 @dataclass
@@ -130,6 +132,7 @@ VIOLATIONS: Final = (
     "host_tasks_stopped",
     "unclassified_errors",
     "reader_crashes",
+    "process_crashes",
 )
 """Every kind of violation the checker reports (all must be zero)."""
 
@@ -374,6 +377,8 @@ def check_errors(evidence: Evidence, findings: Findings) -> None:
                 findings.add(kind, _host_line(line))
     for name, count in sorted(evidence.unclassified_errors.items()):
         findings.add("unclassified_errors", f"raised to a library caller: {name}", count)
+    for crash in evidence.process_crashes:
+        findings.add("process_crashes", crash[:400])
     for name, count in sorted(evidence.reader_crashes.items()):
         findings.add("reader_crashes", f"a log subscription ended with {name}", count)
 

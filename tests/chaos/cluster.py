@@ -75,6 +75,9 @@ class Cluster:
             self.env,
             folder / "host.log",
         )
+        self.crashes: list[str] = []
+        """Processes found dead that no fault had stopped (each was started again)."""
+        self._down: set[str] = set()
 
     async def start(self) -> None:
         """Create and start PostgreSQL, migrate it, then start qstash_local and the host."""
@@ -94,17 +97,46 @@ class Cluster:
 
     async def start_qstash(self) -> None:
         """Start qstash_local (empty: its state lives in memory) and wait until it answers."""
-        self.qstash.start()
         url = f"{self.qstash_url}/v2/keys?qstash_token={qstash_local.DEV_TOKEN}"
-        await _until_ok(url, lambda: _alive(self.qstash, "qstash_local"))
+        await self._start("qstash_local", self.qstash, url)
 
     async def start_host(self) -> None:
         """Start the host and wait until ``/readyz`` answers 200."""
-        self.host.start()
-        await _until_ok(self.host_url + "/readyz", lambda: _alive(self.host, "the host"))
+        await self._start("host", self.host, self.host_url + "/readyz")
+
+    async def _start(self, name: str, process: Process, url: str, tries: int = 3) -> None:
+        """Start ``process``; one that exits while starting (its database restarting, say)
+        is started again, up to ``tries`` times."""
+        for attempt in range(1, tries + 1):
+            process.start()
+            try:
+                await _until_ok(url, lambda: _alive(process, name))
+            except RuntimeError:
+                if attempt == tries:
+                    raise
+                process.kill()
+                await asyncio.sleep(1.0)
+            else:
+                self._down.discard(name)
+                return
+
+    async def revive(self) -> None:
+        """Start again any process that died without a fault stopping it, noting the crash."""
+        for name, process, start in (
+            ("qstash_local", self.qstash, self.start_qstash),
+            ("host", self.host, self.start_host),
+        ):
+            proc = process.proc
+            if name in self._down or proc is None or proc.poll() is None:
+                continue
+            self.crashes.append(
+                f"{name} exited with {proc.returncode}: {process.output()[-600:]!r}"
+            )
+            await start()
 
     def kill_host(self) -> None:
         """SIGKILL the host: in-flight attempts are left without an outcome."""
+        self._down.add("host")
         self.host.kill()
 
     async def stall_host(self, seconds: float) -> None:
@@ -121,6 +153,7 @@ class Cluster:
 
     def kill_qstash(self) -> None:
         """SIGKILL qstash_local: every message it held is gone."""
+        self._down.add("qstash_local")
         self.qstash.kill()
 
     def host_log(self) -> str:

@@ -175,7 +175,7 @@ async def _run(config: ChaosConfig, running: cluster.Cluster, say: Say) -> Chaos
             background = [
                 asyncio.create_task(duplicator.run(jobs, config.duplicates_per_second, stop)),
                 asyncio.create_task(operator.run(jobs, config.operations_per_second, stop)),
-                asyncio.create_task(_report(producer, injector, duplicator, stop, say)),
+                asyncio.create_task(_report(running, producer, injector, duplicator, stop, say)),
             ]
             try:
                 await asyncio.gather(
@@ -184,6 +184,7 @@ async def _run(config: ChaosConfig, running: cluster.Cluster, say: Say) -> Chaos
             finally:
                 stop.set()
                 await asyncio.gather(*background, return_exceptions=True)
+            await running.revive()
             settle_started = time.monotonic()
             qstash = AsyncQStash(qstash_local.DEV_TOKEN, base_url=running.qstash_url, retry=False)
             try:
@@ -195,6 +196,7 @@ async def _run(config: ChaosConfig, running: cluster.Cluster, say: Say) -> Chaos
         evidence.host_log = running.host_log()
         evidence.unclassified_errors = producer.unclassified + operator.unclassified
         evidence.reader_crashes = tailer.restarts
+        evidence.process_crashes = running.crashes
         findings = checker.check(evidence)
         return ChaosResult(
             config=config,
@@ -219,6 +221,7 @@ async def _run(config: ChaosConfig, running: cluster.Cluster, say: Say) -> Chaos
 
 
 async def _report(
+    running: cluster.Cluster,
     producer: workload.Producer,
     injector: faults.Injector,
     duplicator: faults.Duplicator,
@@ -233,6 +236,10 @@ async def _report(
             f"  {time.monotonic() - started:5.1f} s: {producer.sent:,} enqueued, "
             f"{sum(injector.done.values())} faults, {duplicator.sent:,} duplicates"
         )
+        try:
+            await running.revive()
+        except RuntimeError as exc:  # it would not start again: the run goes on without it
+            say(f"  could not start a crashed process again: {exc}")
 
 
 async def settle(

@@ -262,6 +262,7 @@ BROKEN_EVIDENCE: list[tuple[str, Change]] = [
         lambda e: _set(e, unclassified_errors={"InternalClientError: cannot switch": 2}),
     ),
     ("reader_crashes", lambda e: _set(e, reader_crashes={"EventStoreError": 1})),
+    ("process_crashes", lambda e: _set(e, process_crashes=["host exited with 1: boom"])),
 ]
 
 

@@ -69,7 +69,11 @@ class Injector:
         for at, kind in planned:
             await asyncio.sleep(max(0.0, started + at - time.monotonic()))
             self.say(f"fault at {time.monotonic() - started:5.1f} s: {kind}")
-            await self.inject(kind)
+            try:
+                await self.inject(kind)
+            except RuntimeError as exc:  # a process that would not come back: a finding
+                self.cluster.crashes.append(f"after {kind}: {exc}"[:600])
+                self.say(f"  {kind}: a process did not come back: {str(exc)[:300]}")
             self.done[kind] += 1
 
     async def inject(self, kind: str) -> None:

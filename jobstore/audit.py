@@ -45,6 +45,8 @@ _Q = query.load("jobstore", "audit.sql")
 GENESIS: Final = bytes(32)
 """The "previous hash" of a stream's first event, and the previous digest of anchor #1."""
 ANCHOR_ROLE: Final = "audit-anchor"
+HELD_BACK_RETRY: Final = 0.05
+"""Seconds between looks while events wait behind a running transaction."""
 ARCHIVE_HEADS: Final = "audit_heads"
 """The metadata key under which archiving records the heads of the streams it moves."""
 _FIXED = struct.Struct(">qqihq")  # position, xid, version, schema_version, recorded_at (µs)
@@ -220,9 +222,9 @@ def load_export(lines: Iterable[str | bytes]) -> list[Anchor]:
     return sorted(anchors, key=lambda a: a.seq)
 
 
-async def anchors(pool: asyncpg.Pool, after_seq: int = 0) -> list[Anchor]:
-    """The anchors in the database after ``after_seq``, in order (for export)."""
-    return [Anchor.from_row(r) for r in await pool.fetch(_Q["anchors"], after_seq)]
+async def anchors(pool: asyncpg.Pool, after_seq: int = 0, limit: int | None = None) -> list[Anchor]:
+    """The anchors in the database after ``after_seq`` (up to ``limit``), in order."""
+    return [Anchor.from_row(r) for r in await pool.fetch(_Q["anchors"], after_seq, limit)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +271,23 @@ class Anchorer:
                 break
         return made
 
+    async def anchor_through(self, target: Cursor | None = None) -> list[Anchor]:
+        """Anchor up to ``target`` (default: every event committed now), waiting for events
+        a running transaction holds back (see sql/0019).  For tools and tests."""
+        made: list[Anchor] = []
+        if target is None:
+            row = await self.pool.fetchrow(_Q["log_head"])
+            target = START if row is None else Cursor(int(row["xid"]), int(row["position"]))
+        while True:
+            made += await self.anchor_pending()
+            row = await self.pool.fetchrow(_Q["last_anchor"])
+            reached = (
+                START if row is None else Cursor(int(row["cursor_xid"]), row["cursor_position"])
+            )
+            if reached >= target:
+                return made
+            await asyncio.sleep(HELD_BACK_RETRY)
+
     async def anchor_once(self) -> Anchor | None:
         """One anchor of up to ``max_events`` events after the last; None if none."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -280,12 +299,12 @@ class Anchorer:
                 if problem is not None:
                     raise AuditError(f"the last anchor #{anchor.seq} {problem}: not extending it")
                 seq, previous = anchor.seq + 1, anchor.digest
-                cursor = Cursor(int(last["cursor_xid"]), int(last["cursor_position"]))
+                cursor = _cursor(last, "cursor_xid", "cursor_position")
             rows = await conn.fetch(_Q["unanchored_heads"], *cursor, self.config.max_events)
             if not rows:
                 return None
             heads = {r["stream_id"]: r for r in rows}  # reading order: the last one wins
-            end = Cursor(int(rows[-1]["xid"]), int(rows[-1]["position"]))
+            end = _cursor(rows[-1], "xid", "position")
             anchor = make_anchor(
                 self.key,
                 seq,
@@ -310,6 +329,10 @@ class Anchorer:
                 anchor.signature,
             )
             return anchor if written is not None else None
+
+
+def _cursor(row: asyncpg.Record | None, xid: str, position: str) -> Cursor:
+    return START if row is None else Cursor(int(row[xid]), int(row[position]))
 
 
 def anchor_problem(anchor: Anchor, key: AuditKey) -> str | None:

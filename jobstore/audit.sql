@@ -3,10 +3,15 @@
 SELECT seq, cursor_xid, cursor_position, body, digest, key_id, signature
   FROM jobtrail.audit_anchors ORDER BY seq DESC LIMIT 1;
 
+-- name: log_head
+-- params:
+-- The newest event in the followers' order (as EventStore.head).
+SELECT xid, position FROM jobtrail.events ORDER BY xid DESC, position DESC LIMIT 1;
+
 -- name: anchors
--- params: after_seq
+-- params: after_seq, limit
 SELECT seq, body, digest, key_id, signature
-  FROM jobtrail.audit_anchors WHERE seq > $1 ORDER BY seq;
+  FROM jobtrail.audit_anchors WHERE seq > $1 ORDER BY seq LIMIT $2;
 
 -- name: unanchored_heads
 -- params: after_xid, after_position, limit

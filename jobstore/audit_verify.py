@@ -159,7 +159,7 @@ async def verify(
     report = Report()
     try:
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            in_db = [Anchor.from_row(r) for r in await conn.fetch(_Q["anchors"], 0)]
+            in_db = [Anchor.from_row(r) for r in await conn.fetch(_Q["anchors"], 0, None)]
             anchored, covered = _check_anchors(report, key, in_db, exported)
             scan = _Scan(anchored, covered, from_position)
             extent = await conn.fetchrow(_Q["log_extent"], from_position - 1)

@@ -4,6 +4,7 @@ from projections import trend
 from projections.api import api_app
 from projections.api_context import API_ACCESS, API_CONTEXT, ApiContext
 from projections.attempt_view import AttemptView
+from projections.audit_route import AUDIT_KEY
 from projections.catalog import builtin_projections
 from projections.collector import relaxed_gc
 from projections.errors import (
@@ -50,6 +51,7 @@ from projections.token import (
 __all__ = [
     "API_ACCESS",
     "API_CONTEXT",
+    "AUDIT_KEY",
     "Access",
     "ApiContext",
     "ApiToken",

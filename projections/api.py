@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 
 from jobstore import DatabaseUnavailableError, JobError, JobValidationError
-from projections import cursor, errors, openapi, route, token
+from projections import audit_route, cursor, errors, openapi, route, token
 from projections.api_context import (
     API_CONTEXT,
     CURSOR_KEY,
@@ -72,6 +72,7 @@ def api_app(
     if context is not None:
         app[API_CONTEXT] = context
     route.add_routes(app)
+    audit_route.add_routes(app)
     return app
 
 

@@ -20,7 +20,7 @@ from qstash import AsyncQStash
 
 import jobstore
 import projections
-from jobstore import JobRegistry, Settings
+from jobstore import JobRegistry, Settings, audit
 from workers import builtin, callback, dashboard, health, notification, outage, safety
 from workers.context import HOST, HostContext
 from workers.decision import Answer
@@ -45,6 +45,8 @@ class HostOptions:
     notifier: bool = True
     sweeper: bool = True
     projections: bool = True
+    audit_anchors: bool = True
+    """Anchor the log's stream heads every JOBTRAIL_AUDIT_ANCHOR_INTERVAL (one host at a time)."""
     sweeper_config: SweeperConfig = field(default_factory=SweeperConfig)
     relay_config: jobstore.RelayConfig | None = None
     extra_background: tuple[Background, ...] = ()
@@ -81,6 +83,7 @@ def make_app(
     health.add_routes(app)
     access = projections.Access.from_settings(settings, options.listen_host)
     app[projections.API_ACCESS] = access
+    app[projections.AUDIT_KEY] = audit.AuditKey.from_settings(settings)
     if access.tokens:
         api = projections.api_app(
             access.tokens,
@@ -194,6 +197,13 @@ def _start_background(ctx: HostContext, options: HostOptions) -> Supervisor:
         supervisor.start("notifier", lambda: notifier_for(ctx, options).run())
     if options.sweeper and qstash is not None:
         supervisor.start("sweeper", lambda: Sweeper(ctx, options.sweeper_config).run())
+    if options.audit_anchors:
+        key = audit.AuditKey.from_settings(ctx.settings)
+        every = audit.AnchorConfig(ctx.settings.audit_anchor_interval_seconds)
+        supervisor.start(
+            "audit-anchors",
+            lambda: audit.Anchorer(ctx.store.pool, ctx.dsn, key, every).run(),
+        )
     if options.projections:
         supervisor.start(
             "projections",

@@ -14,6 +14,7 @@ import yarl
 
 from jobstore import Settings
 from jobstore.settings import (
+    DEV_AUDIT_KEY,
     DEV_CURRENT_SIGNING_KEY,
     DEV_DATA_KEY,
     DEV_NEXT_SIGNING_KEY,
@@ -94,6 +95,12 @@ def unsafe_configuration(settings: Settings, *, listen_host: str, webhooks: bool
         return (
             "refusing to start: process-webhook would sign with the public default secret "
             f"({where}); set JOBTRAIL_WEBHOOK_SECRET to a long random secret"
+        )
+    if settings.audit_key.get_secret_value() == DEV_AUDIT_KEY:
+        return (
+            "refusing to start: the log's audit anchors would be signed with the public "
+            f"default key ({where}); set JOBTRAIL_AUDIT_KEY to a long random secret kept "
+            "outside the database"
         )
     return None
 

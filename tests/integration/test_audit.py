@@ -57,7 +57,20 @@ async def place(pool: asyncpg.Pool, stream_id: str, version: int) -> int:
 
 
 async def anchored(pool: asyncpg.Pool, db_dsn: str) -> list[audit.Anchor]:
-    return await audit.Anchorer(pool, db_dsn, KEY).anchor_pending()
+    return await audit.Anchorer(pool, db_dsn, KEY).anchor_through()
+
+
+class _Anchored:
+    """Equal to any anchor number: which anchor holds a head depends on timing."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, int) and other >= 1
+
+    def __hash__(self) -> int:
+        return 0
+
+
+ANCHORED: Any = _Anchored()
 
 
 def first(report: audit_verify.Report) -> tuple[Any, ...]:
@@ -70,16 +83,17 @@ async def test_an_untouched_log_verifies_intact_and_counts_what_is_not_anchored_
     store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
 ) -> None:
     streams = await three_jobs(store)
-    (anchor,) = await anchored(pool, db_dsn)
-    assert anchor.content()["events"] == 9
-    assert {h.stream_id: h.version for h in anchor.heads()} == dict.fromkeys(streams, 3)
+    anchors = await anchored(pool, db_dsn)  # more than one if a transaction held some back
+    assert sum(a.content()["events"] for a in anchors) == 9
+    heads = {h.stream_id: h.version for a in anchors for h in a.heads()}
+    assert heads == dict.fromkeys(streams, 3)
     await store.append(streams[0], [Noted(n=1)])
 
     report = await audit_verify.verify(pool, KEY)
 
     assert report.intact, report.breaks
-    assert (report.events_checked, report.anchors_checked, report.unanchored_events) == (10, 1, 1)
-    assert report.last_anchor == 1
+    assert (report.events_checked, report.unanchored_events) == (10, 1)
+    assert report.anchors_checked == report.last_anchor == anchors[-1].seq
 
 
 async def test_an_edited_event_is_reported_at_its_place(
@@ -129,7 +143,7 @@ async def test_an_edit_with_recomputed_hashes_is_caught_by_the_signed_anchor(
     report = await audit_verify.verify(pool, KEY)
 
     head = await place(pool, streams[0], 3)
-    assert first(report) == (streams[0], 3, head, 1)
+    assert first(report) == (streams[0], 3, head, ANCHORED)
     assert "rewritten at or before version 3" in report.breaks[0].problem
     assert len(report.breaks) == 1, "the chain itself was made consistent again"
 
@@ -159,7 +173,7 @@ async def test_the_last_event_of_an_anchored_stream_cut_off_is_reported(
 
     report = await audit_verify.verify(pool, KEY)
 
-    assert first(report) == (streams[1], 3, last, 1)
+    assert first(report) == (streams[1], 3, last, ANCHORED)
     assert "removed or cut back" in report.breaks[0].problem
 
 
@@ -173,7 +187,7 @@ async def test_a_whole_removed_stream_is_reported(
 
     report = await audit_verify.verify(pool, KEY)
 
-    assert first(report) == (streams[0], 3, head, 1)
+    assert first(report) == (streams[0], 3, head, ANCHORED)
     assert len(report.breaks) == 1
     assert "gone from the log and the archive" in report.breaks[0].problem
 
@@ -246,7 +260,7 @@ async def test_archived_streams_still_verify_and_a_purge_without_record_is_repor
     )
     await superuser(db_dsn, "DELETE FROM jobtrail.events_archive WHERE stream_id = $1", streams[0])
     report = await audit_verify.verify(pool, KEY)
-    assert first(report) == (streams[0], 3, archived_head, 1)
+    assert first(report) == (streams[0], 3, archived_head, ANCHORED)
     assert "without a purge record" in report.breaks[0].problem
 
 
@@ -256,17 +270,15 @@ async def test_a_changed_anchor_is_reported(
     streams = await three_jobs(store)
     await anchored(pool, db_dsn)
     await store.append(streams[0], [Noted(n=1)])
-    await anchored(pool, db_dsn)
+    (last,) = (await anchored(pool, db_dsn))[-1:]
     await superuser(
-        db_dsn,
-        "UPDATE jobtrail.audit_anchors SET body = replace(body, '\"events\":1', '\"events\":2')"
-        " WHERE seq = 2",
+        db_dsn, "UPDATE jobtrail.audit_anchors SET body = body || ' ' WHERE seq = $1", last.seq
     )
 
     report = await audit_verify.verify(pool, KEY)
 
     found = report.first
-    assert found is not None and (found.anchor, found.stream_id) == (2, None)
+    assert found is not None and (found.anchor, found.stream_id) == (last.seq, None)
     assert "digest" in found.problem
 
 
@@ -291,14 +303,14 @@ async def test_anchors_cut_back_are_caught_only_against_an_export(
     streams = await three_jobs(store)
     await anchored(pool, db_dsn)
     await store.append(streams[0], [Noted(n=1)])
-    await anchored(pool, db_dsn)
+    (last,) = (await anchored(pool, db_dsn))[-1:]
     exported = audit.load_export(orjson.dumps(a.to_json()) for a in await audit.anchors(pool))
-    assert [a.seq for a in exported] == [1, 2]
-    await superuser(db_dsn, "DELETE FROM jobtrail.audit_anchors WHERE seq = 2")
+    assert [a.seq for a in exported] == list(range(1, last.seq + 1))
+    await superuser(db_dsn, "DELETE FROM jobtrail.audit_anchors WHERE seq = $1", last.seq)
 
     assert (await audit_verify.verify(pool, KEY)).intact, "without the export, a cut is invisible"
     report = await audit_verify.verify(pool, KEY, exported=exported)
-    assert report.first is not None and report.first.anchor == 2
+    assert report.first is not None and report.first.anchor == last.seq
     assert "gone from the database" in report.first.problem
 
 
@@ -342,7 +354,7 @@ async def test_concurrent_appends_to_shared_streams_chain_without_a_global_lock(
             await asyncio.sleep(0)
 
     await asyncio.gather(*(writer(w) for w in range(8)), anchoring())
-    await anchorer.anchor_pending()
+    await anchorer.anchor_through()
 
     report = await audit_verify.verify(pool, KEY)
     assert report.intact, report.breaks

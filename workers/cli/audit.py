@@ -116,7 +116,11 @@ def export(
 
 @audit_app.command("anchor")
 def anchor() -> None:
-    """Anchor the log's stream heads now (a running host does it every interval)."""
+    """Anchor the log's stream heads now (a running host does it every interval).
+
+    Waits for events a running transaction holds back, so every event committed before
+    the command is anchored when it returns.
+    """
     settings = database.load_settings()
     key = audit.AuditKey.from_settings(settings)
 
@@ -124,7 +128,7 @@ def anchor() -> None:
         async with database.open_database(settings) as db:
             anchorer = audit.Anchorer(db.pool, db.dsn, key)
             async with anchorer.election.lead(give_up_after=30.0):
-                return await anchorer.anchor_pending()
+                return await anchorer.anchor_through()
 
     made = database.run(main)
     if not made:

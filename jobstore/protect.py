@@ -34,6 +34,8 @@ from jobstore.job_events import JobDispatched
 FORMAT: Final = "v1"
 ERASED: Final = "[erased]"
 """What a reader sees in place of a sealed value whose key was erased."""
+PERSONAL: Final = "[personal]"
+"""What a reader not allowed to see personal data sees in place of a sealed value."""
 UNREADABLE: Final = "[unreadable]"
 """What a reader sees in place of a sealed value its key does not open (tampered)."""
 _NONCE_BYTES: Final = 12
@@ -140,6 +142,21 @@ def reveal(value: Any, keys: Keys) -> Any:
         return [reveal(v, keys) for v in value]
     if isinstance(value, str) and '{"$enc"' in value:
         return _SEALED_TEXT.sub(lambda m: _as_text(_open(m.group(1), m.group(2), keys)), value)
+    return value
+
+
+def mask(value: Any, keys: Keys) -> Any:
+    """A copy of ``value`` with every sealed value replaced by ``[personal]`` or ``[erased]``."""
+    if isinstance(value, dict):
+        if is_sealed(value):
+            return PERSONAL if keys.get(str(value["kid"])) is not None else ERASED
+        return {k: mask(v, keys) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask(v, keys) for v in value]
+    if isinstance(value, str) and '{"$enc"' in value:
+        return _SEALED_TEXT.sub(
+            lambda m: PERSONAL if keys.get(m.group(1)) is not None else ERASED, value
+        )
     return value
 
 

@@ -25,6 +25,7 @@ SCOPES: Final = {
     "replayJobs": Scope.OPERATE,
     "replayJob": Scope.OPERATE,
     "cancelJob": Scope.OPERATE,
+    "eraseSubject": Scope.ADMIN,
 }
 """The scope each operation needs, by operationId (= the route's name); unknown: read."""
 
@@ -170,6 +171,15 @@ def _result_schemas() -> dict[str, Any]:
         "BulkReplay": _object(_BULK_REPLAY),
         "Schedule": _object(_SCHEDULE),
         "ScheduleList": _object({"items": {"type": "array", "items": _ref("Schedule")}}),
+        "Erasure": _object(
+            {
+                "subject": {"type": "string", "enum": ["job", "user", "organization"]},
+                "subject_id": {"type": "string"},
+                "job_ids": {"type": "array", "items": {"type": "string"}},
+                "position": {"type": "integer", "nullable": True},
+                "vacuumed": {"type": "boolean"},
+            }
+        ),
     }
 
 
@@ -203,6 +213,15 @@ def _body_schemas() -> dict[str, Any]:
             },
         },
         "ReasonBody": {**closed, "properties": {"reason": _reason()}},
+        "ErasureBody": {
+            **closed,
+            "properties": {
+                "job_id": _JOB_ID,
+                "user_id": {"type": "integer", "minimum": 1},
+                "organization_id": {"type": "integer", "minimum": 1},
+                "reason": _reason(),
+            },
+        },
         "ReplayBody": {
             **closed,
             "properties": {
@@ -455,6 +474,15 @@ def _other_paths() -> dict[str, Any]:
                 raw=True,
             )
         },
+        "/erasures": {
+            "post": _operation(
+                "Erase the personal data of a job, a user's or an organization's jobs "
+                "(give one id); every event stays, the data keys are destroyed",
+                "eraseSubject",
+                {"200": _answer("Erased (job_ids empty: none left).", "Erasure"), **_errors(400)},
+                body=_body("ErasureBody", True),
+            )
+        },
     }
 
 
@@ -470,7 +498,9 @@ def document() -> dict[str, Any]:
             f"Duration percentiles are estimated from {len(histogram.BOUNDS) + 1} fixed buckets. "
             "Bearer tokens carry scopes: 'read' (views, history, stats), 'operate' (enqueue, "
             "cancel, replay, schedules; implies read) and 'admin' (raw, unredacted payloads "
-            "with ?raw=true; implies operate). A token lacking an operation's scope gets 403.",
+            "with ?raw=true, personal data opened, erasures; implies operate). Personal data "
+            "(sealed per job) reads '[personal]' without 'admin' and '[erased]' once erased. "
+            "A token lacking an operation's scope gets 403.",
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from jobstore import JobError
-from projections import errors, openapi, reader, replay, serializer, stats
+from projections import errors, openapi, personal, reader, replay, serializer, stats
 from projections.api_context import actor, context_of, cursor_key, error, reading, require
 from projections.filter import FILTER_PARAMETERS, JobFilter, check_job_id
 from projections.token import Scope
@@ -35,6 +35,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/jobs/{id}/cancel", cancel, name="cancelJob")
     app.router.add_get("/stats", get_stats, name="getStats")
     app.router.add_get("/schedules", list_schedules, name="listSchedules")
+    app.router.add_post("/erasures", erase_subject, name="eraseSubject")
 
 
 def json(value: Any, status: int = 200) -> web.Response:
@@ -61,7 +62,8 @@ async def list_jobs(request: web.Request) -> web.Response:
             conn, job_filter, cursor=cursor, limit=limit, cursor_key=cursor_key(request)
         )
     items = [serializer.execution(item, raw) for item in page.items]
-    return json({"items": items, "next_cursor": page.next_cursor})
+    body = {"items": items, "next_cursor": page.next_cursor}
+    return json(await personal.shown(request, body, raw))
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -76,12 +78,11 @@ async def get_job(request: web.Request) -> web.Response:
         execution = await ctx.dispatcher.get_job_execution_by_job_id(job_id)
     if execution is None:
         raise JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
-    return json(
-        {
-            **serializer.execution(execution, raw),
-            "attempts": [serializer.attempt(a, raw) for a in attempts],
-        }
-    )
+    body = {
+        **serializer.execution(execution, raw),
+        "attempts": [serializer.attempt(a, raw) for a in attempts],
+    }
+    return json(await personal.shown(request, body, raw))
 
 
 async def get_events(request: web.Request) -> web.Response:
@@ -91,7 +92,8 @@ async def get_events(request: web.Request) -> web.Response:
     history = await reader.get_job_history(context_of(request).dispatcher.store, job_id)
     if not history:
         raise JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
-    return json({"job_id": job_id, "events": [serializer.event(r, raw) for r in history]})
+    events = [serializer.event(r, raw) for r in history]
+    return json(await personal.shown(request, {"job_id": job_id, "events": events}, raw))
 
 
 async def get_stats(request: web.Request) -> web.Response:
@@ -155,6 +157,12 @@ async def cancel(request: web.Request) -> web.Response:
             "message": done.message,
         }
     )
+
+
+async def erase_subject(request: web.Request) -> web.Response:
+    """POST /erasures: destroy the data keys of a job, a user's or an organization's jobs."""
+    body = await _body(request, ("job_id", "user_id", "organization_id", "reason"))
+    return json(await personal.erase(request, body))
 
 
 async def replay_many(request: web.Request) -> web.Response:

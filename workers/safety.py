@@ -85,16 +85,16 @@ def unsafe_configuration(settings: Settings, *, listen_host: str, webhooks: bool
             f"refusing to start: no QStash token of your own ({where}); set QSTASH_TOKEN "
             "(and QSTASH_URL unless it is Upstash's)"
         )
+    if webhooks and settings.webhook_signing_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
+        return (
+            "refusing to start: process-webhook would sign with the public default secret "
+            f"({where}); set JOBTRAIL_WEBHOOK_SECRET to a long random secret"
+        )
     if settings.data_key.get_secret_value() == DEV_DATA_KEY:
         return (
             "refusing to start: personal data would be sealed with the public default key "
             f"({where}); set JOBTRAIL_DATA_KEY to 32 random bytes in base64 and back it up "
             "with the database"
-        )
-    if webhooks and settings.webhook_signing_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
-        return (
-            "refusing to start: process-webhook would sign with the public default secret "
-            f"({where}); set JOBTRAIL_WEBHOOK_SECRET to a long random secret"
         )
     if settings.audit_key.get_secret_value() == DEV_AUDIT_KEY:
         return (

@@ -27,6 +27,7 @@ PRODUCTION_SECRETS = {
     "qstash_current_signing_key": "sig_ProdCurrentKeyProdCurrentKey1",
     "qstash_next_signing_key": "sig_ProdNextKeyProdNextKeyProdNe",
     "webhook_signing_secret": "a-long-random-webhook-secret-of-ours",
+    "data_key": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
     "audit_key": "a-long-random-audit-key-of-ours",
 }
 

@@ -105,6 +105,16 @@ def production_env(**values: str) -> dict[str, str]:
             ["JOBTRAIL_AUDIT_KEY"],
         ),
         (
+            "real QStash and webhook secrets but the public data key",
+            {
+                "QSTASH_URL": "https://qstash.example.com",
+                "JOBTRAIL_WEBHOOK_SECRET": "a-long-random-webhook-secret-of-ours",
+                **REAL_LOOKING,
+            },
+            ["--no-qstash"],
+            ["JOBTRAIL_DATA_KEY"],
+        ),
+        (
             "the in-process qstash_local on every interface, public webhook secret",
             {},
             ["--host", "0.0.0.0"],
@@ -130,6 +140,7 @@ def test_serve_starts_with_real_secrets_off_loopback_until_the_database(tmp_path
         QSTASH_URL="https://qstash.example.com",
         JOBTRAIL_WEBHOOK_SECRET="a-long-random-webhook-secret-of-ours",
         JOBTRAIL_AUDIT_KEY="a-long-random-audit-key-of-ours",
+        JOBTRAIL_DATA_KEY="AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
         **REAL_LOOKING,
     )
     result = run(["serve", "--port", str(free_port()), "--no-qstash", "--host", "0.0.0.0"], values)

@@ -123,6 +123,7 @@ async def test_the_openapi_document_needs_a_token_unless_public(
         "/jobs/{id}/cancel",
         "/stats",
         "/schedules",
+        "/erasures",
     }
 
 

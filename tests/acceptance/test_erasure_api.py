@@ -1,0 +1,69 @@
+"""Personal data through the API: opened for admin tokens, masked for others; erasure (admin)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.host_support import Host, running_host
+
+ADMIN, READER = "admin-" + uuid.uuid4().hex, "reader-" + uuid.uuid4().hex
+USER = 515
+
+
+@pytest.fixture
+async def host(db_dsn: str) -> AsyncIterator[Host]:
+    tokens = f"dpo:admin:{ADMIN},dash:read:{READER}"
+    async with running_host(db_dsn, api_tokens=tokens, smtp_port=1) as running:
+        yield running
+
+
+async def _call(
+    host: Host, method: str, path: str, token: str, body: Any = None
+) -> tuple[int, Any, str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"{host.url}/api/v1{path}", json=body, headers=headers) as answer,
+    ):
+        text = await answer.text()
+        return answer.status, await answer.json(), text
+
+
+async def test_admins_read_personal_data_others_see_it_masked_and_after_erasure_nobody(
+    host: Host,
+) -> None:
+    address = f"api-{uuid.uuid4().hex}@example.com"
+    job_id = await host.dispatcher.send_welcome_email_async(
+        {"to": address, "recipient_name": "Ada"}, {"user_id": USER}
+    )
+    await host.wait_status(job_id, "failed", "retrying", within=30)  # no SMTP server on port 1
+
+    status, admin_view, _ = await _call(host, "GET", f"/jobs/{job_id}", ADMIN)
+    assert status == 200 and admin_view["payload"]["to"] == address
+    status, reader_view, text = await _call(host, "GET", f"/jobs/{job_id}", READER)
+    assert status == 200 and reader_view["payload"]["to"] == "[personal]"
+    assert address not in text and '"$enc"' not in text
+
+    status, refused, _ = await _call(host, "POST", "/erasures", READER, {"user_id": USER})
+    assert (status, refused["scope"]) == (403, "admin")
+    status, bad, _ = await _call(
+        host, "POST", "/erasures", ADMIN, {"user_id": USER, "job_id": job_id}
+    )
+    assert status == 400 and "exactly one" in str(bad)
+
+    status, done, _ = await _call(
+        host, "POST", "/erasures", ADMIN, {"user_id": USER, "reason": "erasure request #12"}
+    )
+    assert status == 200 and done["job_ids"] == [job_id] and done["subject"] == "user"
+
+    for token in (ADMIN, READER):
+        for path in (f"/jobs/{job_id}", f"/jobs/{job_id}/events"):
+            status, _, text = await _call(host, "GET", path, token)
+            assert status == 200 and address not in text and "[erased]" in text
+    status, events, _ = await _call(host, "GET", f"/jobs/{job_id}/events", ADMIN)
+    assert events["events"][0]["data"]["payload"]["template"] == "welcome"

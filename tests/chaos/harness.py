@@ -39,6 +39,8 @@ from tests.chaos.tailer import Tailer
 Say = Callable[[str], None]
 PROGRESS_EVERY_S: Final = 5.0
 READ_PAGE: Final = 5000
+QUIET_TRIES: Final = 5
+"""Times the evidence is read again when the log moved while it was read."""
 UNFINISHED_CANDIDATES: Final = """
 SELECT substr(stream_id, 5) AS job_id
   FROM (SELECT DISTINCT ON (stream_id) stream_id, event_type
@@ -338,13 +340,19 @@ async def _views_caught_up(pool: asyncpg.Pool) -> bool:
 async def gather_evidence(
     store: EventStore, tailer: Tailer, producer: workload.Producer, runs_file: Path
 ) -> Evidence:
-    """The whole log, the views and the handler's runs, for the checker."""
-    events: list[RecordedEvent] = []
-    while True:
-        page = await store.read_all(events[-1].position if events else 0, READ_PAGE)
-        if not page:
+    """The whole log, the views and the handler's runs, for the checker.
+
+    Read while the log stands still: the views and the tailer are first waited for up to
+    the log's end, and if anything was appended while reading, everything is read again.
+    """
+    for _ in range(QUIET_TRIES):
+        before = await store.last_position()
+        await _caught_up(store, tailer)
+        executions, attempts = await _read_views(store.pool)
+        events = await _read_log(store)
+        seen = list(tailer.seen)
+        if await store.last_position() == before:
             break
-        events += page
     streams: defaultdict[str, list[RecordedEvent]] = defaultdict(list)
     for recorded in events:
         job_id = job_state.job_id_of(recorded.stream_id)
@@ -352,24 +360,45 @@ async def gather_evidence(
             streams[job_id].append(recorded)
     for stream in streams.values():
         stream.sort(key=lambda r: r.version)
-    executions = {
-        r["job_id"]: r for r in await store.pool.fetch("SELECT * FROM jobtrail.job_executions")
-    }
-    attempts: defaultdict[str, dict[attempt.AttemptKey, tuple[Any, ...]]] = defaultdict(dict)
-    columns = ", ".join(attempt.COLUMNS)
-    for r in await store.pool.fetch(f"SELECT {columns} FROM jobtrail.job_attempts"):
-        attempts[r["job_id"]][(r["dispatch"], r["attempt"])] = tuple(r)
     return Evidence(
         streams=dict(streams),
         log_positions=[r.position for r in events],
-        seen_positions=list(tailer.seen),
+        seen_positions=seen,
         executions=executions,
-        attempts=dict(attempts),
+        attempts=attempts,
         accepted=set(producer.accepted),
         keys=producer.keys(),
         runs=read_runs(runs_file),
         now=time.time(),
     )
+
+
+async def _caught_up(store: EventStore, tailer: Tailer, within: float = 30.0) -> None:
+    """Wait (bounded) until the views and the tailer have read the log up to its end now."""
+    head = await store.head()
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if tailer.reached(head) and await _views_caught_up(store.pool):
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _read_log(store: EventStore) -> list[RecordedEvent]:
+    events: list[RecordedEvent] = []
+    while page := await store.read_all(events[-1].position if events else 0, READ_PAGE):
+        events += page
+    return events
+
+
+async def _read_views(
+    pool: asyncpg.Pool,
+) -> tuple[dict[str, Any], dict[str, dict[attempt.AttemptKey, tuple[Any, ...]]]]:
+    executions = {r["job_id"]: r for r in await pool.fetch("SELECT * FROM jobtrail.job_executions")}
+    attempts: defaultdict[str, dict[attempt.AttemptKey, tuple[Any, ...]]] = defaultdict(dict)
+    columns = ", ".join(attempt.COLUMNS)
+    for r in await pool.fetch(f"SELECT {columns} FROM jobtrail.job_attempts"):
+        attempts[r["job_id"]][(r["dispatch"], r["attempt"])] = tuple(r)
+    return executions, dict(attempts)
 
 
 def read_runs(path: Path) -> list[checker.Run]:

@@ -84,14 +84,14 @@ class BucketView:
         before = {r["job_id"]: _light_state(r) for r in rows}
         counts = _Counts(latest - MINUTES_KEPT)
         states: dict[str, JobState | None] = dict(before)
-        unseen: dict[str, RecordedEvent] = {}
+        unseen: list[tuple[str, RecordedEvent]] = []
         for job_id, recorded in steps:
             state = states.get(job_id)
             if isinstance(recorded.event, job_events.StreamsArchived):
                 if state is not None:
                     counts.add(state.job_type, state.status, NONE, recorded.recorded_at)
-                elif job_id not in states:
-                    unseen[job_id] = recorded
+                else:  # never seen, or archived already: as a later batch would find it
+                    unseen.append((job_id, recorded))
                 states[job_id] = None
                 continue
             old = NONE if state is None else state.status
@@ -99,7 +99,7 @@ class BucketView:
             if state.status != old:
                 counts.add(state.job_type, old, state.status, recorded.recorded_at)
             states[job_id] = state
-        missing = await _restore(conn, unseen, counts) if unseen else set()
+        missing = await _restore(conn, unseen, counts) if unseen else Counter[int]()
         await _write_jobs(conn, before, states)
         await counts.write(conn)
         for recorded in archivings:
@@ -112,7 +112,7 @@ class BucketView:
                 recorded.event.finished_before,
                 recorded.event.retention_days,
                 len(archived),
-                len(archived & missing),
+                missing[recorded.position],
             )
         if clock is None or latest > clock:
             await conn.execute(_Q["set_clock"], latest)
@@ -178,11 +178,14 @@ class _Counts:
         )
 
 
-async def _restore(conn: Connection, unseen: dict[str, RecordedEvent], counts: _Counts) -> set[str]:
-    """Count the transitions of archived jobs this projection never saw, from the archive
-    table, then their archiving; return the jobs whose events are nowhere."""
-    streams = [job_state.stream_id(job_id) for job_id in sorted(unseen)]
-    states: dict[str, JobState] = {}
+async def _restore(
+    conn: Connection, unseen: list[tuple[str, RecordedEvent]], counts: _Counts
+) -> Counter[int]:
+    """Count the transitions of archived jobs this projection had not seen (or saw archived
+    already), read from the archive table, then their archiving; return, per archiving's
+    position, how many of its jobs have events nowhere."""
+    streams = sorted({job_state.stream_id(job_id) for job_id, _ in unseen})
+    archived: dict[str, list[RecordedEvent]] = {}
     for row in await conn.fetch(_Q["read_archived_events"], streams):
         recorded = RecordedEvent(
             position=row["position"],
@@ -192,16 +195,22 @@ async def _restore(conn: Connection, unseen: dict[str, RecordedEvent], counts: _
             metadata=row["metadata"],
             recorded_at=row["recorded_at"],
         )
-        job_id = job_state.job_id_of(recorded.stream_id)
-        assert job_id is not None
-        state = states.get(job_id)
-        old = NONE if state is None else state.status
-        states[job_id] = state = job_state.apply(state, recorded)
-        if state.status != old:
-            counts.add(state.job_type, old, state.status, recorded.recorded_at)
-    for job_id, state in states.items():
-        counts.add(state.job_type, state.status, NONE, unseen[job_id].recorded_at)
-    return set(unseen) - set(states)
+        archived.setdefault(row["stream_id"], []).append(recorded)
+    missing = Counter[int]()
+    for job_id, archiving in unseen:
+        events = archived.get(job_state.stream_id(job_id))
+        if not events:
+            missing[archiving.position] += 1
+            continue
+        state: JobState | None = None
+        for recorded in events:
+            old = NONE if state is None else state.status
+            state = job_state.apply(state, recorded)
+            if state.status != old:
+                counts.add(state.job_type, old, state.status, recorded.recorded_at)
+        assert state is not None
+        counts.add(state.job_type, state.status, NONE, archiving.recorded_at)
+    return missing
 
 
 async def _write_jobs(

@@ -5,17 +5,21 @@ very same rows."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import jobstore
 import projections
 from jobstore import job_events, job_state
 from projections import trend
+from tests.integration.test_projection_property import SCRIPT, Script, property_db
 from tests.projection_support import (
     attempt_failed,
     completed,
@@ -32,6 +36,7 @@ TABLES = {
     "job_bucket_archives": "position",
     "job_bucket_clock": "one",
 }
+__all__ = ["property_db"]  # the fixture, shared with the views' property test
 
 
 async def put(pool: asyncpg.Pool, job_id: str, at: datetime, *events: jobstore.Event) -> None:
@@ -280,3 +285,33 @@ async def test_a_window_name_must_be_one_offered(pool: asyncpg.Pool) -> None:
     with pytest.raises(projections.InvalidFilterError) as caught:
         await trend.series(pool, "fortnight", T0)
     assert str(caught.value) == "window: 'fortnight' is not a window; use one of hour, day, week"
+
+
+async def _check_script(dsn: str, steps: list[Any], rebuild_batch: int) -> None:
+    pool = await jobstore.create_pool(dsn, min_size=1, max_size=4)
+    try:
+        await Script(pool, dsn).play(steps)
+        await projections.ProjectionRunner(pool, dsn).run_until_caught_up()
+        incremental = await rows(pool)
+        now = await trend.counts_at(pool, datetime.now(UTC) + timedelta(minutes=1))
+        stats = await projections.get_job_stats(pool)
+        assert now.by_type == {name: t.by_status for name, t in stats.by_type.items()}
+        await projections.rebuild(pool, dsn, ["job_buckets"], batch_size=rebuild_batch)
+        assert await rows(pool) == incremental
+    finally:
+        await pool.close()
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(steps=SCRIPT, rebuild_batch=st.sampled_from([3, 5000]))
+def test_for_any_events_the_buckets_sum_to_the_views_counts_and_rebuild_alike(
+    property_db: str, steps: list[Any], rebuild_batch: int
+) -> None:
+    """Any sequence of job events (archivings and batch sizes included): the transitions up
+    to now sum to the views' counts, and a rebuild reaches the same rows."""
+    asyncio.run(_check_script(property_db, steps, rebuild_batch))

@@ -155,38 +155,81 @@ async def run(config: ChaosConfig, say: Say = print) -> ChaosResult:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@dataclass
+class Actors:
+    """Everyone acting on the cluster during a run, each drawing from a random of its own
+    (derived from the seed), so the plan and the faults stay the same whatever the timing."""
+
+    producer: workload.Producer
+    injector: faults.Injector
+    duplicator: faults.Duplicator
+    operator: faults.Operator
+    planned: list[workload.Planned]
+    fault_times: list[tuple[float, str]]
+
+    @classmethod
+    def cast(
+        cls, config: ChaosConfig, running: cluster.Cluster, store: EventStore, say: Say
+    ) -> Actors:
+        """The actors of ``config``'s run on ``running``."""
+        seeds = random.Random(config.seed)
+        plan_rng, fault_rng, dup_rng, op_rng = (random.Random(seeds.random()) for _ in range(4))
+        dispatcher = Dispatcher(store, app.registry())
+        return cls(
+            producer=workload.Producer(dispatcher),
+            injector=faults.Injector(running, fault_rng, say),
+            duplicator=faults.Duplicator(store, running, dup_rng),
+            operator=faults.Operator(dispatcher, running, op_rng, say),
+            planned=workload.plan(plan_rng, config.jobs),
+            fault_times=faults.fault_plan(
+                fault_rng, config.faults, config.duration, config.fault_kinds
+            ),
+        )
+
+    async def play(self, config: ChaosConfig, running: cluster.Cluster, say: Say) -> None:
+        """Enqueue the plan and inject the faults, duplicates, cancels and replays meanwhile."""
+        stop = asyncio.Event()
+        jobs = self.producer.order
+        background = [
+            asyncio.create_task(self.duplicator.run(jobs, config.duplicates_per_second, stop)),
+            asyncio.create_task(self.operator.run(jobs, config.operations_per_second, stop)),
+            asyncio.create_task(self._report(running, stop, say)),
+        ]
+        try:
+            await asyncio.gather(
+                self.producer.run(self.planned, config.duration),
+                self.injector.run(self.fault_times),
+            )
+        finally:
+            stop.set()
+            await asyncio.gather(*background, return_exceptions=True)
+        await running.revive()
+
+    async def _report(self, running: cluster.Cluster, stop: asyncio.Event, say: Say) -> None:
+        """A progress line every few seconds; a process found dead is started again."""
+        started = time.monotonic()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PROGRESS_EVERY_S)
+            say(
+                f"  {time.monotonic() - started:5.1f} s: {self.producer.sent:,} enqueued, "
+                f"{sum(self.injector.done.values())} faults, "
+                f"{self.duplicator.sent:,} duplicates"
+            )
+            try:
+                await running.revive()
+            except RuntimeError as exc:  # it would not start again: the run goes on without
+                say(f"  could not start a crashed process again: {exc}")
+
+
 async def _run(config: ChaosConfig, running: cluster.Cluster, say: Say) -> ChaosResult:
-    seeds = random.Random(config.seed)
-    plan_rng, fault_rng, dup_rng, op_rng = (random.Random(seeds.random()) for _ in range(4))
     pool = await jobstore.create_pool(running.pg.dsn, min_size=0, max_size=8)
     try:
         store = EventStore(pool)
-        dispatcher = Dispatcher(store, app.registry())
-        producer = workload.Producer(dispatcher)
-        injector = faults.Injector(running, fault_rng, say)
-        duplicator = faults.Duplicator(store, running, dup_rng)
-        operator = faults.Operator(dispatcher, running, op_rng, say)
-        planned = workload.plan(plan_rng, config.jobs)
-        fault_times = faults.fault_plan(
-            fault_rng, config.faults, config.duration, config.fault_kinds
-        )
+        actors = Actors.cast(config, running, store, say)
         started = time.monotonic()
         async with Tailer(store, running.pg.dsn) as tailer:
-            stop = asyncio.Event()
-            jobs = producer.order
-            background = [
-                asyncio.create_task(duplicator.run(jobs, config.duplicates_per_second, stop)),
-                asyncio.create_task(operator.run(jobs, config.operations_per_second, stop)),
-                asyncio.create_task(_report(running, producer, injector, duplicator, stop, say)),
-            ]
-            try:
-                await asyncio.gather(
-                    producer.run(planned, config.duration), injector.run(fault_times)
-                )
-            finally:
-                stop.set()
-                await asyncio.gather(*background, return_exceptions=True)
-            await running.revive()
+            await actors.play(config, running, say)
             settle_started = time.monotonic()
             qstash = AsyncQStash(qstash_local.DEV_TOKEN, base_url=running.qstash_url, retry=False)
             try:
@@ -194,54 +237,31 @@ async def _run(config: ChaosConfig, running: cluster.Cluster, say: Say) -> Chaos
             finally:
                 await qstash.http._client.aclose()
             settle_seconds = time.monotonic() - settle_started
-            evidence = await gather_evidence(store, tailer, producer, running.runs_file)
+            evidence = await gather_evidence(store, tailer, actors.producer, running.runs_file)
         evidence.host_log = running.host_log()
-        evidence.unclassified_errors = producer.unclassified + operator.unclassified
+        evidence.unclassified_errors = actors.producer.unclassified + actors.operator.unclassified
         evidence.reader_crashes = tailer.restarts
         evidence.process_crashes = running.crashes
-        findings = checker.check(evidence)
         return ChaosResult(
             config=config,
-            findings=findings,
-            jobs=len(producer.accepted),
-            enqueues=producer.sent,
+            findings=checker.check(evidence),
+            jobs=len(actors.producer.accepted),
+            enqueues=actors.producer.sent,
             jobs_in_log=len(evidence.streams),
             events=len(evidence.log_positions),
-            faults=injector.done,
-            duplicates=duplicator.sent,
-            duplicate_answers=duplicator.statuses,
-            operations=operator.outcomes,
-            enqueue_errors=producer.errors,
+            faults=actors.injector.done,
+            duplicates=actors.duplicator.sent,
+            duplicate_answers=actors.duplicator.statuses,
+            operations=actors.operator.outcomes,
+            enqueue_errors=actors.producer.errors,
             tailer_restarts=tailer.restarts,
-            internal_errors=duplicator.internal_errors + operator.internal_errors,
+            internal_errors=actors.duplicator.internal_errors + actors.operator.internal_errors,
             settled=settled,
             settle_seconds=settle_seconds,
             run_seconds=time.monotonic() - started,
         )
     finally:
         await pool.close()
-
-
-async def _report(
-    running: cluster.Cluster,
-    producer: workload.Producer,
-    injector: faults.Injector,
-    duplicator: faults.Duplicator,
-    stop: asyncio.Event,
-    say: Say,
-) -> None:
-    started = time.monotonic()
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), PROGRESS_EVERY_S)
-        say(
-            f"  {time.monotonic() - started:5.1f} s: {producer.sent:,} enqueued, "
-            f"{sum(injector.done.values())} faults, {duplicator.sent:,} duplicates"
-        )
-        try:
-            await running.revive()
-        except RuntimeError as exc:  # it would not start again: the run goes on without it
-            say(f"  could not start a crashed process again: {exc}")
 
 
 async def settle(

@@ -2,7 +2,8 @@
 
 ``make lock`` re-pins after a change to pyproject.toml and keeps every pin that still fits;
 ``make upgrade`` moves all pins (or ``--upgrade-package NAME`` one) to the newest releases
-allowed; ``make lock-check`` fails when the lock no longer matches pyproject.toml. uv
+allowed; ``make lock-check`` fails when the lock no longer matches pyproject.toml (a
+package missing, unneeded or at another version; markers alone are left to ``make lock``). uv
 resolves (``uv pip compile --universal``); the security floors, the ``# floor`` lines at the
 top of constraints.txt, are given to it as constraints, so no pin can fall below them. The
 comment lines at the top are kept as they are; every line after them is written by this
@@ -29,6 +30,12 @@ def split(text: str) -> tuple[list[str], list[str]]:
     lines = text.splitlines()
     n = next((i for i, line in enumerate(lines) if line and not line.startswith("#")), len(lines))
     return lines[:n], [line for line in lines[n:] if line and not line.startswith("#")]
+
+
+def versions(pins: list[str]) -> set[tuple[str, str]]:
+    """The (canonical name, version) pairs of ``pins``, environment markers left aside."""
+    pairs = (pin.split(";")[0].strip().split("==", 1) for pin in pins)
+    return {(re.sub(r"[-_.]+", "-", name).lower(), version) for name, version in pairs}
 
 
 def resolve(pins: list[str], header: list[str], options: list[str]) -> list[str]:
@@ -62,8 +69,9 @@ def main() -> int:
         options += ["--upgrade-package", name]
     new = resolve(pins, header, options)
     if args.check:
-        if new == pins:
-            print(f"constraints.txt matches pyproject.toml ({len(pins)} pins)")
+        if versions(new) == versions(pins):
+            note = "" if new == pins else "; only environment markers differ (make lock)"
+            print(f"constraints.txt matches pyproject.toml ({len(pins)} pins{note})")
             return 0
         diff = difflib.unified_diff(pins, new, "constraints.txt", "resolved", lineterm="")
         print("\n".join(diff))

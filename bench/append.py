@@ -1,6 +1,7 @@
 """Append throughput: jobstore's append against raw asyncpg on the same server, same run.
 
     python bench/append.py [--events 20000] [--only single|multi]
+    python bench/append.py --compare-chain   # the hash chain's cost, same run
 
 Single process, on DATABASE_URL's server (or the embedded one): events/s for raw asyncpg
 ``executemany`` in batches of 100 (the reference), for ``EventStore.append`` with 100
@@ -28,7 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
@@ -41,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jobstore
 from bench.common import Timer, bench_line, machine, quiet_logs, scratch_database
 from jobstore import job_events
+from jobstore.migrations import migrations_dir
 
 ROUNDS = 5
 MULTI_ROUNDS = 5
@@ -102,13 +104,15 @@ async def append_batches(store: jobstore.EventStore, total: int, round_: int) ->
     return total / timer.elapsed
 
 
-async def append_single(store: jobstore.EventStore, total: int, tasks: int = 8) -> float:
+async def append_single(
+    store: jobstore.EventStore, total: int, tasks: int = 8, tag: str = ""
+) -> float:
     """Events/s for one-event appends from ``tasks`` concurrent tasks."""
     per_task = total // tasks
 
     async def worker(w: int) -> None:
         for i in range(per_task):
-            await store.append(f"single-{w}-{i}", [sample_event(i)], jobstore.NO_STREAM)
+            await store.append(f"single{tag}-{w}-{i}", [sample_event(i)], jobstore.NO_STREAM)
 
     timer = Timer()
     await asyncio.gather(*(worker(w) for w in range(tasks)))
@@ -334,16 +338,88 @@ async def main(total: int) -> None:
     bench_line("append_batch100_vs_raw_ratio", batched / raw, "x")
 
 
+CHAIN_MIGRATIONS = ("0026_chain_event_hashes.sql", "0027_create_audit_anchors.sql")
+
+
+@contextlib.asynccontextmanager
+async def _unchained_database(server_dsn: str) -> AsyncIterator[str]:
+    """A scratch database migrated without the hash chain (sql/0026, 0027): the "before"."""
+    folder = Path(tempfile.mkdtemp(prefix="jobtrail-bench-sql-"))
+    for migration in migrations_dir().glob("*.sql"):
+        if migration.name not in CHAIN_MIGRATIONS:
+            shutil.copy(migration, folder / migration.name)
+    name = f"jobtrail_bench_plain_{os.getpid()}"
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        dsn = server_dsn.rsplit("/", 1)[0] + f"/{name}"
+        await jobstore.migrate(dsn, folder)
+        yield dsn
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def main_compare_chain(total: int) -> None:
+    """Appends with the hash chain against the same schema without it, alternated, same run."""
+    async with scratch_database() as chained_dsn:
+        server_dsn = chained_dsn.rsplit("/", 1)[0] + "/postgres"
+        async with _unchained_database(server_dsn) as plain_dsn:
+            pools = {
+                "chained": await jobstore.create_pool(chained_dsn, min_size=8, max_size=8),
+                "plain": await jobstore.create_pool(plain_dsn, min_size=8, max_size=8),
+            }
+            figures: dict[tuple[str, str], list[float]] = {}
+            try:
+                for round_ in range(ROUNDS):
+                    # Alternate which side goes first, so a noisy moment is shared out.
+                    order = ["chained", "plain"] if round_ % 2 == 0 else ["plain", "chained"]
+                    for side in order:
+                        store = jobstore.EventStore(pools[side])
+                        batch = await append_batches(store, total // ROUNDS, round_)
+                        single = await append_single(store, total // ROUNDS // 4, 8, f"r{round_}")
+                        figures.setdefault((side, "batch100"), []).append(batch)
+                        figures.setdefault((side, "single"), []).append(single)
+                    print(
+                        f"round {round_ + 1}/{ROUNDS}: "
+                        + ", ".join(
+                            f"{side} {case} {figures[(side, case)][-1]:,.0f}"
+                            for side in ("plain", "chained")
+                            for case in ("batch100", "single")
+                        )
+                        + " events/s",
+                        flush=True,
+                    )
+            finally:
+                for pool in pools.values():
+                    await pool.close()
+    for case, name in (("batch100", "batch100"), ("single", "single_8tasks")):
+        plain = statistics.median(figures[("plain", case)])
+        chained = statistics.median(figures[("chained", case)])
+        bench_line(f"append_{name}_unchained_events_per_s", plain, "events/s")
+        bench_line(f"append_{name}_chained_events_per_s", chained, "events/s")
+        bench_line(f"cost_hash_chain_append_{name}_pct", (plain - chained) / plain * 100, "%")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30_000, help="events per phase")
     parser.add_argument("--only", choices=["single", "multi"], help="run one case only")
+    parser.add_argument(
+        "--compare-chain",
+        action="store_true",
+        help="only: appends with the hash chain against the schema without it (sql/0026-0027)",
+    )
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--tasks", type=int, default=8, help="concurrent tasks per process")
     parser.add_argument("--seconds", type=float, default=5.0, help="per multi-process round")
     parser.add_argument("--commit-delay", type=int, default=2000, help="µs, scratch server")
     parser.add_argument("--pg-bin", type=Path, default=Path("/usr/lib/postgresql/15/bin"))
     args = parser.parse_args()
+    if args.compare_chain:
+        asyncio.run(main_compare_chain(args.events))
+        sys.exit(0)
     if args.only != "multi":
         asyncio.run(main(args.events))
     if args.only != "single":

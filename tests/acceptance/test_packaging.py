@@ -102,7 +102,7 @@ def test_the_installed_wheel_runs_the_demo_without_the_source_tree(
     )
     assert where.startswith(str(venv)), "imported from the installed wheel, not the checkout"
     version = _run([str(venv / "bin" / "jobtrail"), "--version"], tmp_path)
-    assert version.strip() == "jobtrail 0.1.0"
+    assert version.strip() == f"jobtrail {_wheel(dist).name.split('-')[1]}", "the wheel's version"
 
     user_code = tmp_path / "user_code.py"
     user_code.write_text(

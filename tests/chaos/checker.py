@@ -188,7 +188,11 @@ def check_stream(
                 if not_before is not None and at < not_before:
                     early = not_before - at
                     findings.max_early_seconds = max(findings.max_early_seconds, early)
-                    findings.add("early_starts", f"{where}: {early:.3f} s before not_before")
+                    findings.add(
+                        "early_starts",
+                        f"{where}: started at {at:.3f}, {early:.3f} s before its not_before "
+                        f"{not_before:.3f}",
+                    )
             case JobCompleted() | JobAttemptFailed():
                 key = (event.dispatch, event.attempt)
                 if key not in starts:

@@ -43,6 +43,7 @@ async def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         jobs=args.jobs,
         duration=args.duration,
+        hosts=args.hosts,
         faults=args.faults,
         fault_kinds=tuple(args.kinds.split(",")),
         duplicates_per_second=args.duplicates_per_second,
@@ -84,6 +85,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--duration", type=float, default=300.0, help="seconds over which jobs and faults come"
     )
+    parser.add_argument("--hosts", type=int, default=2, help="hosts sharing the database")
     parser.add_argument("--faults", type=int, default=20, help="process faults, spread evenly")
     parser.add_argument(
         "--kinds",

@@ -1,7 +1,8 @@
-"""A short seeded fault-injection run (issue 15): the host, qstash_local and a private
-PostgreSQL as processes; the host killed, qstash_local restarted empty, PostgreSQL restarted
-fast and immediate, duplicate signed deliveries, cancels and replays; then every invariant
-checked from the log and the views (tests/chaos).  ``bench/chaos.py`` is the long run.
+"""A short seeded fault-injection run (issue 15): two hosts, qstash_local and a private
+PostgreSQL as processes; a host killed or paused past its leases, qstash_local restarted
+empty, PostgreSQL restarted fast and immediate, duplicate signed deliveries, cancels and
+replays; then every invariant checked from the log and the views (tests/chaos).
+``bench/chaos.py`` is the long run.
 
 The checker itself is proven able to fail by tests/unit/test_chaos_checker.py.
 """
@@ -21,7 +22,7 @@ SEED = 15
 async def test_a_seeded_fault_run_loses_nothing_and_records_nothing_twice() -> None:
     lines: list[str] = []
     result = await run(
-        ChaosConfig(seed=SEED, jobs=300, duration=20.0, faults=len(FAULT_KINDS) + 1),
+        ChaosConfig(seed=SEED, jobs=300, duration=20.0, hosts=2, faults=len(FAULT_KINDS) + 1),
         say=lines.append,
     )
     report = "\n".join([*lines, result.summary()])

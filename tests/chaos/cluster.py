@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import signal
 import time
@@ -36,25 +37,29 @@ class Timing:
 
 
 class Cluster:
-    """PostgreSQL, qstash_local and the host as separate processes, logs in ``folder``."""
+    """PostgreSQL, qstash_local and ``hosts`` hosts as separate processes, logs in ``folder``.
 
-    def __init__(self, folder: Path, timing: Timing | None = None) -> None:
+    The hosts share the database and qstash_local, each with its own address (its public
+    URL): QStash delivers to the host whose relay published the dispatch, the leader of
+    the moment, and every host sweeps.
+    """
+
+    def __init__(self, folder: Path, timing: Timing | None = None, hosts: int = 1) -> None:
         self.folder = folder
         self.timing = timing or Timing()
         self.pg = PrivatePostgres()
         self.runs_file = folder / "runs.txt"
-        for stale in ("runs.txt", "host.log", "qstash.log"):  # a kept folder of an earlier run
-            (folder / stale).unlink(missing_ok=True)
+        for stale in folder.glob("*.log"):  # a kept folder of an earlier run
+            stale.unlink()
+        self.runs_file.unlink(missing_ok=True)
         self.api_token = secrets.token_urlsafe(24)
-        qstash_port, host_port = free_port(), free_port()
+        qstash_port = free_port()
         self.qstash_url = f"http://127.0.0.1:{qstash_port}"
-        self.host_url = f"http://127.0.0.1:{host_port}"
         t = self.timing
         self.env = env_for(
             DATABASE_URL=self.pg.dsn,
             QSTASH_URL=self.qstash_url,
             JOBTRAIL_APP="tests.chaos.app:registry",
-            JOBTRAIL_DATA_DIR=str(folder / "host-data"),
             JOBTRAIL_API_TOKEN=self.api_token,
             JOBTRAIL_SWEEP_INTERVAL=str(t.sweep_interval),
             JOBTRAIL_SWEEP_MIN_AGE=str(t.sweep_min_age),
@@ -70,11 +75,19 @@ class Cluster:
             self.env,
             folder / "qstash.log",
         )
-        self.host = Process(
-            ["serve", "--port", str(host_port), "--no-qstash", "--grace", "2"],
-            self.env,
-            folder / "host.log",
-        )
+        self.hosts: list[Process] = []
+        self.host_urls: list[str] = []
+        for n in range(hosts):
+            port = free_port()
+            env = {**self.env, "JOBTRAIL_DATA_DIR": str(folder / f"host{n}-data")}
+            self.hosts.append(
+                Process(
+                    ["serve", "--port", str(port), "--no-qstash", "--grace", "2"],
+                    env,
+                    folder / f"host{n}.log",
+                )
+            )
+            self.host_urls.append(f"http://127.0.0.1:{port}")
         self.crashes: list[str] = []
         """Processes found dead that no fault had stopped (each was started again)."""
         self._down: set[str] = set()
@@ -85,13 +98,15 @@ class Cluster:
         await asyncio.to_thread(self.pg.start)
         await jobstore.migrate(self.pg.dsn)
         await self.start_qstash()
-        await self.start_host()
+        for n in range(len(self.hosts)):
+            await self.start_host(n)
 
     async def stop(self) -> None:
         """Stop everything (SIGTERM the host so it finishes in-flight work), remove PostgreSQL."""
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.host.terminate, 15)
-        self.host.kill()
+        for host in self.hosts:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(host.terminate, 15)
+            host.kill()
         self.qstash.kill()
         await asyncio.to_thread(self.pg.destroy)
 
@@ -100,9 +115,9 @@ class Cluster:
         url = f"{self.qstash_url}/v2/keys?qstash_token={qstash_local.DEV_TOKEN}"
         await self._start("qstash_local", self.qstash, url)
 
-    async def start_host(self) -> None:
-        """Start the host and wait until ``/readyz`` answers 200."""
-        await self._start("host", self.host, self.host_url + "/readyz")
+    async def start_host(self, n: int = 0) -> None:
+        """Start host ``n`` and wait until its ``/readyz`` answers 200."""
+        await self._start(f"host{n}", self.hosts[n], self.host_urls[n] + "/readyz")
 
     async def _start(self, name: str, process: Process, url: str, tries: int = 3) -> None:
         """Start ``process``; one that exits while starting (its database restarting, say)
@@ -122,10 +137,12 @@ class Cluster:
 
     async def revive(self) -> None:
         """Start again any process that died without a fault stopping it, noting the crash."""
-        for name, process, start in (
-            ("qstash_local", self.qstash, self.start_qstash),
-            ("host", self.host, self.start_host),
-        ):
+        processes = [("qstash_local", self.qstash, self.start_qstash)]
+        processes += [
+            (f"host{n}", host, functools.partial(self.start_host, n))
+            for n, host in enumerate(self.hosts)
+        ]
+        for name, process, start in processes:
             proc = process.proc
             if name in self._down or proc is None or proc.poll() is None:
                 continue
@@ -134,15 +151,15 @@ class Cluster:
             )
             await start()
 
-    def kill_host(self) -> None:
-        """SIGKILL the host: in-flight attempts are left without an outcome."""
-        self._down.add("host")
-        self.host.kill()
+    def kill_host(self, n: int = 0) -> None:
+        """SIGKILL host ``n``: its in-flight attempts are left without an outcome."""
+        self._down.add(f"host{n}")
+        self.hosts[n].kill()
 
-    async def stall_host(self, seconds: float) -> None:
-        """SIGSTOP the host for ``seconds``, then SIGCONT: a paused process, leases running
+    async def stall_host(self, n: int, seconds: float) -> None:
+        """SIGSTOP host ``n`` for ``seconds``, then SIGCONT: a paused process, leases running
         out while its attempts are in flight (their outcomes then arrive late)."""
-        proc = self.host.proc
+        proc = self.hosts[n].proc
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(signal.SIGSTOP)
@@ -157,8 +174,8 @@ class Cluster:
         self.qstash.kill()
 
     def host_log(self) -> str:
-        """Everything the host wrote, over all its lives."""
-        return self.host.output()
+        """Everything the hosts wrote, over all their lives."""
+        return "\n".join(host.output() for host in self.hosts)
 
 
 def _alive(process: Process, name: str) -> None:
@@ -182,9 +199,11 @@ async def _until_ok(url: str, check: Callable[[], None]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(folder: Path, timing: Timing | None = None) -> AsyncIterator[Cluster]:
+async def running(
+    folder: Path, timing: Timing | None = None, hosts: int = 1
+) -> AsyncIterator[Cluster]:
     """A started cluster, stopped and removed when the block ends."""
-    cluster = Cluster(folder, timing)
+    cluster = Cluster(folder, timing, hosts)
     try:
         await cluster.start()
         yield cluster

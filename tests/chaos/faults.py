@@ -1,11 +1,11 @@
 """The faults of a run, all drawn from one seeded ``random.Random``.
 
-* process faults, one at a time at planned moments: the host killed with SIGKILL (then
+* process faults, one at a time at planned moments: a host killed with SIGKILL (then
   restarted) or paused with SIGSTOP for up to 5 s (past its attempts' leases),
   qstash_local killed and restarted empty, PostgreSQL restarted in ``fast`` or
   ``immediate`` mode;
-* duplicate signed deliveries all along: a job's current dispatch delivered to the host
-  again, signed with the current signing key as QStash would sign it, sometimes the very
+* duplicate signed deliveries all along: a job's current dispatch delivered again to a
+  host, signed with the current signing key as QStash would sign it, sometimes the very
   same signed request twice at once (a captured delivery replayed);
 * an operator cancelling and replaying jobs, through the HTTP API or the dispatcher.
 """
@@ -80,11 +80,13 @@ class Injector:
         """One fault, and the restart that ends it."""
         cluster, rng = self.cluster, self.rng
         if kind == "host_kill":
-            cluster.kill_host()
+            n = rng.randrange(len(cluster.hosts))
+            cluster.kill_host(n)
             await asyncio.sleep(rng.uniform(0.2, 1.5))
-            await cluster.start_host()
+            await cluster.start_host(n)
         elif kind == "host_stall":
-            await cluster.stall_host(rng.uniform(1.0, 5.0))
+            n = rng.randrange(len(cluster.hosts))
+            await cluster.stall_host(n, rng.uniform(1.0, 5.0))
         elif kind == "qstash_restart":
             cluster.kill_qstash()
             await asyncio.sleep(rng.uniform(0.2, 1.0))
@@ -136,7 +138,7 @@ class Duplicator:
         if state.attempt == 0 and due is not None and due > time.time():
             return  # QStash has not delivered it yet, so it cannot deliver it twice
         body = orjson.dumps(jobstore.envelope.job_body(current))
-        url = self.cluster.host_url + app.ENDPOINT
+        url = self.rng.choice(self.cluster.host_urls) + app.ENDPOINT
         headers = {
             "Content-Type": "application/json",
             "Upstash-Retried": str(self.rng.randint(0, 2)),
@@ -218,7 +220,8 @@ class Operator:
         fixed = self.rng.random() < 0.5  # a replay with a corrected payload completes
         payload = {"tag": f"replay-of-{job_id}", "fail_times": 0} if fixed else None
         if api:
-            url = f"{self.cluster.host_url}/api/v1/jobs/{job_id}/{action}"
+            host = self.rng.choice(self.cluster.host_urls)
+            url = f"{host}/api/v1/jobs/{job_id}/{action}"
             body: dict[str, object] = {"reason": "chaos operator"}
             if payload is not None and action == "replay":
                 body["payload"] = payload

@@ -60,6 +60,8 @@ class ChaosConfig:
     jobs: int = 300
     duration: float = 20.0
     """Seconds over which the jobs are enqueued and the faults injected."""
+    hosts: int = 1
+    """Hosts sharing the database and qstash_local (a stalled one, another one sweeping)."""
     faults: int = 5
     fault_kinds: tuple[str, ...] = FAULT_KINDS
     """The kinds drawn from (``pg_restart_fast`` alone: a storm of PostgreSQL restarts)."""
@@ -83,6 +85,7 @@ class ChaosResult:
     enqueues: int
     jobs_in_log: int
     events: int
+    event_types: Counter[str]
     faults: Counter[str]
     duplicates: int
     duplicate_answers: Counter[str]
@@ -110,6 +113,7 @@ class ChaosResult:
         lines = [
             f"seed {self.config.seed}: {self.jobs:,} jobs from {self.enqueues:,} enqueues, "
             f"{self.jobs_in_log:,} in the log, {self.events:,} events",
+            f"events: {_counts(self.event_types)}",
             f"faults: {_counts(self.faults)}",
             f"duplicate deliveries: {self.duplicates:,} ({_counts(self.duplicate_answers)})",
             f"operator: {_counts(self.operations)}",
@@ -141,10 +145,11 @@ async def run(config: ChaosConfig, say: Say = print) -> ChaosResult:
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
-        async with cluster.running(folder, config.timing) as running:
+        async with cluster.running(folder, config.timing, config.hosts) as running:
             say(
                 f"chaos: seed {config.seed}, {config.jobs:,} jobs over {config.duration:g} s, "
-                f"{config.faults} faults; PostgreSQL {running.pg.dsn}, logs in {folder}; "
+                f"{config.faults} faults, {config.hosts} host(s); PostgreSQL {running.pg.dsn}, "
+                f"logs in {folder}; "
                 f"processes up in {time.monotonic() - started:.1f} s"
             )
             result = await _run(config, running, say)
@@ -249,6 +254,9 @@ async def _run(config: ChaosConfig, running: cluster.Cluster, say: Say) -> Chaos
             enqueues=actors.producer.sent,
             jobs_in_log=len(evidence.streams),
             events=len(evidence.log_positions),
+            event_types=Counter(
+                r.type_name for stream in evidence.streams.values() for r in stream
+            ),
             faults=actors.injector.done,
             duplicates=actors.duplicator.sent,
             duplicate_answers=actors.duplicator.statuses,

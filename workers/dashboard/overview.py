@@ -78,7 +78,7 @@ async def _values(request: web.Request) -> dict[str, Any]:
         async with asyncio.TaskGroup() as group:
             series_task = group.create_task(trend.series(ctx.pool, window, at or now, chart_type))
             archive_task = group.create_task(trend.archive_note(ctx.pool))
-            stats_task = group.create_task(projections.get_job_stats(ctx.pool))
+            stats_task = group.create_task(projections.get_job_stats(ctx.pool, with_pending=False))
             snapshot_task = group.create_task(_counts_at(ctx.pool, at))
             statuses_task = group.create_task(projections.projection_status(ctx.pool))
             head_task = group.create_task(store.last_position())

@@ -22,7 +22,7 @@ from tests.chaos import app
 from tests.chaos.checker import KeyUse
 
 BATCH: Final = 20
-"""Plain jobs sent together through ``enqueue_many``."""
+"""Requests without options sent together through ``enqueue_many``."""
 GIVE_UP_AFTER_S: Final = 120.0
 """How long one enqueue is retried before the run fails."""
 
@@ -38,8 +38,9 @@ class Planned:
 
     @property
     def batchable(self) -> bool:
-        """Whether it may go in an ``enqueue_many`` batch (plain: no key, no options)."""
-        return self.key is None and self.options is None
+        """Whether it may go in an ``enqueue_many`` batch: no options (a key may repeat
+        within a batch: the first request of it wins, as across calls)."""
+        return self.options is None
 
     def request(self) -> JobRequest:
         """The dispatcher's request for it."""

@@ -365,19 +365,32 @@ def check_keys(evidence: Evidence, findings: Findings) -> None:
             )
 
 
+def _unexpected_error(line: str) -> bool:
+    return '"event": "unexpected error"' in line
+
+
+def _task_crash(line: str) -> bool:
+    """A background task that stopped, or failed on an error not classified as a database
+    outage (those are logged with their traceback; an outage is expected and ridden out)."""
+    if '"event": "background task stopped"' in line:
+        return True
+    return '"event": "background task failed' in line and '"exception"' in line
+
+
 HOST_LOG_EVENTS: Final = {
-    "host_unexpected_errors": '"event": "unexpected error"',
-    "host_tasks_stopped": '"event": "background task stopped"',
+    "host_unexpected_errors": _unexpected_error,
+    "host_tasks_stopped": _task_crash,
 }
-"""Host log events that are violations: a 500 answer (a spent QStash retry), a dead task."""
+"""Host log lines that are violations: a 500 answer (a spent QStash retry), a task dying of
+an unexpected error."""
 
 
 def check_errors(evidence: Evidence, findings: Findings) -> None:
     """No 500 for a hiccup, no background task left dead, every outage reported to library
     callers as DatabaseUnavailableError, no log reader ended by a database restart."""
-    for kind, marker in HOST_LOG_EVENTS.items():
+    for kind, matches in HOST_LOG_EVENTS.items():
         for line in evidence.host_log.splitlines():
-            if marker in line:
+            if matches(line):
                 findings.add(kind, _host_line(line))
     for name, count in sorted(evidence.unclassified_errors.items()):
         findings.add("unclassified_errors", f"raised to a library caller: {name}", count)

@@ -258,6 +258,14 @@ BROKEN_EVIDENCE: list[tuple[str, Change]] = [
         lambda e: _set(e, host_log='{"task": "projections", "event": "background task stopped"}'),
     ),
     (
+        "host_tasks_stopped",
+        lambda e: _set(
+            e,
+            host_log='{"task": "relay", "event": "background task failed; restarting it", '
+            '"exception": "Traceback ...\\nKeyError: 1"}',
+        ),
+    ),
+    (
         "unclassified_errors",
         lambda e: _set(e, unclassified_errors={"InternalClientError: cannot switch": 2}),
     ),
@@ -290,3 +298,12 @@ def test_a_job_failed_within_its_handlers_budget_counts_as_failed_by_faults() ->
     assert findings.ok, findings.describe()  # a figure, not a violation
     assert findings.failed_by_faults == {"all attempts failed": 1}
     assert JOB in findings.failed_by_faults_examples[0]
+
+
+def test_a_task_restarted_after_a_database_outage_is_no_violation() -> None:
+    evidence = good_log().evidence()
+    evidence.host_log = (
+        '{"task": "relay", "event": "background task failed; restarting it", '
+        '"error": "DatabaseUnavailableError: cannot connect"}'
+    )
+    assert checker.check(evidence).ok

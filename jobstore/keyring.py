@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import os
 import uuid
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel
 
 from jobstore import database, errors, protect, query
-from jobstore.event import Event
+from jobstore.event import Event, RecordedEvent
 from jobstore.job_events import JobDispatched
 from jobstore.settings import DEV_DATA_KEY, Settings
 
@@ -33,6 +34,7 @@ _Q = query.load("jobstore", "keyring.sql")
 _JOB_STREAM: Final = "job-"
 _NONCE_BYTES: Final = 12
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class DataKeyError(errors.JobstoreError):
@@ -126,11 +128,21 @@ class KeyRing:
 
     async def reveal_fields(self, model: M) -> M:
         """``model`` with the sealed values of its fields opened (a copy, when any are)."""
-        sealed = {k: v for k, v in model.__dict__.items() if protect.kids_in(v)}
-        if not sealed:
-            return model
-        keys = await self.keys(protect.kids_in(list(sealed.values())))
-        return model.model_copy(update={k: protect.reveal(v, keys) for k, v in sealed.items()})
+        (opened,) = await self.reveal_all([model])
+        return opened
+
+    async def reveal_all(self, items: Sequence[T]) -> list[T]:
+        """``items`` (models, dataclasses, recorded events) with their sealed fields opened.
+
+        One read of the key table for all of them; ``[erased]`` where a key is gone.
+        """
+        kids: set[str] = set()
+        for item in items:
+            protect.kids_in(_fields(item), kids)
+        if not kids:
+            return list(items)
+        keys = await self.keys(kids)
+        return [_opened(item, keys) for item in items]
 
     async def seal(
         self,
@@ -139,24 +151,31 @@ class KeyRing:
     ) -> list[Sequence[Event]]:
         """Each stream's events with their personal data sealed by its job's key.
 
-        A job's first dispatch makes its key (with the job's user and organization); a later
-        dispatch of an erased job is refused with JobError ``ERASED``.
+        A dispatch carrying personal fields makes the job's key (with the job's user and
+        organization); a job without a key (its type declares no personal field) is stored as
+        given; a later dispatch of an erased job is refused with JobError ``ERASED``.
         """
-        wanted: dict[str, _Wanted] = {}
+        made: dict[str, _Wanted] = {}
+        read: set[str] = set()
         for stream_id, events in streams:
             job_id = _job_id(stream_id)
-            if job_id is not None and any(protect.needs_key(e) for e in events):
-                wanted[job_id] = _wanted(job_id, events)
-        if not wanted:
+            uses = {protect.key_use(e) for e in events} if job_id is not None else set()
+            if job_id is not None and "make" in uses:
+                made[job_id] = _wanted(job_id, events)
+            elif job_id is not None and "read" in uses:
+                read.add(job_id)
+        if not made and not read:
             return [events for _, events in streams]
-        keys = await self._create(list(wanted.values()), connection)
+        keys = await self._create(list(made.values()), connection) if made else {}
+        if read:
+            keys.update(_keys_of(await self._fetch(connection, _Q["read_keys"], sorted(read))))
         out: list[Sequence[Event]] = []
         for stream_id, events in streams:
             job_id = _job_id(stream_id)
-            if job_id is None or job_id not in wanted:
+            if job_id is None or job_id not in keys:
                 out.append(events)
                 continue
-            key = keys.get(job_id)
+            key = keys[job_id]
             if key is None:
                 _refuse_redispatch(job_id, events)
             out.append([protect.sealed_event(e, key, job_id) for e in events])
@@ -196,6 +215,34 @@ class KeyRing:
             return await self._runner.run(fetch, connection, what="the data key table")
         except asyncpg.PostgresError as exc:
             raise errors.EventStoreError(f"the data key table failed: {exc}") from None
+
+
+def _fields(item: Any) -> list[Any]:
+    """The field values of a model, a dataclass or a recorded event (its event's fields)."""
+    if isinstance(item, RecordedEvent):
+        return _fields(item.event)
+    if isinstance(item, BaseModel):
+        return list(item.__dict__.values())
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return [getattr(item, f.name) for f in dataclasses.fields(item)]
+    return [item]
+
+
+def _opened(item: T, keys: protect.Keys) -> T:
+    if isinstance(item, RecordedEvent):
+        return dataclasses.replace(item, event=_opened(item.event, keys))
+    if isinstance(item, BaseModel):
+        sealed = {k: v for k, v in item.__dict__.items() if protect.kids_in(v)}
+        return item.model_copy(update={k: protect.reveal(v, keys) for k, v in sealed.items()})
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        changes = {
+            f.name: protect.reveal(getattr(item, f.name), keys)
+            for f in dataclasses.fields(item)
+            if protect.kids_in(getattr(item, f.name))
+        }
+        return dataclasses.replace(item, **changes)
+    opened: T = protect.reveal(item, keys)
+    return opened
 
 
 def _keys_of(rows: Iterable[asyncpg.Record]) -> dict[str, AESGCM | None]:

@@ -20,7 +20,7 @@ import functools
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -51,7 +51,8 @@ SEALED_FIELDS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
 }
 """Per event type, the text fields and the JSON value fields sealed with the job's key: the
 job's error texts, tracebacks and results (the personal payload fields are declared on the
-job type's model)."""
+job type's model).  Only jobs that have a key are sealed: those whose type declares personal
+fields (their errors may quote them: an SMTP refusal names the address)."""
 
 Keys = Mapping[str, AESGCM | None]
 """Data keys by key id (a job id); None: the key was erased."""
@@ -93,6 +94,11 @@ def declare(job_type: str, model: type[BaseModel]) -> None:
 def declared(job_type: str) -> frozenset[str]:
     """The personal fields declared for ``job_type`` by any registered model."""
     return _DECLARED.get(job_type, frozenset())
+
+
+def declared_names() -> frozenset[str]:
+    """Every field name any registered job type declares personal (the logs mask them)."""
+    return frozenset().union(*_DECLARED.values())
 
 
 def seal(value: Any, key: AESGCM, kid: str) -> dict[str, str]:
@@ -210,12 +216,18 @@ def sealed_event(event: Event, key: AESGCM | None, kid: str) -> Event:
     return event.model_copy(update=changes) if changes else event
 
 
-def needs_key(event: Event) -> bool:
-    """Whether :func:`sealed_event` may seal something of ``event`` (a first dispatch makes
-    the job's key, so that it is indexed by the job's user and organization)."""
+KeyUse = Literal["make", "read"]
+
+
+def key_use(event: Event) -> KeyUse | None:
+    """How appending ``event`` needs its job's key: ``make`` it (a dispatch carrying personal
+    fields), ``read`` it (an outcome to seal if the job has a key; a later dispatch, refused
+    if the key was erased), or not at all."""
     if isinstance(event, JobDispatched):
-        return event.dispatch == 1 or bool(declared(event.job_type) & event.payload.keys())
-    return event.type_name in SEALED_FIELDS
+        if declared(event.job_type) & event.payload.keys():
+            return "make"
+        return "read" if event.dispatch > 1 else None
+    return "read" if event.type_name in SEALED_FIELDS else None
 
 
 def _sealed(value: Any, key: AESGCM | None, kid: str) -> Any:

@@ -1,5 +1,9 @@
 """Redaction of secrets: the one rule the logs, the API and the CLI all apply.
 
+The logs also never carry personal data in plaintext (:func:`structlog_processor`): the
+values of fields any job type declares personal (``jobstore.protect.Personal``) and email
+addresses inside any text are masked as ``[personal]``.
+
 A value is masked when its key looks secret (key names are normalised first, so
 ``X-API-Key``, ``api_key`` and ``apiKey`` are one name), and inside any text: the values
 of secret-looking ``key=value`` pairs (``?token=…`` in a URL, ``password=…`` in an error),
@@ -15,7 +19,11 @@ from typing import Any, Final
 
 import orjson
 
+from jobstore import protect
+
 REDACTED: Final = "[redacted]"
+PERSONAL: Final = protect.PERSONAL
+_EMAIL: Final = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 TOO_DEEP: Final = "[redacted: nested too deep]"
 MAX_DEPTH: Final = 20
 
@@ -100,11 +108,27 @@ def redact(value: Any, depth: int = 0) -> Any:
     return value
 
 
+def redact_personal(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` with declared personal fields and email addresses masked."""
+    if depth > MAX_DEPTH:
+        return TOO_DEEP
+    if isinstance(value, str):
+        return _EMAIL.sub(PERSONAL, value) if "@" in value else value
+    if isinstance(value, Mapping):
+        names = protect.declared_names()
+        return {
+            k: PERSONAL if k in names else redact_personal(v, depth + 1) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_personal(v, depth + 1) for v in value]
+    return value
+
+
 def structlog_processor(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """A structlog processor redacting secret-looking keys in every log line."""
-    redacted: MutableMapping[str, Any] = redact(event_dict)
+    """A structlog processor masking secrets and personal data in every log line."""
+    redacted: MutableMapping[str, Any] = redact(redact_personal(event_dict))
     return redacted
 
 

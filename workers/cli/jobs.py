@@ -91,9 +91,11 @@ def list_(
             job_filter = projections.JobFilter.from_strings(filters)
             async with database.open_database(settings) as db:
                 await database.catch_up(db)
-                return await projections.list_job_executions(
+                page = await projections.list_job_executions(
                     db.pool, **dataclasses.asdict(job_filter), cursor=cursor, limit=limit
                 )
+                opened = await jobstore.EventStore(db.pool).keys.reveal_all(page.items)
+                return dataclasses.replace(page, items=opened)  # personal data, for the operator
 
     page = database.run(main)
     if as_json:
@@ -129,10 +131,13 @@ def show(
                 archived = bool(history)
             if not history:
                 raise jobstore.JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
+            history = await store.keys.reveal_all(history)  # personal data, for the operator
             attempts = []
             if not archived:
                 await database.catch_up(db)
-                attempts = await projections.get_job_attempts(db.pool, job_id)
+                attempts = await store.keys.reveal_all(
+                    await projections.get_job_attempts(db.pool, job_id)
+                )
             state = job_state.fold(history)
             assert state is not None
             execution = JobExecution.from_state(state)

@@ -22,8 +22,8 @@ def _newcomer_env(database_url: str) -> dict[str, str]:
     """The environment of someone who never activated this checkout's virtualenv."""
     venv_bin = str(ROOT / ".venv" / "bin")
     path = [p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin]
-    # Nor runs inside a make: `make test`'s own MAKEFLAGS would pass its ARGS to these makes.
-    outside = ("VIRTUAL_ENV", "PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+    # Nor runs inside a make: `make test ARGS=…` exports ARGS (and MAKEFLAGS) to the suite.
+    outside = ("VIRTUAL_ENV", "PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "ARGS", "PYTHON")
     env = {k: v for k, v in os.environ.items() if k not in outside}
     return {**env, "PATH": os.pathsep.join(path), "DATABASE_URL": database_url, "COLUMNS": "120"}
 

@@ -1,7 +1,7 @@
 """The faults of a run, all drawn from one seeded ``random.Random``.
 
 * process faults, one at a time at planned moments: a host killed with SIGKILL (then
-  restarted) or paused with SIGSTOP for up to 5 s (past its attempts' leases),
+  restarted) or paused with SIGSTOP for 2–6 s (mostly past its attempts' 2.5 s leases),
   qstash_local killed and restarted empty, PostgreSQL restarted in ``fast`` or
   ``immediate`` mode;
 * duplicate signed deliveries all along: a job's current dispatch delivered again to a
@@ -86,7 +86,7 @@ class Injector:
             await cluster.start_host(n)
         elif kind == "host_stall":
             n = rng.randrange(len(cluster.hosts))
-            await cluster.stall_host(n, rng.uniform(1.0, 5.0))
+            await cluster.stall_host(n, rng.uniform(2.0, 6.0))
         elif kind == "qstash_restart":
             cluster.kill_qstash()
             await asyncio.sleep(rng.uniform(0.2, 1.0))

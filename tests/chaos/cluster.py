@@ -40,8 +40,8 @@ class Cluster:
     """PostgreSQL, qstash_local and ``hosts`` hosts as separate processes, logs in ``folder``.
 
     The hosts share the database and qstash_local, each with its own address (its public
-    URL): QStash delivers to the host whose relay published the dispatch, the leader of
-    the moment, and every host sweeps.
+    URL): QStash delivers a dispatch to the host whose relay published it (the relay's
+    leader of the moment); duplicates and API calls go to any host.
     """
 
     def __init__(self, folder: Path, timing: Timing | None = None, hosts: int = 1) -> None:

@@ -113,9 +113,9 @@ async def notify(request: web.Request) -> web.Response:
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         log.warning("signed notification is malformed", reason=str(exc))
         return respond(Answer(489, "not a jobtrail notification", non_retryable=True))
-    status = await call_callback(
-        ctx, str(url), {"notification_id": nid, **job}, kind, notification=nid
-    )
+    # The job's owner gets its result and errors opened, as its handler did ([erased] once erased).
+    opened = await ctx.store.keys.reveal({"notification_id": nid, **job})
+    status = await call_callback(ctx, str(url), opened, kind, notification=nid)
     answer = _answer(status)
     ctx.metrics.notifications.labels(kind, _outcome(status)).inc()
     await _record(ctx, job, kind, nid, str(url), status)

@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from aiohttp import web
 from aiosmtpd.controller import Controller
 from qstash import AsyncQStash
 
@@ -78,18 +79,42 @@ def smtp() -> Iterator[Smtp]:
 
 
 @pytest.fixture
-async def host(db_dsn: str, tmp_path: Path, smtp: Smtp) -> AsyncIterator[Host]:
+async def callbacks() -> AsyncIterator[tuple[str, list[Any]]]:
+    """A receiver of the jobs' failure callbacks: its URL and the bodies it got."""
+    bodies: list[Any] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/failed", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/failed", bodies
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def host(
+    db_dsn: str, tmp_path: Path, smtp: Smtp, callbacks: tuple[str, list[Any]]
+) -> AsyncIterator[Host]:
     async with running_host(
         db_dsn, export_dir=tmp_path / "exports", smtp_port=smtp.port, smtp_host="127.0.0.1"
     ) as running:
         assert running.qstash is not None and running.settings.qstash_token is not None
         token = running.settings.qstash_token.get_secret_value()
         client = _CLIENTS[id(running)] = AsyncQStash(token, base_url=running.qstash.url)
+        _CALLBACK[id(running)] = callbacks[0]
         try:
             yield running
         finally:
             await client.http._client.aclose()
-            del _CLIENTS[id(running)]
+            del _CLIENTS[id(running)], _CALLBACK[id(running)]
 
 
 @dataclass
@@ -127,7 +152,7 @@ async def _run_jobs(host: Host, marker: str) -> Subject:
             },
         },
         metadata,
-        {"retries": 0},
+        {"retries": 0, "failure_callback": _CALLBACK[id(host)]},
     )
     await host.wait_status(subject.delivered, "completed")
     await host.wait_status(subject.refused, "failed")
@@ -155,6 +180,7 @@ async def _eventually_in_dlq(host: Host) -> None:
 
 
 _CLIENTS: dict[int, AsyncQStash] = {}
+_CALLBACK: dict[int, str] = {}
 
 
 def _qstash(host: Host) -> AsyncQStash:
@@ -285,7 +311,9 @@ def _surfaces(places: list[str]) -> set[str]:
 # -- the tests ----------------------------------------------------------------------------
 
 
-async def test_handlers_receive_the_personal_data_in_plaintext(host: Host, smtp: Smtp) -> None:
+async def test_handlers_and_callbacks_receive_the_personal_data_in_plaintext(
+    host: Host, smtp: Smtp, callbacks: tuple[str, list[Any]]
+) -> None:
     subject = await _run_jobs(host, uuid.uuid4().hex)
 
     (message,) = smtp.mailbox.messages
@@ -293,6 +321,13 @@ async def test_handlers_receive_the_personal_data_in_plaintext(host: Host, smtp:
     assert subject.name in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     execution = await host.dispatcher.get_job_execution_by_job_id(subject.delivered)
     assert execution is not None and execution.payload["to"] == subject.ok_address
+    for _ in range(500):  # the notifier follows the log; QStash then delivers its message
+        if callbacks[1]:
+            break
+        await asyncio.sleep(0.02)
+    (called,) = callbacks[1]
+    assert called["job_id"] == subject.refused
+    assert f"refused-{subject.marker}@example.com" in called["error_message"]
 
 
 async def test_personal_data_is_never_stored_in_plaintext(

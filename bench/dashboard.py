@@ -85,8 +85,10 @@ async def prepare(dsn: str, jobs: int) -> None:
         print(f"views hold {count:,} jobs ({time.perf_counter() - started:.0f} s)")
         await pool.execute("VACUUM ANALYZE jobtrail.job_executions")
         await pool.execute("VACUUM ANALYZE jobtrail.job_buckets")
+        await pool.execute("VACUUM ANALYZE jobtrail.job_bucket_minutes")
         widths = await pool.fetch(
-            "SELECT width, count(*) FROM jobtrail.job_buckets GROUP BY width ORDER BY width"
+            "SELECT 60 AS width, count(*) FROM jobtrail.job_bucket_minutes UNION ALL "
+            "(SELECT width, count(*) FROM jobtrail.job_buckets GROUP BY width ORDER BY width)"
         )
         print("job_buckets rows per width: " + ", ".join(f"{w}s {n:,}" for w, n in widths))
     finally:

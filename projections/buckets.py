@@ -71,7 +71,13 @@ class BucketView:
     """Projection ``job_buckets``: its transitions, per-job states, archivings and clock."""
 
     name: Final = "job_buckets"
-    tables: Final = ("job_bucket_archives", "job_bucket_clock", "job_bucket_jobs", "job_buckets")
+    tables: Final = (
+        "job_bucket_archives",
+        "job_bucket_clock",
+        "job_bucket_jobs",
+        "job_bucket_minutes",
+        "job_buckets",
+    )
 
     async def apply(self, conn: Connection, batch: Sequence[RecordedEvent]) -> None:
         """Fold ``batch`` into the buckets (inside the caller's transaction)."""
@@ -163,19 +169,28 @@ class _Counts:
         self.deltas[(DAY, minute - minute % DAY, job_type, old, new)] += 1
 
     async def write(self, conn: Connection) -> None:
-        """Add the counts to the table's rows."""
-        if not self.deltas:
-            return
-        keys = list(self.deltas)
-        await conn.execute(
-            _Q["add_buckets"],
-            [k[0] for k in keys],
-            [datetime.fromtimestamp(k[1], UTC) for k in keys],
-            [k[2] for k in keys],
-            [k[3] for k in keys],
-            [k[4] for k in keys],
-            [self.deltas[k] for k in keys],
-        )
+        """Add the counts to the tables' rows (minutes apart from hours and days)."""
+        minutes = [k for k in self.deltas if k[0] == MINUTE]
+        coarse = [k for k in self.deltas if k[0] != MINUTE]
+        if minutes:
+            await conn.execute(
+                _Q["add_minutes"],
+                [datetime.fromtimestamp(k[1], UTC) for k in minutes],
+                [k[2] for k in minutes],
+                [k[3] for k in minutes],
+                [k[4] for k in minutes],
+                [self.deltas[k] for k in minutes],
+            )
+        if coarse:
+            await conn.execute(
+                _Q["add_buckets"],
+                [k[0] for k in coarse],
+                [datetime.fromtimestamp(k[1], UTC) for k in coarse],
+                [k[2] for k in coarse],
+                [k[3] for k in coarse],
+                [k[4] for k in coarse],
+                [self.deltas[k] for k in coarse],
+            )
 
 
 async def _restore(

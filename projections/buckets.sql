@@ -32,16 +32,24 @@ ON CONFLICT (one) DO UPDATE SET latest = excluded.latest;
 
 -- name: add_buckets
 -- params: widths, buckets, job_types, from_statuses, to_statuses, deltas
+-- Hour and day rows.
 INSERT INTO job_buckets (width, bucket, job_type, from_status, to_status, count)
 SELECT * FROM unnest($1::integer[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
                      $6::bigint[])
 ON CONFLICT (width, bucket, job_type, from_status, to_status)
 DO UPDATE SET count = job_buckets.count + excluded.count;
 
+-- name: add_minutes
+-- params: buckets, job_types, from_statuses, to_statuses, deltas
+INSERT INTO job_bucket_minutes (bucket, job_type, from_status, to_status, count)
+SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+ON CONFLICT (bucket, job_type, from_status, to_status)
+DO UPDATE SET count = job_bucket_minutes.count + excluded.count;
+
 -- name: prune_minutes
 -- params: before
 -- Minute rows past the horizon: the hour and day rows hold the same transitions.
-DELETE FROM job_buckets WHERE width = 60 AND bucket < $1;
+DELETE FROM job_bucket_minutes WHERE bucket < $1;
 
 -- name: add_archive
 -- params: position, archived_at, finished_before, retention_days, jobs, missing

@@ -111,10 +111,14 @@ async def series(
     stop = last + timedelta(seconds=win.width)
     starts = (first + timedelta(seconds=win.width * i) for i in range(win.points))
     by_start = {start: Point(start) for start in starts}
-    async with reader.snapshot(pool) as conn:
-        rows = await conn.fetch(_Q["read_series"], win.width, first, stop, job_type)
-        per_type = await conn.fetch(_Q["read_window_by_type"], win.width, first, stop)
+    query = _Q["read_series_minutes" if win.width == buckets.MINUTE else "read_series"]
+    rows = await pool.fetch(query, win.width, first, stop, job_type)
+    by_type: defaultdict[str, dict[str, int]] = defaultdict(dict)
     for row in rows:
+        if row["by_type"]:
+            if row["to_status"] != buckets.NONE:
+                by_type[row["job_type"]][row["to_status"]] = row["all_count"]
+            continue
         point = by_start.get(row["bucket"])
         if point is None:
             continue
@@ -123,9 +127,6 @@ async def series(
         into = _INTO.get(row["to_status"])
         if into is not None:
             setattr(point, into, getattr(point, into) + row["count"])
-    by_type: defaultdict[str, dict[str, int]] = defaultdict(dict)
-    for row in per_type:
-        by_type[row["job_type"]][row["to_status"]] = row["count"]
     return Series(win, end, list(by_start.values()), dict(sorted(by_type.items())))
 
 

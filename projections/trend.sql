@@ -2,20 +2,30 @@
 
 -- name: read_series
 -- params: width, from, to, job_type
--- Transitions per bucket of one width in [from, to), of one type or of all ($4 NULL).
-SELECT bucket, from_status, to_status, sum(count)::bigint AS count
+-- One scan of a window's rows in [from, to), two groupings: transitions per bucket (of one
+-- type, or of all when $4 is NULL: "count"), and per type and target status over the
+-- whole window (every type: "all_count"); by_type is 1 on the rows of the second.
+SELECT bucket, job_type, from_status, to_status, GROUPING(job_type) = 0 AS by_type,
+       coalesce(sum(count) FILTER (WHERE $4::text IS NULL OR job_type = $4), 0)::bigint
+           AS count,
+       sum(count)::bigint AS all_count
   FROM jobtrail.job_buckets
  WHERE width = $1 AND bucket >= $2 AND bucket < $3
-   AND ($4::text IS NULL OR job_type = $4)
- GROUP BY bucket, from_status, to_status;
+ GROUP BY GROUPING SETS ((bucket, from_status, to_status), (job_type, to_status));
 
--- name: read_window_by_type
--- params: width, from, to
--- Transitions per type and target status in [from, to) (the text beside the charts).
-SELECT job_type, to_status, sum(count)::bigint AS count
-  FROM jobtrail.job_buckets
- WHERE width = $1 AND bucket >= $2 AND bucket < $3 AND to_status <> ''
- GROUP BY job_type, to_status;
+-- name: read_series_minutes
+-- params: width, from, to, job_type
+-- As read_series, over the minute rows.
+-- One scan of a window's rows in [from, to), two groupings: transitions per bucket (of one
+-- type, or of all when $4 is NULL: "count"), and per type and target status over the
+-- whole window (every type: "all_count"); by_type is 1 on the rows of the second.
+SELECT bucket, job_type, from_status, to_status, GROUPING(job_type) = 0 AS by_type,
+       coalesce(sum(count) FILTER (WHERE $4::text IS NULL OR job_type = $4), 0)::bigint
+           AS count,
+       sum(count)::bigint AS all_count
+  FROM jobtrail.job_bucket_minutes
+ WHERE $1::integer = 60 AND bucket >= $2 AND bucket < $3
+ GROUP BY GROUPING SETS ((bucket, from_status, to_status), (job_type, to_status));
 
 -- name: read_before
 -- params: day, hour, moment
@@ -28,8 +38,8 @@ SELECT job_type, from_status, to_status, sum(count)::bigint AS count
         SELECT job_type, from_status, to_status, count FROM jobtrail.job_buckets
          WHERE width = 3600 AND bucket >= $1 AND bucket < $2
         UNION ALL
-        SELECT job_type, from_status, to_status, count FROM jobtrail.job_buckets
-         WHERE width = 60 AND bucket >= $2 AND bucket < $3) t
+        SELECT job_type, from_status, to_status, count FROM jobtrail.job_bucket_minutes
+         WHERE bucket >= $2 AND bucket < $3) t
  GROUP BY job_type, from_status, to_status;
 
 -- name: read_range

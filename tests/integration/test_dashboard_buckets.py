@@ -32,6 +32,7 @@ from tests.projection_support import (
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 TABLES = {
     "job_buckets": "width, bucket, job_type, from_status, to_status",
+    "job_bucket_minutes": "bucket, job_type, from_status, to_status",
     "job_bucket_jobs": "job_id",
     "job_bucket_archives": "position",
     "job_bucket_clock": "one",
@@ -262,7 +263,7 @@ async def test_minute_rows_older_than_two_days_are_pruned_and_old_moments_read_h
     job, later = new_job_id(), new_job_id()
     await put(pool, job, T0 + timedelta(minutes=10), dispatched(job), started(), completed())
     await catch_up(pool, db_dsn)
-    minutes = "SELECT count(*) FROM jobtrail.job_buckets WHERE width = 60"
+    minutes = "SELECT count(*) FROM jobtrail.job_bucket_minutes"
     assert await pool.fetchval(minutes) == 3
     at = T0 + timedelta(minutes=10, seconds=1)  # the job started, not yet completed
     assert (await trend.counts_at(pool, at + timedelta(minutes=1))).precision == "minute"

@@ -62,16 +62,17 @@ _TOKEN_LIFETIME = timedelta(hours=1)
 class EagerDispatcher(jobstore.Dispatcher):
     """A :class:`jobstore.Dispatcher` that runs each job it records at once, in eager mode.
 
-    Hand it to the code under test wherever that code takes a dispatcher: ``enqueue``,
-    ``enqueue_many`` and ``replay_job`` record exactly what they always do, then run the
-    job's current dispatch through the host's attempt path until it is finished.
+    Hand it to the code under test wherever that code takes a dispatcher: ``enqueue`` (and
+    ``enqueue_with_position``, the e-mail helpers), ``enqueue_many``, ``replay_job`` and
+    ``dispatch_job_execution`` record exactly what they always do, then run the job's
+    current dispatch through the host's attempt path until it is finished.
     """
 
     def __init__(self, kit: JobTrailKit, policy: jobstore.AddressPolicy) -> None:
         super().__init__(kit.store, kit.registry, policy)
         self._kit = kit
 
-    async def enqueue(
+    async def enqueue_with_position(
         self,
         type: str,
         payload: Mapping[str, Any] | BaseModel,
@@ -79,12 +80,25 @@ class EagerDispatcher(jobstore.Dispatcher):
         options: Mapping[str, Any] | jobstore.EnqueueJobOptions | None = None,
         *,
         actor: str | None = None,
-    ) -> str:
-        """Record the job as :meth:`jobstore.Dispatcher.enqueue` does; in eager mode, run it."""
-        job_id = await super().enqueue(type, payload, metadata, options, actor=actor)
+    ) -> jobstore.Enqueued:
+        """Record the job as the dispatcher always does (``enqueue`` and the e-mail helpers
+        come through here); in eager mode, run it."""
+        enqueued = await super().enqueue_with_position(
+            type, payload, metadata, options, actor=actor
+        )
         if self._kit.eager:
-            await self._kit.run(job_id)
-        return job_id
+            await self._kit.run(enqueued.job_id)
+        return enqueued
+
+    async def dispatch_job_execution(
+        self, data: Mapping[str, Any], *, actor: str | None = None
+    ) -> JobExecution:
+        """Record the job from the seed's execution fields; in eager mode, run it and return
+        its record as it is afterwards."""
+        execution = await super().dispatch_job_execution(data, actor=actor)
+        return await self._kit.run(execution.job_id) if self._kit.eager else execution
+
+    create_job_execution = dispatch_job_execution
 
     async def enqueue_many(self, jobs: Sequence[jobstore.JobRequest]) -> list[str]:
         """Record the jobs in one transaction; in eager mode, run each in order."""

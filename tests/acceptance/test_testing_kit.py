@@ -74,6 +74,19 @@ async def test_spent_retries_fail_the_job_and_a_replay_runs_it_again(
     assert record.dispatch == 2
 
 
+async def test_every_way_of_recording_a_job_runs_it_eagerly(jobtrail: JobTrailKit) -> None:
+    record = await jobtrail.dispatcher.create_job_execution(
+        {"jobType": "flaky", "payload": {"fail_times": 0}}
+    )
+    assert record.status == "completed", "the seed's createJobExecution ran the job"
+    many = await jobtrail.dispatcher.enqueue_many(
+        [jobstore.JobRequest("flaky", {"fail_times": n}, None, None) for n in (0, 1)]
+    )
+    assert [(await jobtrail.execution(job_id)).attempts for job_id in many] == [1, 2]
+    enqueued = await jobtrail.dispatcher.enqueue_with_position("flaky", {"fail_times": 0})
+    await jobtrail.assert_completed(enqueued.job_id)
+
+
 async def test_without_eager_mode_jobs_wait_until_run(jobtrail: JobTrailKit) -> None:
     jobtrail.eager = False
     job_id = await jobtrail.dispatcher.enqueue("flaky", {"fail_times": 0})

@@ -345,7 +345,7 @@ class Dispatcher:
             metadata=actor_of.metadata(actor),
         )
         if changed is None:
-            raise errors.JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
+            raise await self._missing(job_id)
         return Cancelled(job_id, changed.positions[-1], attempt_running=changed.result)
 
     async def replay_job(
@@ -439,18 +439,26 @@ class Dispatcher:
             self.store, job_id, lambda s: (decide(s), None), metadata=actor_of.metadata(actor)
         )
         if changed is None:
-            archived = await self.store.read_archived_stream(job_state.stream_id(job_id))
-            if archived:
-                raise errors.JobError(
-                    f"job {job_id} finished on {archived[-1].recorded_at:%Y-%m-%d} and was "
-                    "archived (retention): an archived job is read-only "
-                    "history and cannot be replayed or cancelled; enqueue a new job with its "
-                    "payload instead",
-                    "JOB_ARCHIVED",
-                    job_id,
-                )
-            raise errors.JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
+            raise await self._missing(job_id)
         return changed.positions[-1]
+
+    async def _missing(self, job_id: str) -> errors.JobError:
+        """The error for a job the log does not hold: archived (read-only) or unknown.
+
+        An archived job is not brought back: its history stays in the archive as it was
+        (a replay would have to re-append it under new positions, behind every reader),
+        so replaying or cancelling it is refused with ``JOB_ARCHIVED``.
+        """
+        archived = await self.store.read_archived_stream(job_state.stream_id(job_id))
+        if not archived:
+            return errors.JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
+        return errors.JobError(
+            f"job {job_id} finished on {archived[-1].recorded_at:%Y-%m-%d} and was archived "
+            "(retention): an archived job is read-only history and cannot be replayed or "
+            "cancelled; enqueue a new job with its payload instead",
+            "JOB_ARCHIVED",
+            job_id,
+        )
 
     def _dispatched(self, request: JobRequest) -> JobDispatched:
         spec = self.registry.get(request.type)

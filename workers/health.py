@@ -19,6 +19,7 @@ from aiohttp import web
 
 import projections
 from jobstore import migrations, query
+from workers import retention_metrics
 from workers.context import HOST, HostContext
 
 log = structlog.get_logger("jobtrail.health")
@@ -112,6 +113,7 @@ async def metrics(request: web.Request) -> web.Response:
         lag = await ctx.store.reader_lag()
         ctx.metrics.reader_held_back_events.set(lag.held_back_events)
         ctx.metrics.reader_held_back_seconds.set(lag.held_back_seconds)
+        await retention_metrics.observe(ctx)
     except Exception:  # metrics must answer even when the database does not
         pass
     return web.Response(body=ctx.metrics.render(), content_type="text/plain", charset="utf-8")

@@ -427,6 +427,7 @@ class RetentionStatus:
     export_keep_days: int | None
     report_keep_days: int | None
     interval_seconds: float
+    enabled: bool
     jobs: int
     unfinished_jobs: int
     oldest_job_at: datetime | None
@@ -442,6 +443,7 @@ class RetentionStatus:
     last_removal_at: datetime | None
     last_run: dict[str, Any] | None
     next_run_at: datetime | None
+    """None when retention is off, or before its first run."""
 
     def to_json(self) -> dict[str, Any]:
         """The status as JSON-ready data (times in ISO 8601)."""
@@ -481,6 +483,7 @@ async def status(
         export_keep_days=settings.export_keep_days,
         report_keep_days=settings.report_keep_days,
         interval_seconds=settings.retention_interval_seconds,
+        enabled=enabled(settings),
         jobs=kept["jobs"],
         unfinished_jobs=kept["unfinished_jobs"],
         oldest_job_at=kept["oldest_job_at"],
@@ -495,5 +498,5 @@ async def status(
         removed_files=int(runs["removed_files"]),
         last_removal_at=runs["last_removal_at"],
         last_run=dict(last) if last is not None else None,
-        next_run_at=(next_run or now) if days or settings.archive_days else None,
+        next_run_at=next_run if enabled(settings) else None,
     )

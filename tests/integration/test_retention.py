@@ -133,13 +133,16 @@ async def test_hosts_archive_old_finished_jobs_by_themselves_one_host_at_a_time(
         assert events == 1
 
 
-async def test_a_host_without_retention_archives_nothing(pool: asyncpg.Pool, db_dsn: str) -> None:
-    await load_old_jobs(pool)
-    async with host(db_dsn, retention_days=0) as app:
-        await catch_up(pool, db_dsn)
-        assert app is not None
-    assert await archived_streams(pool) == set()
-    assert await pool.fetchval("SELECT count(*) FROM jobtrail.retention_runs") == 0
+def test_serve_runs_the_schedule_only_when_retention_is_asked_for(db_dsn: str) -> None:
+    from workers.cli.serve import _options
+
+    def registered(**values: Any) -> bool:
+        options = _options(settings(db_dsn, **values), listen_host="127.0.0.1")
+        return retention.schedule in options.extra_background
+
+    assert registered()  # the default: 30 days
+    assert not registered(retention_days=0)
+    assert registered(retention_days=0, export_keep_days=7)
 
 
 async def test_the_schedule_resumes_where_the_database_says(

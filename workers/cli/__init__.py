@@ -18,6 +18,7 @@ from . import jobs as jobs_command
 from . import monitoring as monitoring_command
 from . import projections as projections_command
 from . import relay as relay_command
+from . import retention as retention_command
 from . import schedule as schedule_command
 from . import stats as stats_command
 from . import version as version_command
@@ -39,6 +40,7 @@ jobs_command.register(app)
 stats_command.register(app)
 projections_command.register(app)
 relay_command.register(app)
+retention_command.register(app)
 events_command.register(app)
 erase_command.register(app)
 audit_command.register(app)

@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -131,10 +131,11 @@ class KeyRing:
         (opened,) = await self.reveal_all([model])
         return opened
 
-    async def reveal_all(self, items: Sequence[T]) -> list[T]:
+    async def reveal_all(self, items: Sequence[T], *, masked: bool = False) -> list[T]:
         """``items`` (models, dataclasses, recorded events) with their sealed fields opened.
 
-        One read of the key table for all of them; ``[erased]`` where a key is gone.
+        One read of the key table for all of them; ``[erased]`` where a key is gone.  With
+        ``masked``, ``[personal]`` instead of each value a reader may not see.
         """
         kids: set[str] = set()
         for item in items:
@@ -142,7 +143,8 @@ class KeyRing:
         if not kids:
             return list(items)
         keys = await self.keys(kids)
-        return [_opened(item, keys) for item in items]
+        show = protect.mask if masked else protect.reveal
+        return [_opened(item, keys, show) for item in items]
 
     async def seal(
         self,
@@ -228,20 +230,20 @@ def _fields(item: Any) -> list[Any]:
     return [item]
 
 
-def _opened(item: T, keys: protect.Keys) -> T:
+def _opened(item: T, keys: protect.Keys, show: Callable[[Any, protect.Keys], Any]) -> T:
     if isinstance(item, RecordedEvent):
-        return dataclasses.replace(item, event=_opened(item.event, keys))
+        return dataclasses.replace(item, event=_opened(item.event, keys, show))
     if isinstance(item, BaseModel):
         sealed = {k: v for k, v in item.__dict__.items() if protect.kids_in(v)}
-        return item.model_copy(update={k: protect.reveal(v, keys) for k, v in sealed.items()})
+        return item.model_copy(update={k: show(v, keys) for k, v in sealed.items()})
     if dataclasses.is_dataclass(item) and not isinstance(item, type):
         changes = {
-            f.name: protect.reveal(getattr(item, f.name), keys)
+            f.name: show(getattr(item, f.name), keys)
             for f in dataclasses.fields(item)
             if protect.kids_in(getattr(item, f.name))
         }
         return dataclasses.replace(item, **changes)
-    opened: T = protect.reveal(item, keys)
+    opened: T = show(item, keys)
     return opened
 
 

@@ -89,6 +89,8 @@ class Sweeper:
         if state.lease_until is not None and state.lease_until > time.time():
             return 0
         where = await qstash_state(qstash, message_id)
+        if where == "unknown" and await self.ctx.store.keys.erased(job_id):
+            where = "failed"  # lost, and erased: a recovery could not run it (refused as ERASED)
         # Decided again on any newer state: a start, an outcome or a cancel recorded while
         # QStash was asked makes the sweep record nothing.
         changed = await change.change(

@@ -12,7 +12,7 @@ import jobstore
 import projections
 from jobstore import actor as actor_of
 from projections import Scope
-from workers.dashboard import context, render
+from workers.dashboard import context, personal, render
 
 LIMIT: Final = 100
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
@@ -49,7 +49,7 @@ async def _read(request: web.Request, params: dict[str, str]) -> list[dict[str, 
             params.get("stream"),
             LIMIT,
         )
-    return [
+    shown = [
         {
             "position": r["position"],
             "stream_id": r["stream_id"],
@@ -64,6 +64,7 @@ async def _read(request: web.Request, params: dict[str, str]) -> list[dict[str, 
         }
         for r in found
     ]
+    return await personal.shown_rows(request, shown, raw)
 
 
 async def show(request: web.Request) -> web.Response:

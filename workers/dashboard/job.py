@@ -13,7 +13,7 @@ from aiohttp import web
 import projections
 from jobstore import JobError, JobState, RecordedEvent
 from projections import Scope
-from workers.dashboard import context, edit, render, timeline
+from workers.dashboard import context, edit, personal, render, timeline
 
 MAX_REASON: Final = 1000
 _FINAL: Final = ("completed", "failed", "cancelled")
@@ -47,12 +47,12 @@ async def _history(request: web.Request, job_id: str) -> tuple[list[RecordedEven
     """The job's events and whether retention archived them (404 if there are none)."""
     store = context.dispatcher(request).store
     history = await projections.get_job_history(store, job_id)
-    if history:
-        return history, False
-    archived = await store.read_archived_stream(f"job-{job_id}")
-    if not archived:
+    archived = not history
+    if archived:
+        history = await store.read_archived_stream(f"job-{job_id}")
+    if not history:
         raise JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
-    return archived, True
+    return await personal.shown(request, history), archived
 
 
 def _view(request: web.Request, job_id: str, history: list[RecordedEvent]) -> dict[str, Any]:

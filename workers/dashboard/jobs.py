@@ -9,7 +9,7 @@ from aiohttp import web
 
 import projections
 from projections import JobFilter
-from workers.dashboard import context, render
+from workers.dashboard import context, personal, render
 
 PAGE_SIZE: Final = 50
 FILTERS: Final = tuple(f.name for f in dataclasses.fields(JobFilter))
@@ -35,7 +35,7 @@ async def read_page(
         page = await list_page(request, JobFilter.from_strings(params), cursor, PAGE_SIZE)
     except projections.InvalidFilterError as exc:
         return [], None, str(exc)
-    return page.items, page.next_cursor, None
+    return await personal.shown(request, page.items), page.next_cursor, None
 
 
 async def list_page(

@@ -11,7 +11,8 @@ Why an advisory lock on a dedicated connection, and not a row lock or a lease ta
   stalls (a long GC pause, a frozen VM) and its lease running out, a standby that trusts
   the clock can lead alongside it.  A session lock has no expiry to get wrong: it is held
   exactly as long as the session lives, and PostgreSQL ends the session of a dead peer
-  (with the TCP keepalives set below, within ~15 s).
+  (with the TCP keep-alives and user timeout set below, within ~15 s; without them, a
+  vanished holder would keep its role for hours).
 * A row lock (``SELECT … FOR UPDATE``) lives only as long as a transaction; holding one
   for hours keeps a transaction open, which holds back vacuum and, in jobtrail, holds
   back every reader of the log (they read only below the oldest running transaction).
@@ -35,6 +36,9 @@ from jobstore import database, errors, query
 
 log = structlog.get_logger("jobtrail.election")
 _Q = query.load("jobstore", "election.sql")
+HEARTBEAT_TIMEOUT = 15.0
+"""Seconds the holder waits for its heartbeat's answer (the server's own limit on a silent
+peer, election.sql's keep_alive, is about as long)."""
 
 
 class LeadershipLost(errors.JobstoreError):
@@ -59,11 +63,24 @@ class Lease:
         return not self.conn.is_closed()
 
     async def wanted(self) -> bool:
-        """Whether someone queues for the role; raises LeadershipLost if we lost it."""
+        """Whether someone queues for the role; raises LeadershipLost if we lost it.
+
+        Also the holder's heartbeat: a server that does not answer within
+        HEARTBEAT_TIMEOUT seconds (this machine was cut off) counts as lost, as the server
+        will end our session (and free the role) by then.
+        """
         try:
-            return bool(await self.conn.fetchval(_Q["lead_wanted"], *self.key))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise LeadershipLost(f"lost the lock connection of {self.name!r}: {exc}") from None
+            found = await self.conn.fetchval(
+                _Q["lead_wanted"], *self.key, timeout=HEARTBEAT_TIMEOUT
+            )
+        except Exception as exc:
+            if not errors.is_transient(exc):
+                raise
+            self.conn.terminate()  # whatever it was doing, this session is no longer ours
+            raise LeadershipLost(
+                f"lost the lock connection of {self.name!r}: {type(exc).__name__}: {exc}"
+            ) from None
+        return bool(found)
 
     async def release(self) -> None:
         """Give the role up (ending the session releases the lock), even if cancelled."""
@@ -117,13 +134,12 @@ class Election:
         try:
             await conn.execute(_Q["keep_alive"])
             row = await conn.fetchrow(_Q["lock_key"], self.name)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            await database.close_quietly(conn)
-            raise errors.DatabaseUnavailableError(
-                f"cannot prepare the lock connection of {self.name!r}: {exc}"
-            ) from None
-        except BaseException:  # cancelled while preparing: do not leak the connection
+        except BaseException as exc:  # failed or cancelled half-way: never leak it
             conn.terminate()
+            if isinstance(exc, asyncpg.PostgresError) or errors.is_transient(exc):
+                raise errors.DatabaseUnavailableError(
+                    f"cannot prepare the lock connection of {self.name!r}: {exc}"
+                ) from None
             raise
         assert row is not None
         return Lease(self.name, conn, (row["class_id"], row["object_id"]))

@@ -28,5 +28,10 @@ SELECT EXISTS (
 
 -- name: keep_alive
 -- params:
--- Notice a holder whose machine vanished within ~15 s instead of TCP's default hours.
+-- Notice a holder whose machine vanished within ~15 s instead of TCP's default hours:
+-- keep-alive probes while the connection is idle, and tcp_user_timeout while data the
+-- server sent goes unacknowledged (a leader LISTENs on this connection, so the server
+-- often has a notification in flight, and keep-alives never start; TCP would retransmit
+-- for ~15 minutes).
 SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 5;
+SET tcp_user_timeout = 15000;

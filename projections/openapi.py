@@ -157,6 +157,7 @@ def _result_schemas() -> dict[str, Any]:
                 "job_id": {"type": "string"},
                 "position": {"type": "integer", "nullable": True},
                 "created": {"type": "boolean"},
+                "archived": {"type": "boolean"},
             }
         ),
         "Changed": _object({"job_id": {"type": "string"}, "position": {"type": "integer"}}),

@@ -125,7 +125,12 @@ async def enqueue(request: web.Request) -> web.Response:
         body.get("options"),
         actor=actor(request),
     )
-    result = {"job_id": enqueued.job_id, "position": enqueued.position, "created": enqueued.created}
+    result = {
+        "job_id": enqueued.job_id,
+        "position": enqueued.position,
+        "created": enqueued.created,
+        "archived": enqueued.archived,
+    }
     return json(result, status=201 if enqueued.created else 200)
 
 

@@ -28,6 +28,7 @@ from jobstore import (
     envelope,
     errors,
     job_state,
+    protect,
     redaction,
     tracing,
     transition,
@@ -565,7 +566,10 @@ def _check_size(event: JobDispatched) -> None:
     """Refuse a job QStash could not take: its payload, and its whole published message."""
     try:
         size = len(orjson.dumps(event.payload))
-        compact = len(orjson.dumps(envelope.job_body(event))) if size <= MAX_PAYLOAD_BYTES else 0
+        published = protect.stand_in(event)  # personal fields as sealed: a third larger
+        compact = (
+            len(orjson.dumps(envelope.job_body(published))) if size <= MAX_PAYLOAD_BYTES else 0
+        )
     except orjson.JSONEncodeError as exc:
         raise errors.JobValidationError("invalid job", [f"not JSON: {exc}"]) from None
     if size > MAX_PAYLOAD_BYTES:
@@ -575,7 +579,7 @@ def _check_size(event: JobDispatched) -> None:
     if compact * _WORST_EXPANSION <= MAX_MESSAGE_BYTES:
         return
     # Exactly what the qstash SDK sends: json.dumps with its defaults (ASCII, spaced).
-    message = len(json.dumps(envelope.job_body(event)))
+    message = len(json.dumps(envelope.job_body(published)))
     if message > MAX_MESSAGE_BYTES:
         raise errors.JobValidationError(
             "invalid job",

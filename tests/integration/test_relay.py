@@ -95,7 +95,8 @@ async def test_enqueued_job_is_published_with_the_wire_envelope(
     assert body["job_id"] == job_id
     assert body["dispatch"] == 1
     assert body["type"] == "send-email"
-    assert body["payload"] == WELCOME
+    assert body["payload"]["to"]["$enc"] == "v1", "personal fields travel sealed"
+    assert await store.keys.reveal(body["payload"]) == WELCOME
     assert body["metadata"]["user_id"] == 7
     assert delivery.headers["X-Tenant"] == "acme"
     message_id = delivery.headers["Upstash-Message-Id"]
@@ -334,7 +335,7 @@ async def test_a_job_at_the_message_limit_is_published_and_one_byte_more_is_refu
         return {"created_at": "2030-01-01T00:00:00Z", "note": "n" * note_length}
 
     probe = dispatcher._dispatched(JobRequest("process-webhook", payload, metadata(0)))
-    published = len(json.dumps(jobstore.envelope.job_body(probe)))
+    published = len(json.dumps(jobstore.envelope.job_body(jobstore.protect.stand_in(probe))))
     fill = dispatcher_module.MAX_MESSAGE_BYTES - published
 
     with pytest.raises(jobstore.JobValidationError, match="at most 1048576 bytes"):

@@ -20,7 +20,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from jobstore import DatabaseUnavailableError, JobError, JobValidationError
+from jobstore import JobError, JobValidationError, is_transient
 from projections import audit_route, cursor, errors, openapi, route, token
 from projections.api_context import (
     API_CONTEXT,
@@ -118,14 +118,14 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             "QUERY_TIMEOUT",
             retry=5,
         )
-    except DatabaseUnavailableError:
-        return error(503, "the database is unavailable; retry later", "UNAVAILABLE", retry=5)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "HTTP_ERROR")
         return error(exc.status, exc.reason, code, headers=_kept_headers(exc))
-    except Exception:
+    except Exception as exc:
+        if is_transient(exc):  # a lost connection, a server restarting: never a 500
+            return error(503, "the database is unavailable; retry later", "UNAVAILABLE", retry=5)
         log.exception("unexpected error in the API", path=request.path, method=request.method)
         return error(500, "internal error; see the host's log", "INTERNAL")
 

@@ -21,7 +21,8 @@ from aiohttp.web_urldispatcher import AbstractRuleMatching, MatchedSubAppResourc
 
 import jobstore
 import projections
-from jobstore import DatabaseUnavailableError, JobError, JobValidationError, Settings
+from jobstore import JobError, JobValidationError, Settings
+from workers import outage
 from workers.dashboard import (
     bulk,
     context,
@@ -202,9 +203,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(request, 409, str(exc))
     except asyncpg.QueryCanceledError:
         return _error(request, 503, "the query took too long; narrow the filter or retry")
-    except DatabaseUnavailableError:
-        return _error(request, 503, "the database is unavailable; retry later")
-    except Exception:
+    except Exception as exc:
+        if outage.answer_for(exc) is not None:
+            return _error(request, 503, "the database is unavailable; retry later")
         log.exception("unexpected error in the dashboard", path=request.path)
         return _error(request, 500, "internal error; see the host's log")
 

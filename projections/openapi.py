@@ -10,8 +10,8 @@ import functools
 from typing import Any, Final
 
 from jobstore import JOB_STATUSES
+from projections import audit_openapi, histogram, reader, stats
 from projections import filter as job_filter
-from projections import histogram, reader, stats
 from projections.token import Scope
 
 SCOPES: Final = {
@@ -26,6 +26,7 @@ SCOPES: Final = {
     "replayJob": Scope.OPERATE,
     "cancelJob": Scope.OPERATE,
     "eraseSubject": Scope.ADMIN,
+    **audit_openapi.SCOPES,
 }
 """The scope each operation needs, by operationId (= the route's name); unknown: read."""
 
@@ -122,7 +123,7 @@ _ERROR = {
 
 
 def _schemas() -> dict[str, Any]:
-    return {**_job_schemas(), **_result_schemas(), **_body_schemas()}
+    return {**_job_schemas(), **_result_schemas(), **_body_schemas(), **audit_openapi.schemas()}
 
 
 def _job_schemas() -> dict[str, Any]:
@@ -372,7 +373,12 @@ def _operation(
 
 
 def _paths() -> dict[str, Any]:
-    return {**_job_paths(), **_job_action_paths(), **_other_paths()}
+    return {
+        **_job_paths(),
+        **_job_action_paths(),
+        **_other_paths(),
+        **audit_openapi.paths(_answer, _errors),
+    }
 
 
 def _job_paths() -> dict[str, Any]:

@@ -124,6 +124,8 @@ async def test_the_openapi_document_needs_a_token_unless_public(
         "/stats",
         "/schedules",
         "/erasures",
+        "/audit/verify",
+        "/audit/anchors",
     }
 
 

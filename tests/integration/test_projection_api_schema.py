@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 import jobstore
 import projections
+from jobstore import audit
 from projections import openapi
 from tests.projection_support import append, completed, dispatched, failed, new_job_id, started
 
@@ -101,6 +102,7 @@ async def test_no_generated_request_gets_a_server_error(pool: asyncpg.Pool, db_d
     host[projections.API_CONTEXT] = projections.ApiContext(
         pool, jobstore.Dispatcher(jobstore.EventStore(pool))
     )
+    host[projections.AUDIT_KEY] = audit.AuditKey(b"schema-audit-key-0123456789")
     server = TestServer(host, host="127.0.0.1")
     await server.start_server()
     try:

@@ -285,7 +285,8 @@ async def test_the_overview_charts_and_travels_in_time_readably_by_keyboard(
     browser: Any, host: Host, shots: Path
 ) -> None:
     """The overview's charts over the last hour, its time travel, and the accessibility of
-    the pages: contrast (WCAG AA) of every visible text, labels, the keyboard's reach."""
+    every page (a job's too, stepped back in time): contrast (WCAG AA) of every visible
+    text, labelled controls, the keyboard's reach."""
     pool = host.ctx.store.pool
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=59)
     for n in range(48):  # scheduled runs (the relay leaves them alone), one failure in six
@@ -335,3 +336,7 @@ async def test_the_overview_charts_and_travels_in_time_readably_by_keyboard(
     await page.get_by_role("link", name="Jobs", exact=True).click()
     await page.get_by_role("button", name="Apply filters").wait_for()
     await assert_accessible(page)
+    for path in (f"/jobs/{job_id}", f"/jobs/{job_id}?at=2", "/bulk", "/schedules", "/events"):
+        await page.goto(host.url + path)
+        await page.locator("main h1").first.wait_for()
+        await assert_accessible(page)

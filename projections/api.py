@@ -43,6 +43,7 @@ _JOB_ERROR_STATUS: Final = {
     "JOB_EXISTS": 409,
     "CONTENDED": 409,
     "INVALID_TRANSITION": 409,
+    "ERASED": 409,
 }
 _HTTP_CODES: Final = {
     404: "NOT_FOUND",

@@ -58,10 +58,8 @@ async def connect(dsn: str) -> asyncpg.Connection:
     """Open one connection with jobtrail's codecs (for LISTEN or locks held for long)."""
     try:
         conn = await asyncpg.connect(dsn)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        raise errors.DatabaseUnavailableError(
-            f"cannot connect to PostgreSQL at {redact(dsn)}: {exc}"
-        ) from None
+    except Exception as exc:
+        raise _cannot_connect(dsn, exc) from None
     try:
         await init_connection(conn)
     except BaseException:  # cancelled or failed half-way: never leak the connection
@@ -86,11 +84,16 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
             max_size=max_size,
             init=init_connection,
         )
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        raise errors.DatabaseUnavailableError(
-            f"cannot connect to PostgreSQL at {redact(dsn)}: {exc}"
-        ) from None
+    except Exception as exc:
+        raise _cannot_connect(dsn, exc) from None
     return pool
+
+
+def _cannot_connect(dsn: str, exc: Exception) -> Exception:
+    """A refused or failed connection as DatabaseUnavailableError; other errors as they are."""
+    if not (isinstance(exc, asyncpg.PostgresError) or errors.is_transient(exc)):
+        return exc
+    return errors.DatabaseUnavailableError(f"cannot connect to PostgreSQL at {redact(dsn)}: {exc}")
 
 
 def redact(dsn: str) -> str:

@@ -360,3 +360,18 @@ async def test_concurrent_appends_to_shared_streams_chain_without_a_global_lock(
     assert report.intact, report.breaks
     assert report.events_checked == 8 * 30 * 2
     assert report.unanchored_events == 0
+
+
+async def test_anchors_are_append_only_short_of_disabling_the_triggers(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    await three_jobs(store)
+    await anchored(pool, db_dsn)
+    for sql in (
+        "UPDATE jobtrail.audit_anchors SET key_id = 'mine'",
+        "DELETE FROM jobtrail.audit_anchors",
+        "TRUNCATE jobtrail.audit_anchors",
+    ):
+        with pytest.raises(asyncpg.PostgresError, match="audit_anchors is append-only"):
+            await pool.execute(sql)
+    assert (await audit_verify.verify(pool, KEY)).intact

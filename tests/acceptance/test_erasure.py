@@ -397,3 +397,26 @@ async def _run_other_users_job(host: Host) -> str:
     )
     await host.wait_status(job_id, "completed")
     return job_id
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--user-id", "abc"], "user id 'abc' is not a whole number >= 1"),
+        (["--job-id", "42"], "job id '42' is not a UUID"),
+        ([], "give exactly one of --job-id, --user-id or --organization-id"),
+        (["--user-id", "1", "--organization-id", "2"], "give exactly one"),
+    ],
+)
+async def test_erase_from_the_cli_refuses_bad_input_in_one_line(
+    db_dsn: str, args: list[str], problem: str
+) -> None:
+    result = await jobtrail(db_dsn, "erase", *args)
+
+    assert result.code == 2 and problem in result.err and "Traceback" not in result.err
+
+
+async def test_erasing_a_subject_with_nothing_left_says_so_and_records_nothing(db_dsn: str) -> None:
+    result = await jobtrail(db_dsn, "erase", "--organization-id", "9")
+
+    assert result.code == 0 and "nothing to erase" in result.out

@@ -420,3 +420,11 @@ async def test_erasing_a_subject_with_nothing_left_says_so_and_records_nothing(d
     result = await jobtrail(db_dsn, "erase", "--organization-id", "9")
 
     assert result.code == 0 and "nothing to erase" in result.out
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        recorded = await conn.fetchval(
+            "SELECT count(*) FROM jobtrail.events WHERE event_type = 'subject.erased'"
+        )
+    finally:
+        await conn.close()
+    assert recorded == 0

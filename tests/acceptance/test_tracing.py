@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -128,6 +130,23 @@ async def receiver() -> AsyncIterator[Receiver]:
         await runner.cleanup()
 
 
+READER = "reader-token-0123456789abcdef"
+
+
+async def _dashboard_job_page(host_url: str, job_id: str) -> str:
+    """The dashboard's page of ``job_id``, signed in with a read-only token."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        async with session.get(host_url + "/signin") as response:
+            (csrf,) = re.findall(r'name="csrf" value="([^"]+)"', await response.text())
+        form = {"csrf": csrf, "token": READER}
+        async with session.post(host_url + "/signin", data=form) as response:
+            assert response.status == 200, "signed in and sent on"
+        async with session.get(f"{host_url}/jobs/{job_id}") as response:
+            assert response.status == 200
+            return await response.text()
+
+
 async def _until(check: object, within: float, what: str) -> None:
     deadline = time.monotonic() + within
     while not check():  # type: ignore[operator]
@@ -139,7 +158,11 @@ async def _until(check: object, within: float, what: str) -> None:
 async def test_one_trace_from_the_enqueuing_request_to_the_handler_with_retries_as_siblings(
     db_dsn: str, pool: object, receiver: Receiver, tmp_path: Path
 ) -> None:
-    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    otel = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "JOBTRAIL_API_TOKENS": f"viewer:read:{READER}",
+    }
     async with serve_stack(
         db_dsn, tmp_path, JOBTRAIL_APP="tests.serve_app:with_test_job", **otel
     ) as stack:
@@ -164,6 +187,7 @@ async def test_one_trace_from_the_enqueuing_request_to_the_handler_with_retries_
             assert time.monotonic() < deadline, f"job not completed: {stack.serve.output()}"
             await asyncio.sleep(0.1)
         await _until(lambda: len(receiver.named("handle test-job")) >= 2, 30, "handler spans")
+        page = await _dashboard_job_page(stack.host_url, job_id)
         assert stack.serve.terminate() == 0
 
     (request,) = receiver.named("POST /signup")
@@ -204,6 +228,7 @@ async def test_one_trace_from_the_enqueuing_request_to_the_handler_with_retries_
     assert json.loads(shown.out)["traces"] == [trace_id]
     text = await jobtrail(db_dsn, "jobs", "show", job_id)
     assert f"trace: {trace_id}" in text.out
+    assert f'<code class="trace-id">{trace_id}</code>' in page, "the dashboard names it too"
 
 
 def test_without_otel_variables_nothing_of_opentelemetry_is_imported() -> None:

@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 import projections
-from jobstore import JobError, JobState, RecordedEvent
+from jobstore import JobError, JobState, RecordedEvent, tracing
 from projections import Scope
 from workers.dashboard import context, edit, personal, render, timeline
 
@@ -77,6 +77,7 @@ def _view(request: web.Request, job_id: str, history: list[RecordedEvent]) -> di
         "result": shown(state.result),
         "error": None if state.last_error is None else shown(state.last_error),
         "message_ids": [e.message_id for e in drawn.entries if e.message_id],
+        "traces": tracing.trace_ids(r.metadata for r in history),
         "final": state.status.value in _FINAL,
         "replayable": _replayable(state),
         "width": timeline.WIDTH,

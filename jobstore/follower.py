@@ -40,6 +40,7 @@ from jobstore import checkpoint, database, errors
 from jobstore.cursor import Cursor, Page
 from jobstore.election import Election, LeadershipLost, Lease
 from jobstore.event import RecordedEvent
+from jobstore.retry import RetryPolicy
 from jobstore.store import NOTIFY_CHANNEL, EventStore
 
 log = structlog.get_logger("jobtrail.follower")
@@ -230,7 +231,9 @@ class Follower:
         self._fatal = fatal
         self._passthrough = (*TRANSIENT, *fatal)
         self._failure_cleared = False
-        self._backoff = 0.0
+        retry = max(self.config.failure_retry, 0.001)
+        self._stopped_delays = RetryPolicy(first=min(1.0, retry), cap=retry).delays()
+        """Waits between tries at an event the follower stopped on (one retry policy)."""
 
     async def run(self) -> None:
         """Follow the log until cancelled: lead, catch up, wait for more, start over on errors."""
@@ -242,8 +245,7 @@ class Follower:
             except self._fatal:
                 raise
             except FollowerStopped:
-                self._backoff = min(max(self._backoff * 2, 1.0), self.config.failure_retry)
-                await asyncio.sleep(self._backoff)
+                await asyncio.sleep(self._stopped_delays.next())
             except Exception as exc:  # the database went away, or worse: start over
                 log.warning(
                     "follower interrupted; starting over from its checkpoint",
@@ -320,7 +322,7 @@ class Follower:
                     return
             cursor, count = await self._step(cursor)
             if count:
-                self._backoff = 0.0
+                self._stopped_delays.reset()
             if count < self.tail.batch_size:
                 if self._on_idle is not None:
                     await self._on_idle()

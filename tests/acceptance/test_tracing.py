@@ -189,6 +189,7 @@ async def test_one_trace_from_the_enqueuing_request_to_the_handler_with_retries_
         await _until(lambda: len(receiver.named("handle test-job")) >= 2, 30, "handler spans")
         page = await _dashboard_job_page(stack.host_url, job_id)
         assert stack.serve.terminate() == 0
+        served_log = stack.serve.output()
 
     (request,) = receiver.named("POST /signup")
     trace_id = request.trace_id
@@ -229,6 +230,9 @@ async def test_one_trace_from_the_enqueuing_request_to_the_handler_with_retries_
     text = await jobtrail(db_dsn, "jobs", "show", job_id)
     assert f"trace: {trace_id}" in text.out
     assert f'<code class="trace-id">{trace_id}</code>' in page, "the dashboard names it too"
+    started = [line for line in served_log.splitlines() if "attempt started" in line]
+    assert len(started) == 2, started
+    assert all(f'"trace_id": "{trace_id}"' in line for line in started), "log lines"
 
 
 def test_without_otel_variables_nothing_of_opentelemetry_is_imported() -> None:

@@ -416,6 +416,8 @@ class Dispatcher:
                 changes["retries"] = options.retries
             elif name == "backoff":
                 changes["backoff"] = options.backoff
+            elif name == "heartbeat":
+                changes["heartbeat"] = options.heartbeat
         return DispatchOptions.model_validate(state.options.model_dump() | changes)
 
     async def get_job_execution_by_job_id(self, job_id: str) -> job_state.JobExecution | None:
@@ -479,6 +481,7 @@ class Dispatcher:
             headers=dict(options.headers) if options.headers else None,
             flow_control=_flow_control(config, options, metadata),
             backoff=options.backoff,
+            heartbeat=None if options.heartbeat is None else to_seconds(options.heartbeat),
         )
         # Every field comes from a validated model above: build without validating again.
         event = JobDispatched.model_construct(

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from jobstore.address import TargetUrl
@@ -17,6 +25,7 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 # Headers QStash or the host set themselves; a job must not override them.
 _RESERVED_HEADER_PREFIXES = ("upstash-", "content-type", "content-length", "host")
 MAX_DELAY_SECONDS = 7 * 86400
+MAX_HEARTBEAT_SECONDS: Final = 3600
 
 
 def _utcnow() -> datetime:
@@ -92,6 +101,19 @@ class EnqueueJobOptions(BaseModel):
     unique_for: Duration | None = None
     """With an idempotency key: the same key within this long of its job's creation returns
     that job; after it, a new job (default: the type's, else forever)."""
+    heartbeat: Duration | None = None
+    """Seconds between the handler's ``job.heartbeat()`` calls (default: the type's): the
+    attempt's lease is two of them, renewed by each heartbeat, up to the timeout."""
+
+    @field_validator("heartbeat")
+    @classmethod
+    def _heartbeat_in_range(cls, value: Duration | None) -> Duration | None:
+        if value is not None and not 0 < to_seconds(value) <= MAX_HEARTBEAT_SECONDS:
+            raise ValueError(
+                f"a heartbeat of {to_seconds(value):g} s is not more than 0 and at most "
+                f"{MAX_HEARTBEAT_SECONDS} s"
+            )
+        return value
 
     @field_validator("flow_key")
     @classmethod
@@ -137,6 +159,19 @@ class BaseJob(BaseModel):
     dispatch: int = 1
     attempt: int = 1
     message_id: str | None = None
+    _heartbeat: Callable[[], Awaitable[bool]] | None = PrivateAttr(default=None)
+
+    async def heartbeat(self) -> bool:
+        """Tell the host this attempt is alive, extending its lease (a long job of a type
+        with a ``heartbeat`` interval must call it at least that often).
+
+        Cheap to call often: the host records at most one heartbeat per half lease.  False
+        when the attempt was closed meanwhile (another host took the job over, or it was
+        failed): its outcome will then only be recorded as a late report.
+        """
+        if self._heartbeat is None:
+            return True  # not run by a host (a test calling the handler directly)
+        return await self._heartbeat()
 
     @property
     def idempotency_key(self) -> str:

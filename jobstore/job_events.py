@@ -103,6 +103,18 @@ class JobNotified(Event, type_name="job.notified"):
     status: int | None = None
 
 
+class JobHeartbeat(Event, type_name="job.heartbeat"):
+    """A running attempt said it is alive: its lease now ends at ``lease_until``.
+
+    Recorded at most once per half lease (heartbeats in between change nothing); the
+    sweeper, QStash's verdict and other hosts wait for the extended lease.
+    """
+
+    dispatch: int = Field(ge=1)
+    attempt: int = Field(ge=1)
+    lease_until: float
+
+
 class JobOutcomeLate(Event, type_name="job.outcome_late"):
     """A handler reported an outcome after its attempt was closed: recorded abandoned (the
     sweeper, a newer delivery, QStash's verdict), superseded by a newer dispatch, or after
@@ -131,6 +143,7 @@ JobEvent: TypeAlias = (
     | JobCancelled
     | JobNotified
     | JobOutcomeLate
+    | JobHeartbeat
 )
 """Every event of a job stream: a closed union, so that a ``match`` over a job's events
 ending in ``assert_never`` is checked by mypy to handle each one (add a new job event here)."""

@@ -26,6 +26,7 @@ from jobstore.job_events import (
     JobDispatched,
     JobEvent,
     JobFailed,
+    JobHeartbeat,
     JobNotified,
     JobOutcomeLate,
     JobStarted,
@@ -200,6 +201,14 @@ def _apply(state: JobState, event: JobEvent, at: datetime) -> None:
             state.cancelled_at = at
         case JobNotified():
             pass  # a record of a callback call: the job's state stays as its outcome left it
+        case JobHeartbeat():
+            # Only the open attempt it names is extended; a late heartbeat changes nothing.
+            if (
+                state.lease_until is not None
+                and (state.dispatch, state.attempt) == (event.dispatch, event.attempt)
+                and event.lease_until > state.lease_until
+            ):
+                state.lease_until = event.lease_until
         case JobOutcomeLate():
             pass  # an outcome after its attempt was closed: history only, no status changes
         case _:

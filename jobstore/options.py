@@ -32,6 +32,11 @@ they are spent, so QStash's extra retries are spent only on the host's own "try 
 answers (a 503 while the database restarts, a lease still live), never on the job's."""
 
 
+HEARTBEATS_PER_LEASE: Final = 2
+"""A heartbeating attempt's lease lasts this many heartbeat intervals: one missed beat is
+tolerated, two lose the attempt."""
+
+
 def qstash_timeout(timeout: float) -> int:
     """What QStash is told to wait for one delivery of a job with ``timeout`` seconds."""
     return int(timeout) + QSTASH_TIMEOUT_MARGIN_S
@@ -143,6 +148,8 @@ class DispatchOptions(BaseModel):
     flow_control: FlowControl | None = None
     backoff: Backoff | None = None
     """None: QStash's own retry schedule."""
+    heartbeat: float | None = Field(default=None, gt=0)
+    """Seconds between the handler's ``job.heartbeat()`` calls; None: no heartbeat asked."""
 
     @classmethod
     def for_job(cls, config: JobConfig, **overrides: Any) -> DispatchOptions:
@@ -153,8 +160,18 @@ class DispatchOptions(BaseModel):
             "retries": config.retries,
             "timeout": config.timeout,
             "backoff": config.backoff,
+            "heartbeat": config.heartbeat,
         }
         return cls.model_validate(defaults | given)
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long an attempt's lease lasts from its start or its last heartbeat (before
+        the host's grace): two heartbeat intervals when the job heartbeats (a host that
+        stops loses the attempt soon), else the whole timeout; never beyond the timeout."""
+        if self.heartbeat is None:
+            return self.timeout
+        return min(self.timeout, HEARTBEATS_PER_LEASE * self.heartbeat)
 
     @property
     def qstash_retries(self) -> int:

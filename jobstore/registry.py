@@ -38,7 +38,8 @@ class JOB_STATUSES(StrEnum):
 
 
 class JobConfig(BaseModel):
-    """How a job type runs: its endpoint on the host, retries, and timeout.
+    """How a job type runs: its endpoint on the host, retries, timeout and, for long jobs, a
+    heartbeat interval (the lease is then two heartbeats, renewed by ``job.heartbeat()``).
 
     ``timeout`` is seconds (not the seed's milliseconds), a timedelta, or a QStash duration
     such as ``"5m"`` (see :mod:`jobstore.duration`).
@@ -67,6 +68,13 @@ class JobConfig(BaseModel):
     )
     max_timeout: Seconds | None = Field(
         default=None, gt=0, le=86400, description="the longest per-enqueue timeout allowed"
+    )
+    heartbeat: Seconds | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="seconds between the handler's job.heartbeat() calls: the attempt's "
+        "lease is two of them, renewed by each heartbeat, up to the timeout",
     )
 
     @field_validator("flow_key")

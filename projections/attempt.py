@@ -92,6 +92,12 @@ def apply(
             return None  # future attempts stop; a running one still records its outcome
         case job_events.JobNotified():
             return None  # a callback call about an outcome: no attempt changes
+        case job_events.JobHeartbeat():
+            running = attempts.get((event.dispatch, event.attempt))
+            if running is None or running.outcome != Outcome.RUNNING:
+                return None
+            running.lease_until = max(running.lease_until or 0.0, event.lease_until)
+            return (event.dispatch, event.attempt)
         case job_events.JobOutcomeLate():
             return None  # the attempt was closed before: its row keeps that first outcome
         case _:

@@ -41,6 +41,8 @@ class TestPayload(pydantic.BaseModel):
     raise_kind: str | None = None  # "nonretryable" | "validation"
     block: bool = False
     retry_later: float = 0.0  # raise RetryLater(seconds) on the first attempt
+    beats: int = 0  # call job.heartbeat() this many times, every beat_every seconds
+    beat_every: float = 0.0
     tag: str = ""
 
 
@@ -64,10 +66,14 @@ class TestHandler:
         self.calls: list[Call] = []
         self.gate = asyncio.Event()
         self.started = asyncio.Event()
+        self.heartbeats: list[bool] = []
 
     async def __call__(self, payload: TestPayload, job: BaseJob) -> dict[str, Any]:
         self.calls.append(Call(job.job_id, job.dispatch, job.attempt, job.idempotency_key, payload))
         self.started.set()
+        for _ in range(payload.beats):
+            await asyncio.sleep(payload.beat_every)
+            self.heartbeats.append(await job.heartbeat())
         if payload.block:
             await self.gate.wait()
         if payload.sleep:

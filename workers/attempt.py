@@ -172,8 +172,10 @@ async def _run(
     prepared: Prepared,
 ) -> Answer:
     spec, payload, job = prepared
-    timeout = state.options.timeout
     started = time.perf_counter()
+    grace = ctx.settings.lease_grace_seconds
+    beat = Heartbeat(ctx, job, attempt, state, time.time() + state.options.timeout + grace)
+    job._heartbeat = beat
     with structlog.contextvars.bound_contextvars(
         job_id=job.job_id, job_type=job.type, attempt=attempt, message_id=job.message_id
     ):
@@ -181,14 +183,57 @@ async def _run(
         args = (payload, job, ctx) if takes_host(spec.handler) else (payload, job)
         try:
             with tracing.handling(job.type, job_id=job.job_id, attempt=attempt):
-                result = await _call(spec.handler, args, timeout)
+                result = await _call(spec.handler, args, state.options.lease_seconds, beat)
         except Exception as exc:
             duration = time.perf_counter() - started
             ctx.metrics.handler_seconds.labels(job.type).observe(duration)
-            return await _record_failure(ctx, job, attempt, exc, duration, state)
+            return await _record_failure(ctx, job, attempt, exc, duration, beat.state)
         duration = time.perf_counter() - started
         ctx.metrics.handler_seconds.labels(job.type).observe(duration)
-        return await _record_success(ctx, job, attempt, duration, _storable(result), state)
+        return await _record_success(ctx, job, attempt, duration, _storable(result), beat.state)
+
+
+@dataclasses.dataclass
+class Heartbeat:
+    """A running attempt's ``job.heartbeat()``: extends its lease in the log (coalesced, see
+    ``decision.decide_heartbeat``) and moves the handler's local deadline with it."""
+
+    ctx: HostContext
+    job: BaseJob
+    attempt: int
+    state: JobState
+    """The latest state this attempt knows (its outcome is appended against it)."""
+    deadline: float
+    """The lease never passes this (Unix time): the attempt's start plus its timeout."""
+    timer: asyncio.Timeout | None = None
+
+    async def __call__(self) -> bool:
+        """Extend the lease; False when the attempt was closed meanwhile."""
+        grace = self.ctx.settings.lease_grace_seconds
+        dispatch, attempt = self.job.dispatch, self.attempt
+
+        def decide(state: JobState) -> tuple[list[Event], float | None]:
+            return decision.decide_heartbeat(
+                state, dispatch, attempt, time.time(), grace, self.deadline
+            )
+
+        try:
+            changed = await change.change(self.ctx.store, self.job.job_id, decide, known=self.state)
+        except JobError as exc:
+            if exc.code != "CONTENDED":
+                raise
+            return True  # the lease still holds; the next heartbeat tries again
+        if changed is None:
+            return False
+        self.state = _after(changed, self.job.job_id)
+        lease = changed.result
+        if lease is None:
+            log.warning("heartbeat of an attempt that was closed meanwhile")
+            return False
+        if self.timer is not None:  # the handler may run until its lease's end
+            left = max(0.0, lease - grace - time.time())
+            self.timer.reschedule(asyncio.get_running_loop().time() + left)
+        return True
 
 
 @functools.lru_cache(maxsize=1024)
@@ -202,12 +247,14 @@ def takes_host(handler: Callable[..., Any]) -> bool:
     return sum(p.kind in positional for p in parameters) >= 3
 
 
-async def _call(handler: Any, args: tuple[Any, ...], limit: float) -> Any:
-    """Run ``handler``; a plain function runs in a thread and the timeout stops waiting."""
+async def _call(handler: Any, args: tuple[Any, ...], limit: float, beat: Heartbeat) -> Any:
+    """Run ``handler`` for ``limit`` seconds, which its heartbeats extend; a plain function
+    runs in a thread and the timeout stops waiting."""
     if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004 - callable objects with async __call__
     ):
-        async with asyncio.timeout(limit):
+        async with asyncio.timeout(limit) as timer:
+            beat.timer = timer
             return await handler(*args)
     return await asyncio.wait_for(asyncio.to_thread(handler, *args), limit)
 
@@ -238,8 +285,13 @@ async def _record_failure(
 ) -> Answer:
     retryable = not isinstance(exc, JobValidationError | NonRetryableJobError)
     if isinstance(exc, TimeoutError):
+        options = known.options
         exc = TimeoutError(
-            f"handler did not finish within its timeout of {known.options.timeout} s"
+            f"handler did not finish within its timeout of {options.timeout:g} s"
+            if options.heartbeat is None
+            else f"handler sent no heartbeat within its lease of {options.lease_seconds:g} s "
+            f"(heartbeat every {options.heartbeat:g} s) or ran past its timeout of "
+            f"{options.timeout:g} s"
         )
     trace = _trimmed_traceback(exc)
     recorded: list[Event] = []

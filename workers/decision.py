@@ -84,13 +84,35 @@ def decide_delivery(
         answer = Answer(489, f"the job's {state.attempt} attempts are used; job failed", True)
         return Respond(answer, events)
     attempt = state.attempt + 1
-    lease_until = now + state.options.timeout + grace
+    lease_until = now + state.options.lease_seconds + grace
     events.append(
         job_events.JobStarted(
             dispatch=dispatch, attempt=attempt, message_id=message_id, lease_until=lease_until
         )
     )
     return Start(attempt, lease_until, events)
+
+
+def decide_heartbeat(
+    state: JobState, dispatch: int, attempt: int, now: float, grace: float, deadline: float
+) -> tuple[list[Event], float | None]:
+    """Extend the lease of a running attempt that said it is alive; the lease end, or None
+    when the attempt was closed meanwhile.
+
+    Coalesced: recorded only once less than half a lease is left (at most one
+    ``JobHeartbeat`` per half lease), and never beyond ``deadline`` (its timeout).
+    """
+    if not attempt_open(state, dispatch, attempt):
+        return [], None
+    lease = state.lease_until
+    assert lease is not None  # an open attempt holds a lease
+    window = state.options.lease_seconds
+    extended = min(now + window + grace, deadline)
+    if lease - now > window / 2 or extended <= lease:
+        return [], lease
+    return [
+        job_events.JobHeartbeat(dispatch=dispatch, attempt=attempt, lease_until=extended)
+    ], extended
 
 
 def abandoned(state: JobState, *, will_retry: bool = True) -> job_events.JobAttemptFailed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, assert_never
 
 import orjson
@@ -85,6 +86,10 @@ def describe(event: Event, shown: Shown) -> Described:
             answered = f"{event.result}" + (f" ({event.status})" if event.status else "")
             details = short(shown(f"{event.kind} callback to {event.url}: {answered}"), 300)
             return Described("notified", "notified", f"{event.dispatch}", details)
+        case job_events.JobHeartbeat():
+            until = datetime.fromtimestamp(event.lease_until, UTC).strftime("%H:%M:%S")
+            step = f"{event.dispatch}/{event.attempt}"
+            return Described("heartbeat", "heartbeat", step, f"lease extended to {until} UTC")
         case job_events.JobOutcomeLate():
             if event.reported == "completed":
                 said = f"completed after {seconds(event.duration_seconds)}"

@@ -37,8 +37,9 @@ class Stall:
         real = store.append
 
         async def append(stream_id: str, events: list[Event], *args: Any, **kw: Any) -> Any:
-            if not self.release.is_set() and any(isinstance(e, OUTCOMES) for e in events):
-                self.reached.set()
+            first = not self.reached.is_set()
+            if first and any(isinstance(e, OUTCOMES) for e in events):
+                self.reached.set()  # only this append waits: the sweeper's must not
                 await self.release.wait()
             return await real(stream_id, events, *args, **kw)
 

@@ -55,6 +55,11 @@ def enqueue(
     unique_for: str | None = typer.Option(
         None, metavar="DURATION", help="With a key: once per this long (e.g. 1h), not forever."
     ),
+    heartbeat: str | None = typer.Option(
+        None,
+        metavar="DURATION",
+        help="The handler calls job.heartbeat() this often: the lease is two of them (e.g. 30s).",
+    ),
     user_id: int | None = typer.Option(None, help="The user the job is for."),
     organization_id: int | None = typer.Option(None, help="The organization the job is for."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -75,6 +80,7 @@ def enqueue(
         parallelism=parallelism,
         flow_key=flow_key,
         unique_for=_duration(unique_for),
+        heartbeat=_duration(heartbeat),
         backoff=None if retry_delay is None else _backoff(backoff, retry_delay),
     )
 

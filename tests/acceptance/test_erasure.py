@@ -336,7 +336,7 @@ async def test_personal_data_is_never_stored_in_plaintext(
     marker = uuid.uuid4().hex
     await _run_jobs(host, marker)
 
-    stored = await _scan(host, tmp_path, capfd.readouterr().out)
+    stored = await _scan(host, tmp_path, "".join(capfd.readouterr()))
     opened = await host.ctx.store.keys.reveal(stored)
 
     leaks = _where(stored, marker)
@@ -370,7 +370,7 @@ async def test_after_an_erasure_no_byte_of_the_personal_data_is_readable_anywher
     # The export job belongs to nobody (no user in its metadata): its key stays.
     assert sorted(outcome["job_ids"]) == sorted([subject.delivered, subject.refused])
 
-    after = await _scan(host, tmp_path, capfd.readouterr().out)
+    after = await _scan(host, tmp_path, "".join(capfd.readouterr()))
     assert _where(after, marker) == []
     assert _where(await host.ctx.store.keys.reveal(after), marker) == []
     # Every event stays, the erasure is recorded, readers see "[erased]", others are intact.

@@ -16,7 +16,9 @@
    appends go on: ``archive_events_per_s``, the append latency meanwhile
    (``append_p99_during_archive_ms``) and the longest archiving transaction
    (``archive_batch_max_ms``: how long one batch held its streams' locks; appends to
-   other streams never wait for them).
+   other streams never wait for them), and how often an append was seen waiting on a
+   lock while archiving ran (``append_lock_wait_samples_during_archive``, sampled every
+   10 ms from ``pg_stat_activity``).
 """
 
 from __future__ import annotations
@@ -112,6 +114,29 @@ async def appending(store: jobstore.EventStore, rate: float) -> AsyncIterator[Ap
             await task
 
 
+class LockWatch:
+    """Samples the server every 10 ms: appends waiting on a lock (a heavyweight or an
+    advisory one), the only way archiving could hold the append path rather than share
+    the machine with it."""
+
+    QUERY = """
+        SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'
+           AND query ILIKE '%append_events%'"""
+
+    def __init__(self, pool: jobstore.EventStore) -> None:
+        self.store = pool
+        self.samples = 0
+        self.waiting = 0
+
+    async def run(self) -> None:
+        async with self.store.pool.acquire() as conn:
+            while True:
+                self.samples += 1
+                self.waiting += bool(await conn.fetchval(self.QUERY))
+                await asyncio.sleep(0.01)
+
+
 class TimedStore(jobstore.EventStore):
     """The event store, timing each archiving transaction."""
 
@@ -135,7 +160,15 @@ def report(name: str, samples: list[float]) -> None:
     )
 
 
-async def main(events: int, archive_jobs: int, rate: float, seconds: float, batch: int) -> None:
+async def main(
+    events: int,
+    archive_jobs: int,
+    rate: float,
+    seconds: float,
+    batch: int,
+    pause: float,
+    limit: float | None,
+) -> None:
     jobs = events * 10 // EVENTS_PER_10_JOBS
     # Jobs 0 .. first_kept-1 hold archive_jobs finished ones (9 in 10 are finished).
     first_kept = min(jobs, -(-archive_jobs * 10 // 9) // 10 * 10)
@@ -154,7 +187,7 @@ async def main(events: int, archive_jobs: int, rate: float, seconds: float, batc
                 f"({written / took:,.0f} events/s)",
                 flush=True,
             )
-            await pool.execute("VACUUM ANALYZE jobtrail.events")
+            await pool.execute("ANALYZE jobtrail.events")
             timer = Timer()
             with projections.relaxed_gc():
                 rebuilt = await projections.rebuild(pool, dsn, [VIEW])
@@ -177,13 +210,34 @@ async def main(events: int, archive_jobs: int, rate: float, seconds: float, batc
                 cutoff = BORN + timedelta(seconds=2 * first_kept)
                 settings = jobstore.Settings(database_url=dsn, retention_days=30)
                 archiver = retention.Retention(
-                    store, dsn, settings, clock=lambda: cutoff + timedelta(days=30), batch=batch
+                    store,
+                    dsn,
+                    settings,
+                    clock=lambda: cutoff + timedelta(days=30),
+                    batch=batch,
+                    pause=pause,
                 )
                 before = await pool.fetchval("SELECT count(*) FROM jobtrail.events_archive")
+                watch = LockWatch(jobstore.EventStore(pool))
+                watching = asyncio.create_task(watch.run())
                 async with appending(appends, rate) as busy:
                     timer = Timer()
-                    archived = await archiver.archive()
+                    work = asyncio.create_task(archiver.archive())
+                    done, _ = await asyncio.wait({work}, timeout=limit)
                     took = timer.elapsed
+                    if work in done:
+                        archived = work.result()
+                    else:  # out of time: stop (the batch in flight rolls back), count what moved
+                        work.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await work
+                        archived = await pool.fetchval(
+                            "SELECT count(DISTINCT stream_id) FROM jobtrail.events_archive"
+                        )
+                        print(f"stopped after {took:.0f} s (--archive-seconds)", flush=True)
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
                 moved = await pool.fetchval("SELECT count(*) FROM jobtrail.events_archive")
                 moved -= before
                 print(
@@ -192,6 +246,11 @@ async def main(events: int, archive_jobs: int, rate: float, seconds: float, batc
                     flush=True,
                 )
                 report("appends while archiving", busy.samples)
+                print(
+                    f"appends waiting on a lock: {watch.waiting} of {watch.samples} samples "
+                    "(every 10 ms) during archiving",
+                    flush=True,
+                )
             finally:
                 following.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -207,6 +266,7 @@ async def main(events: int, archive_jobs: int, rate: float, seconds: float, batc
     bench_line("append_p99_ms", percentile(quiet.samples, 99), "ms")
     bench_line("append_p99_during_archive_ms", percentile(busy.samples, 99), "ms")
     bench_line("append_max_during_archive_ms", max(busy.samples), "ms")
+    bench_line("append_lock_wait_samples_during_archive", watch.waiting, "samples")
 
 
 if __name__ == "__main__":
@@ -216,5 +276,19 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=200.0, help="appends per second")
     parser.add_argument("--seconds", type=float, default=30.0, help="baseline duration")
     parser.add_argument("--batch", type=int, default=retention.BATCH_JOBS)
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds between batches")
+    parser.add_argument(
+        "--archive-seconds", type=float, default=None, help="stop archiving after this long"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.archive_jobs, args.rate, args.seconds, args.batch))
+    asyncio.run(
+        main(
+            args.events,
+            args.archive_jobs,
+            args.rate,
+            args.seconds,
+            args.batch,
+            args.pause,
+            args.archive_seconds,
+        )
+    )

@@ -144,3 +144,22 @@ async def test_a_decision_made_before_archiving_is_not_appended_after_it(
 
     with pytest.raises(jobstore.ConcurrencyError):
         await store.append(f"job-{job_id}", replay, state.version)
+
+
+async def test_the_api_says_a_key_returned_an_archived_job_and_refuses_its_replay(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    from tests.integration.test_projection_api import api_client
+
+    async with api_client(pool, db_dsn) as api:
+        store = jobstore.EventStore(pool)
+        job_id = await _archived_key_job(Dispatcher(store), store)
+        body = {"type": "cleanup-old-data", "payload": PAYLOAD, "metadata": KEY}
+
+        status, enqueued = await api.call("POST", "/jobs", json=body)
+        replay_status, refused = await api.call("POST", f"/jobs/{job_id}/replay", json={})
+
+    assert status == 200
+    assert (enqueued["job_id"], enqueued["created"], enqueued["archived"]) == (job_id, False, True)
+    assert replay_status == 409
+    assert "archived" in str(refused)

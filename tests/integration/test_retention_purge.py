@@ -241,3 +241,17 @@ async def test_without_windows_no_export_file_is_removed(
     settings = jobstore.Settings(database_url=db_dsn, export_dir=tmp_path)
     assert await retention.Retention(store, db_dsn, settings).remove_old_files() == 0
     assert old.exists()
+
+
+async def test_file_removal_never_follows_a_symbolic_link(
+    store: jobstore.EventStore, db_dsn: str, tmp_path: Path
+) -> None:
+    precious = _touch(tmp_path / "elsewhere" / "precious.jsonl", 400)
+    link = tmp_path / "exports" / "user-1" / "export-z-1.jsonl"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(precious)
+    settings = jobstore.Settings(
+        database_url=db_dsn, export_dir=tmp_path / "exports", export_keep_days=1
+    )
+    assert await retention.Retention(store, db_dsn, settings).remove_old_files() == 0
+    assert link.is_symlink() and precious.exists()

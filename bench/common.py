@@ -73,3 +73,38 @@ async def scratch_database() -> AsyncIterator[str]:
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()
+
+
+def haproxy_config(port: int, backends: list[str]) -> str:
+    """An haproxy configuration balancing loopback ``port`` over ``backends`` (``host:port``).
+
+    Each request goes to the next host that answers ``/readyz`` (checked every 200 ms); a
+    request whose host refuses the connection is retried on another one (``redispatch``),
+    which is how a load balancer in front of ``jobtrail serve`` hides a host that died.
+    """
+    servers = "\n".join(
+        f"    server host{n} {address} check inter 200ms fall 1 rise 2"
+        for n, address in enumerate(backends, start=1)
+    )
+    return f"""global
+    maxconn 4096
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    retries 3
+    option redispatch 1
+    retry-on conn-failure
+
+frontend jobtrail
+    bind 127.0.0.1:{port}
+    default_backend hosts
+
+backend hosts
+    balance roundrobin
+    option httpchk GET /readyz
+    http-reuse always
+{servers}
+"""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -116,6 +117,12 @@ class JobRegistry:
         """
         if backoff is not None:
             _check_backoff(config.type, backoff)
+        if config.heartbeat is not None and handler is not None and not _is_async(handler):
+            raise errors.JobError(
+                f"job type {config.type!r} has a heartbeat, so its handler must be async "
+                "(it calls `await job.heartbeat()`); a plain function cannot heartbeat",
+                code="SYNC_HEARTBEAT_HANDLER",
+            )
         if config.type in self._types and not replace:
             raise errors.JobError(
                 f"job type {config.type!r} is already registered; pass replace=True to swap it",
@@ -190,6 +197,13 @@ _BUILT_IN: list[tuple[JOB_TYPES, type[BaseModel], int, float, str]] = [
         "Archive finished jobs past their retention",
     ),
 ]
+
+
+def _is_async(handler: Callable[..., Any]) -> bool:
+    """Whether ``handler`` (a function or a callable object) is a coroutine function."""
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    )
 
 
 def _check_backoff(job_type: str, backoff: Callable[[int], float]) -> None:

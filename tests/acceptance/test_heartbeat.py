@@ -11,11 +11,20 @@ import uuid
 
 import pytest
 
-from jobstore import DispatchOptions, EventStore, JobConfig, change, job_events, protect
+from jobstore import (
+    DispatchOptions,
+    EventStore,
+    JobConfig,
+    JobError,
+    JobRegistry,
+    change,
+    job_events,
+    protect,
+)
 from jobstore.job import EnqueueJobOptions
 from tests.acceptance.test_fault_outcomes import Stall
 from tests.cli_support import jobtrail
-from tests.host_support import TEST_PATH, Host, running_host
+from tests.host_support import TEST_PATH, Host, TestPayload, running_host
 from workers import Sweeper, SweeperConfig
 
 HEARTBEAT = 1.0  # seconds: the lease is two of them (+ the test host's 0.5 s grace)
@@ -161,6 +170,19 @@ def test_a_type_declares_a_heartbeat_instead_of_a_long_lease() -> None:
     assert DispatchOptions(timeout=10).lease_seconds == 10
     with pytest.raises(ValueError, match="heartbeat of 0 s"):
         EnqueueJobOptions(heartbeat=0)
+
+
+def test_a_type_with_a_heartbeat_needs_an_async_handler() -> None:
+    config = JobConfig(type="export", endpoint="/x", retries=1, timeout="1h", heartbeat="30s")
+    registry = JobRegistry()
+
+    with pytest.raises(JobError, match="must be async"):
+        registry.register(config, TestPayload, lambda payload, job: None)
+
+    async def handler(payload: TestPayload, job: object) -> None:
+        return None
+
+    assert registry.register(config, TestPayload, handler).handler is handler
 
 
 async def test_enqueue_takes_a_heartbeat_from_the_cli(db_dsn: str, store: EventStore) -> None:

@@ -1,6 +1,7 @@
 """End to end: enqueue → relay → qstash_local → host → JobCompleted, with a no-op handler.
 
     python bench/e2e.py [--jobs 5000] [--batch 500] [--paced-seconds 8] [--profile DIR]
+                        [--hosts 2] [--costs [--cost-jobs 1000]]
 
 Three processes on loopback, as deployed: qstash_local (``jobtrail qstash-dev``), the host
 (``jobtrail serve --no-qstash``, which runs the relay in-process) and this producer, all on
@@ -13,6 +14,12 @@ one scratch database. Phases, each waiting until its last job is completed:
 * paced: ``enqueue_many`` in small batches at half the flood's rate for
   ``--paced-seconds``: the latency figures (a flood only measures queueing behind itself);
 * single: ``--single-jobs`` jobs through ``enqueue`` from 8 concurrent tasks.
+
+``--hosts N`` puts N hosts behind Debian's haproxy (``JOBTRAIL_PUBLIC_URL`` is the
+balancer's): a flood on the first host alone (``e2e_1host_jobs_per_s``), then the others
+start and every phase runs on all of them (``e2e_Nhosts_jobs_per_s``).  ``--costs`` prices
+each guarantee as deployed: floods with it on and off, alternating, three rounds
+(``cost_<feature>_us_per_job``, the median gap in CPU per job across every process).
 
 Every benchmarked job must have exactly dispatched → started → completed in its stream.
 The CPU time of each process (host, qstash_local, this producer, the database's backends)
@@ -30,6 +37,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,11 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # not bench/qstash
 
 import aiohttp
 import asyncpg
+from aiohttp import web
 
 import jobstore
 import qstash_local
-from bench.common import Timer, bench_line, percentile, scratch_database
-from bench.e2e_app import NOOP, registry
+from bench.common import Timer, bench_line, haproxy_config, percentile, scratch_database
+from bench.e2e_app import NOOP, PERSONAL, registry
 from jobstore import Dispatcher, JobRequest
 from jobstore.database import init_connection
 
@@ -180,10 +189,21 @@ async def start_qstash(started: list[Child], logs: Path) -> tuple[Child, str]:
 
 
 async def start_host(
-    started: list[Child], logs: Path, dsn: str, qstash_url: str, args: argparse.Namespace
+    started: list[Child],
+    logs: Path,
+    dsn: str,
+    qstash_url: str,
+    args: argparse.Namespace,
+    *,
+    name: str = "host",
+    port: int | None = None,
+    public_url: str | None = None,
 ) -> tuple[Child, str]:
-    """The host as ``jobtrail serve --no-qstash``; returns it once /readyz answers 200."""
-    port = free_port()
+    """The host as ``jobtrail serve --no-qstash``; returns it once /readyz answers 200.
+
+    ``public_url`` is where QStash delivers (the balancer's URL with several hosts).
+    """
+    port = port or free_port()
     env = child_env(
         DATABASE_URL=dsn,
         QSTASH_URL=qstash_url,
@@ -191,14 +211,19 @@ async def start_host(
         JOBTRAIL_APP=args.host_app,
         JOBTRAIL_LOG_LEVEL="warning",
         JOBTRAIL_SWEEP_INTERVAL="3600",
+        # --costs' callbacks go to a receiver in the bench, on loopback (existing settings)
+        JOBTRAIL_WEBHOOK_ALLOW_PRIVATE="true",
+        JOBTRAIL_WEBHOOK_PORTS="*",
     )
+    if public_url is not None:
+        env["JOBTRAIL_PUBLIC_URL"] = public_url
     if args.host_pool is not None:
         env["JOBTRAIL_POOL_MAX_SIZE"] = str(args.host_pool)
     child = Child(
-        "host",
+        name,
         [*JOBTRAIL, "serve", "--port", str(port), "--no-qstash", "--grace", "5"],
         env,
-        logs / "host.log",
+        logs / f"{name}.log",
     )
     started.append(child.start())
     url = f"http://127.0.0.1:{port}"
@@ -206,11 +231,31 @@ async def start_host(
 
         async def ready() -> bool:
             if not child.running():
-                raise RuntimeError(f"the host exited:\n{child.output()}")
+                raise RuntimeError(f"{name} exited:\n{child.output()}")
             return await http_ok(session, url + "/readyz")
 
-        await wait_for("host ready", ready)
+        await wait_for(f"{name} ready", ready)
     return child, url
+
+
+async def start_balancer(started: list[Child], logs: Path, ports: list[int]) -> str:
+    """Debian's haproxy in the foreground over the hosts' ``ports``; returns its URL."""
+    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
+    if haproxy is None:
+        raise RuntimeError("--hosts above 1 needs haproxy: apt-get install -y haproxy")
+    port = free_port()
+    config = logs / "haproxy.cfg"
+    config.write_text(haproxy_config(port, [f"127.0.0.1:{p}" for p in ports]))
+    child = Child(
+        "haproxy", [haproxy, "-f", str(config), "-db"], dict(os.environ), logs / "haproxy.log"
+    )
+    started.append(child.start())
+    return f"http://127.0.0.1:{port}"
+
+
+async def balanced() -> None:
+    """Give haproxy time to see a host that just became ready (rise 2 × inter 200 ms)."""
+    await asyncio.sleep(1.0)
 
 
 # -- CPU accounting ----------------------------------------------------------------------
@@ -351,18 +396,20 @@ class Result:
     context: str
 
 
-async def completed_after(pool: asyncpg.Pool, position: int) -> int:
-    """How many job.completed events the log holds after ``position``."""
+async def completed_after(pool: asyncpg.Pool, position: int, last: str = HISTORY[-1]) -> int:
+    """How many ``last`` events (job.completed) the log holds after ``position``."""
     async with pool.acquire() as conn:
         count: int = await conn.fetchval(
-            "SELECT count(*) FROM jobtrail.events"
-            " WHERE position > $1 AND event_type = 'job.completed'",
+            "SELECT count(*) FROM jobtrail.events WHERE position > $1 AND event_type = $2",
             position,
+            last,
         )
         return count
 
 
-async def verify(pool: asyncpg.Pool, job_ids: list[str]) -> list[asyncpg.Record]:
+async def verify(
+    pool: asyncpg.Pool, job_ids: list[str], history: list[str] = HISTORY
+) -> list[asyncpg.Record]:
     """Each job's event types and timestamps; RuntimeError unless every history is complete."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(
@@ -379,7 +426,7 @@ async def verify(pool: asyncpg.Pool, job_ids: list[str]) -> list[asyncpg.Record]
             " GROUP BY e.stream_id",
             [f"job-{j}" for j in job_ids],
         )
-    bad = [r for r in rows if list(r["types"]) != HISTORY]
+    bad = [r for r in rows if list(r["types"]) != history]
     missing = len(set(job_ids)) - len(rows)
     if bad or missing or len(set(job_ids)) != len(job_ids):
         sample = ", ".join(f"{r['stream_id']}: {list(r['types'])}" for r in bad[:5])
@@ -396,6 +443,7 @@ async def run_phase(
     produce: Producer,
     expected: int,
     on_done: Callable[[], Awaitable[None]] | None = None,
+    history: list[str] = HISTORY,
 ) -> Result:
     """Run ``produce`` (which appends the ids it enqueued) and wait until all are completed."""
     async with pool.acquire() as conn:
@@ -413,7 +461,7 @@ async def run_phase(
             if producer.done() and not enqueue_s:
                 producer.result()  # raise the producer's error, if any
                 enqueue_s = timer.elapsed
-            done = await completed_after(pool, start)
+            done = await completed_after(pool, start, history[-1])
             if producer.done() and done >= expected:
                 break
             if timer.elapsed - last_print >= 1.0:
@@ -436,7 +484,7 @@ async def run_phase(
     after = await meter.sample()
     if on_done is not None:
         await on_done()
-    rows = await verify(pool, job_ids)
+    rows = await verify(pool, job_ids, history)
     first = min(r["d"] for r in rows)
     last = max(r["c"] for r in rows)
 
@@ -481,13 +529,21 @@ def report(name: str, result: Result) -> None:
     print(f"  {result.context}", flush=True)
 
 
-def flood(dispatcher: Dispatcher, count: int, batch: int) -> Producer:
+def flood(
+    dispatcher: Dispatcher,
+    count: int,
+    batch: int,
+    job_type: str = NOOP,
+    payload: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+) -> Producer:
     """``enqueue_many`` of ``count`` no-op jobs in batches of ``batch``, back to back."""
+    request = JobRequest(job_type, payload or {}, options=options)
 
     async def produce(ids: list[str]) -> None:
         for start in range(0, count, batch):
             size = min(batch, count - start)
-            ids += await dispatcher.enqueue_many([JobRequest(NOOP, {})] * size)
+            ids += await dispatcher.enqueue_many([request] * size)
 
     return produce
 
@@ -614,7 +670,10 @@ CATEGORIES: dict[str, list[tuple[str, str]]] = {
 
 def summarise(name: str, path: Path, top: int = 10) -> None:
     """Where the busy samples of a py-spy raw profile went: by category, then by function."""
-    rules = [(label, re.compile(pattern)) for label, pattern in CATEGORIES.get(name, [])]
+    rules = [
+        (label, re.compile(pattern))
+        for label, pattern in CATEGORIES.get(name.rstrip("0123456789"), [])
+    ]
     own: Counter[str] = Counter()
     categories: Counter[str] = Counter()
     total = 0
@@ -652,15 +711,35 @@ def _short(frame: str) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     results: dict[str, Result] = {}
+    costs: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="jobtrail-e2e-") as tmp, children() as started:
         logs = Path(tmp)
         try:
             async with scratch_database() as dsn:
                 qstash, qstash_url = await start_qstash(started, logs)
-                host, host_url = await start_host(started, logs, dsn, qstash_url, args)
+                ports = [free_port() for _ in range(args.hosts)]
+                public_url = None
+                if args.hosts > 1:
+                    public_url = await start_balancer(started, logs, ports)
+
+                async def host(n: int) -> Child:
+                    child, url = await start_host(
+                        started,
+                        logs,
+                        dsn,
+                        qstash_url,
+                        args,
+                        name=f"host{n + 1}" if args.hosts > 1 else "host",
+                        port=ports[n],
+                        public_url=public_url,
+                    )
+                    print(f"# {child.name} {url} (pid {child.pid})", flush=True)
+                    return child
+
+                first = await host(0)
                 print(
-                    f"# qstash_local {qstash_url} (pid {qstash.pid}), "
-                    f"host {host_url} (pid {host.pid})",
+                    f"# qstash_local {qstash_url} (pid {qstash.pid}); "
+                    f"deliveries to {public_url or 'the host'}",
                     flush=True,
                 )
                 pool = await asyncpg.create_pool(
@@ -671,7 +750,8 @@ async def main(args: argparse.Namespace) -> None:
                     server_settings={"application_name": BENCH_APPLICATION},
                 )
                 try:
-                    await benchmark(args, pool, qstash, host, host_url, logs, results)
+                    stack = Stack(qstash, [first], ports, host)
+                    await benchmark(args, pool, stack, logs, results, costs)
                 finally:
                     await pool.close()
                     for child in reversed(started):
@@ -683,33 +763,63 @@ async def main(args: argparse.Namespace) -> None:
     flood_result = results["flood"]
     latency = results.get("paced", flood_result)
     bench_line("e2e_jobs_per_s", flood_result.jobs_per_s, "jobs/s")
+    bench_line(
+        "e2e_1host_jobs_per_s", results.get("flood_1host", flood_result).jobs_per_s, "jobs/s"
+    )
+    if args.hosts > 1:
+        bench_line(f"e2e_{args.hosts}hosts_jobs_per_s", flood_result.jobs_per_s, "jobs/s")
     bench_line("e2e_latency_p50_ms", percentile(latency.latencies_ms, 50), "ms")
     bench_line("e2e_latency_p99_ms", percentile(latency.latencies_ms, 99), "ms")
     if "single" in results:
         bench_line("e2e_single_8tasks_jobs_per_s", results["single"].jobs_per_s, "jobs/s")
+    for feature, us in costs.items():
+        bench_line(f"cost_{feature}_us_per_job", us, "us/job")
+
+
+@dataclass
+class Stack:
+    """The running processes: qstash_local, the hosts so far, and how to start another."""
+
+    qstash: Child
+    hosts: list[Child]
+    ports: list[int]
+    start_host: Callable[[int], Awaitable[Child]]
+
+    def named(self) -> dict[str, int]:
+        """Process name → pid, for the CPU meter and the profiler."""
+        return {h.name: h.pid for h in self.hosts} | {"qstash_local": self.qstash.pid}
 
 
 async def benchmark(
     args: argparse.Namespace,
     pool: asyncpg.Pool,
-    qstash: Child,
-    host: Child,
-    host_url: str,
+    stack: Stack,
     logs: Path,
     results: dict[str, Result],
+    costs: dict[str, float],
 ) -> None:
-    dispatcher = Dispatcher(jobstore.EventStore(pool), registry())
-    meter = CpuMeter(pool, {"host": host.pid, "qstash_local": qstash.pid})
+    # the hosts' own policy (start_host): --costs' callbacks go to this process on loopback
+    policy = jobstore.AddressPolicy(allow_private=True, ports=None)
+    dispatcher = Dispatcher(jobstore.EventStore(pool), registry(), policy)
+    meter = CpuMeter(pool, stack.named())
     await run_phase("warm-up", pool, meter, flood(dispatcher, args.warmup, 100), args.warmup)
-    profiler = Profiler(
-        args.profile,
-        {"host": host.pid, "qstash_local": qstash.pid, "bench": os.getpid()},
-        logs,
-    )
+    if args.hosts > 1:
+        results["flood_1host"] = await run_phase(
+            "flood (1 host behind haproxy)",
+            pool,
+            meter,
+            flood(dispatcher, args.jobs, args.batch),
+            args.jobs,
+        )
+        for n in range(1, args.hosts):
+            stack.hosts.append(await stack.start_host(n))
+        await balanced()
+        meter = CpuMeter(pool, stack.named())
+    profiler = Profiler(args.profile, stack.named() | {"bench": os.getpid()}, logs)
     profiler.start()
     try:
         results["flood"] = await run_phase(
-            "flood",
+            f"flood ({len(stack.hosts)} host{'s' if len(stack.hosts) > 1 else ''})",
             pool,
             meter,
             flood(dispatcher, args.jobs, args.batch),
@@ -730,7 +840,141 @@ async def benchmark(
         results["single"] = await run_phase(
             "single (enqueue from 8 tasks)", pool, meter, single(dispatcher, count), count
         )
-    print(f"host deliveries: {await deliveries(host_url)}", flush=True)
+    if args.costs:
+        await measure_costs(args, pool, meter, dispatcher, costs)
+    for child, port in zip(stack.hosts, stack.ports, strict=False):
+        url = f"http://127.0.0.1:{port}"
+        print(f"{child.name} deliveries: {await deliveries(url)}", flush=True)
+
+
+NOTIFIED = [*HISTORY, "job.notified"]
+
+
+async def answer_ok(request: web.Request) -> web.Response:
+    """The callbacks' receiver: takes the notification, answers 200."""
+    await request.read()
+    return web.Response(text="ok")
+
+
+COST_ROUNDS = 3
+
+
+async def measure_costs(
+    args: argparse.Namespace,
+    pool: asyncpg.Pool,
+    meter: CpuMeter,
+    dispatcher: Dispatcher,
+    costs: dict[str, float],
+) -> None:
+    """Each guarantee's CPU per job: floods with it on and off, alternating, the median gap.
+
+    * personal fields: a job type with one sealed field against the plain ``noop``;
+    * notifications: jobs with a completion ``callback`` (the notifier publishes, QStash
+      delivers to the host's notify endpoint, the host calls a receiver in this process and
+      records ``job.notified``) against jobs without one;
+    * the hash chain: the chain's trigger disabled on the scratch database (bench-only;
+      the log of that database no longer verifies) against enabled.
+
+    Replay protection (delivery tokens) has no switch short of changing the product.
+    """
+    receiver = web.Application()
+    receiver.router.add_post("/callback", answer_ok)
+    runner = web.AppRunner(receiver, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    callback = {"callback": f"http://127.0.0.1:{port}/callback"}
+    try:
+        gaps: dict[str, list[dict[str, float]]] = {
+            "personal_fields": [],
+            "notifications": [],
+            "hash_chain": [],
+        }
+        for round_ in range(1, COST_ROUNDS + 1):
+            plain = await cost_flood(args, pool, meter, dispatcher, f"plain, round {round_}")
+            sealed = await cost_flood(
+                args,
+                pool,
+                meter,
+                dispatcher,
+                f"personal field, round {round_}",
+                job_type=PERSONAL,
+                payload={"email": "someone@example.com"},
+            )
+            notified = await cost_flood(
+                args,
+                pool,
+                meter,
+                dispatcher,
+                f"with a callback, round {round_}",
+                options=callback,
+                history=NOTIFIED,
+            )
+            await chain(pool, on=False)
+            try:
+                unchained = await cost_flood(
+                    args, pool, meter, dispatcher, f"chain's trigger off, round {round_}"
+                )
+            finally:
+                await chain(pool, on=True)
+            gaps["personal_fields"].append(difference(sealed, plain))
+            gaps["notifications"].append(difference(notified, plain))
+            gaps["hash_chain"].append(difference(plain, unchained))
+    finally:
+        await runner.cleanup()
+    for feature, rounds in gaps.items():
+        totals = [sum(r.values()) for r in rounds]
+        costs[feature] = statistics.median(totals)
+        shown = ", ".join(f"{v:,.0f}" for v in totals)
+        print(
+            f"cost of {feature}: {costs[feature]:,.0f} µs of CPU per job (rounds: {shown}); "
+            "median by process: "
+            + ", ".join(
+                f"{name} {statistics.median(r[name] for r in rounds):,.0f}" for name in rounds[0]
+            ),
+            flush=True,
+        )
+
+
+def difference(on: dict[str, float], off: dict[str, float]) -> dict[str, float]:
+    """CPU µs per job by process, ``on`` minus ``off``."""
+    return {name: us - off.get(name, 0.0) for name, us in on.items()}
+
+
+async def cost_flood(
+    args: argparse.Namespace,
+    pool: asyncpg.Pool,
+    meter: CpuMeter,
+    dispatcher: Dispatcher,
+    label: str,
+    *,
+    job_type: str = NOOP,
+    payload: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    history: list[str] = HISTORY,
+) -> dict[str, float]:
+    """One flood of ``args.cost_jobs`` jobs; its CPU µs per job by process."""
+    result = await run_phase(
+        f"cost: {label}",
+        pool,
+        meter,
+        flood(dispatcher, args.cost_jobs, args.batch, job_type, payload, options),
+        args.cost_jobs,
+        history=history,
+    )
+    return {name: us for name, us, _ in result.cpu}
+
+
+async def chain(pool: asyncpg.Pool, *, on: bool) -> None:
+    """Enable or disable the hash chain's trigger on the scratch database (bench only)."""
+    async with pool.acquire() as conn:
+        if on:
+            await conn.execute("ALTER TABLE jobtrail.events ENABLE TRIGGER events_chain_hash")
+        else:  # the column is NOT NULL because the trigger always fills it
+            await conn.execute(
+                "ALTER TABLE jobtrail.events DISABLE TRIGGER events_chain_hash;"
+                " ALTER TABLE jobtrail.events ALTER COLUMN hash DROP NOT NULL"
+            )
 
 
 if __name__ == "__main__":
@@ -746,6 +990,18 @@ if __name__ == "__main__":
         help="jobs/s of the paced phase (default: half the flood's rate)",
     )
     parser.add_argument("--single-jobs", type=int, default=2000, help="0 skips the phase")
+    parser.add_argument(
+        "--hosts",
+        type=int,
+        default=1,
+        help="hosts behind haproxy (above 1: a flood on the first alone, then on all)",
+    )
+    parser.add_argument(
+        "--costs",
+        action="store_true",
+        help="also price personal fields, notifications and the hash chain (floods off/on)",
+    )
+    parser.add_argument("--cost-jobs", type=int, default=1000, help="jobs in each flood of --costs")
     parser.add_argument(
         "--host-pool",
         type=int,

@@ -33,8 +33,10 @@ from qstash import AsyncQStash
 
 import jobstore
 import projections
+import qstash_local
 from tests.cli_support import jobtrail
-from tests.host_support import Host, free_port, running_host
+from tests.host_support import TEST_CONFIG, Host, free_port, running_host
+from workers import Sweeper, SweeperConfig
 
 USER_ID = 4242
 ORGANIZATION_ID = 77
@@ -428,3 +430,33 @@ async def test_erasing_a_subject_with_nothing_left_says_so_and_records_nothing(d
     finally:
         await conn.close()
     assert recorded == 0
+
+
+async def test_a_lost_message_of_an_erased_job_fails_instead_of_being_recovered(
+    db_dsn: str,
+) -> None:
+    """The sweeper cannot recover it (a recovery would run without its data): it fails it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    async with running_host(db_dsn, qstash_url=url) as host:
+        sweeper = Sweeper(host.ctx, SweeperConfig(min_age=0))
+        async with qstash_local.serve(TEST_CONFIG, host="127.0.0.1", port=port):
+            host.ctx.accepting = False  # QStash keeps the message, retrying after a 503
+            job_id = await host.dispatcher.send_welcome_email_async(
+                {"to": "lost@example.com", "recipient_name": "Lost"}, {"user_id": 88}
+            )
+            for _ in range(250):
+                if await host.ctx.store.pool.fetchval(
+                    "SELECT message_id FROM jobtrail.relay_messages WHERE job_id = $1", job_id
+                ):
+                    break
+                await asyncio.sleep(0.02)
+            await jobstore.erasure.erase(host.ctx.store, "user", 88)
+
+        # qstash_local restarts empty: the message is gone, and so is the job's data.
+        async with qstash_local.serve(TEST_CONFIG, host="127.0.0.1", port=port):
+            assert await sweeper.sweep_once() == 1
+            assert await sweeper.sweep_once() == 0
+
+        types = await host.types(job_id)
+        assert types == ["job.dispatched", "job.failed"]

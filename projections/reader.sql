@@ -59,21 +59,16 @@ SELECT job_type, status, count FROM jobtrail.job_stats WHERE count <> 0;
 -- params:
 -- Per type: pending jobs, those of them under a rate or concurrency limit (QStash holds
 -- them back), and when the oldest was created.
--- Whether a job is limited is read from its current dispatch in the log (one index lookup
--- per pending job), so the views need not keep every option.
-SELECT v.job_type,
+-- From the view alone: its options are the current dispatch's (sql/0018), and the partial
+-- index job_executions_pending (sql/0034) holds every figure, so a scrape reads only the
+-- pending jobs' index entries, never the log.
+SELECT job_type,
        count(*) AS pending,
-       count(*) FILTER (WHERE json_typeof(d.flow_control) = 'object') AS limited,
-       min(v.created_at) AS oldest
-  FROM jobtrail.job_executions AS v
-  LEFT JOIN LATERAL (
-        SELECT e.data -> 'options' -> 'flow_control' AS flow_control
-          FROM jobtrail.events AS e
-         WHERE e.stream_id = 'job-' || v.job_id AND e.event_type = 'job.dispatched'
-         ORDER BY e.version DESC
-         LIMIT 1) AS d ON true
- WHERE v.status = 'pending'
- GROUP BY v.job_type;
+       count(*) FILTER (WHERE jsonb_typeof(options -> 'flow_control') = 'object') AS limited,
+       min(created_at) AS oldest
+  FROM jobtrail.job_executions
+ WHERE status = 'pending'
+ GROUP BY job_type;
 
 -- name: read_durations
 -- params:

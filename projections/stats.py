@@ -87,9 +87,9 @@ class JobStats:
 async def get_job_stats(pool: reader.Source, *, with_pending: bool = True) -> JobStats:
     """The stats as of the views' last applied batch (both tables from one snapshot).
 
-    ``with_pending=False`` leaves the pending jobs' figures out (all zero): they look up each
-    pending job's dispatch in the log, a cost that grows with the pending jobs (seconds
-    at 100,000), which a page that does not show them need not pay.
+    ``with_pending=False`` leaves the pending jobs' figures out (all zero): they scan the
+    pending jobs' entries of an index of the view (~40 ms at 100,000 pending), which a page
+    that does not show them need not pay.
     """
     async with reader.snapshot(pool) as conn:
         counts = await conn.fetch(_Q["read_stats"])

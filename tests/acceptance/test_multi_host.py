@@ -196,7 +196,8 @@ async def test_killing_the_leading_host_mid_flow_loses_nothing_and_records_nothi
     print(f"{len(job_ids)} jobs ended once each; {abandoned} attempt(s) abandoned by the kill")
     assert abandoned >= 1, "the killed host had handlers running: their attempts are abandoned"
     runs = marker.read_text().splitlines()
-    assert len(runs) == len(job_ids) + abandoned, "a handler runs again only for an abandoned one"
+    # an abandoned attempt's handler may not have started yet when its host died
+    assert len(job_ids) <= len(runs) <= len(job_ids) + abandoned, "runs again only if abandoned"
 
 
 async def jobtrail_tasks(pool: asyncpg.Pool) -> dict[tuple[str, str], str]:

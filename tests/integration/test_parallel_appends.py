@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
 
 import jobstore
+import projections
+from jobstore import job_events
 from jobstore.dispatcher import Dispatcher
 from tests.events import Noted
 
@@ -166,16 +169,33 @@ async def test_a_delivery_token_starts_one_append_even_from_two_hosts_at_once(
     assert sum(isinstance(r, jobstore.TokenUsedError) for r in results) == 7, results
 
 
-async def test_archiving_keeps_appends_out_of_the_streams_it_moves(
-    store: jobstore.EventStore, other_host: jobstore.EventStore, db_dsn: str
-) -> None:
+async def completed_job(store: jobstore.EventStore) -> tuple[str, int]:
+    """A finished job's stream and version (what archiving moves)."""
     dispatcher = Dispatcher(store)
     welcome = {"template": "welcome", "to": "ada@example.com", "data": {"recipient_name": "A"}}
     job_id = await dispatcher.enqueue("send-email", welcome)
     await dispatcher.update_job_execution(job_id, {"status": "processing"})
     await dispatcher.update_job_execution(job_id, {"status": "completed"})
     stream = f"job-{job_id}"
-    version = await store.stream_version(stream)
+    return stream, await store.stream_version(stream)
+
+
+def late_append(store: jobstore.EventStore, path: str, stream: str, version: int) -> Any:
+    """An append to ``stream`` through one of the store's two write paths: a single append
+    (group-committed, each stream checked alone) or a batch (all or nothing)."""
+    if path == "single":
+        return store.append(stream, [Noted()], version)
+    return store.append_streams([jobstore.StreamAppend(stream, [Noted()], version)])
+
+
+@pytest.mark.parametrize("path", ["single", "batch"])
+async def test_archiving_keeps_appends_out_of_the_streams_it_moves(
+    store: jobstore.EventStore, other_host: jobstore.EventStore, db_dsn: str, path: str
+) -> None:
+    """An append racing the move waits for it, then is a conflict: its event is neither
+    lost silently nor written into the log as a fragment of the moved stream (an archived
+    stream keeps its place: its versions count, and nothing more joins it)."""
+    stream, version = await completed_job(store)
     archiver = await asyncpg.connect(db_dsn)
     try:
         async with archiver.transaction():
@@ -185,15 +205,48 @@ async def test_archiving_keeps_appends_out_of_the_streams_it_moves(
                 datetime.now(UTC) + timedelta(days=1),
             )
             assert [r[0] for r in moved] == [stream]
-            late = asyncio.create_task(other_host.append(stream, [Noted()], version))
+            late = asyncio.create_task(late_append(other_host, path, stream, version))
             await asyncio.sleep(0.3)
             assert not late.done(), "an append joined a stream while it was being moved"
-        with pytest.raises(jobstore.ConcurrencyError):
+        with pytest.raises(jobstore.ConcurrencyError) as refused:
             await late
     finally:
         await archiver.close()
+    assert refused.value.actual == version  # the archived stream keeps its place
     assert await store.read_stream(stream) == []
     assert len(await store.read_archived_stream(stream)) == version
+
+
+@pytest.mark.parametrize("expected", [None, "archived version"])
+async def test_an_archived_stream_takes_no_more_events_and_the_views_go_on(
+    store: jobstore.EventStore, db_dsn: str, expected: str | None
+) -> None:
+    """Whatever version an append expects, an archived stream refuses it: a fragment in the
+    log would stop every view ("starts with job.notified, not job.dispatched")."""
+    stream, version = await completed_job(store)
+    await store.pool.fetch(
+        "SELECT * FROM jobtrail.archive_streams($1, $2, 30)",
+        [stream],
+        datetime.now(UTC) + timedelta(days=1),
+    )
+    notified = job_events.JobNotified(
+        dispatch=1,
+        kind="completed",
+        notification_id="n-1",
+        url="https://example.com/hook",
+        result="delivered",
+        status=200,
+    )
+    expected_version = jobstore.ANY if expected is None else version
+    for append in (
+        lambda: store.append(stream, [notified], expected_version),
+        lambda: store.append_streams([jobstore.StreamAppend(stream, [notified], expected_version)]),
+    ):
+        with pytest.raises(jobstore.ConcurrencyError):
+            await append()
+    assert await store.read_stream(stream) == []
+    await projections.ProjectionRunner(store.pool, db_dsn).run_until_caught_up()
+    assert await projections.get_job_execution(store.pool, stream.removeprefix("job-")) is None
 
 
 async def test_an_append_in_an_older_transaction_after_a_younger_one_is_a_conflict(

@@ -17,7 +17,9 @@ one scratch database. Phases, each waiting until its last job is completed:
 
 ``--hosts N`` puts N hosts behind Debian's haproxy (``JOBTRAIL_PUBLIC_URL`` is the
 balancer's): a flood on the first host alone (``e2e_1host_jobs_per_s``), then the others
-start and every phase runs on all of them (``e2e_Nhosts_jobs_per_s``).  ``--costs`` prices
+start and every phase runs on all of them (``e2e_Nhosts_jobs_per_s``); last, a flood during
+which the first host is SIGKILLed: every job must still end exactly once (abandoned
+attempts allowed), the relay and the projections failing over to a survivor.  ``--costs`` prices
 each guarantee as deployed: floods with it on and off, alternating, three rounds
 (``cost_<feature>_us_per_job``, the median gap in CPU per job across every process).
 
@@ -355,7 +357,9 @@ class CpuMeter:
     def per_job(before: CpuSample, after: CpuSample, jobs: int) -> list[tuple[str, float, float]]:
         """(process, µs of CPU per job, share of one core) between two samples."""
         wall = after.at - before.at
-        used = {k: v - before.processes.get(k, 0.0) for k, v in after.processes.items()}
+        used = {  # a process killed meanwhile (failover) reads 0: left out
+            k: v - before.processes.get(k, 0.0) for k, v in after.processes.items() if v
+        }
         for who in ("PG for host", "PG for producer"):
             used[who] = sum(
                 v - before.backends.get(pid, (who, 0.0))[1]
@@ -407,6 +411,18 @@ async def completed_after(pool: asyncpg.Pool, position: int, last: str = HISTORY
         return count
 
 
+FAILED_OVER = ["job.dispatched", "…", "job.completed"]
+"""A history through a host that died: any attempts abandoned before one completion."""
+
+
+def matches(types: list[str], history: list[str]) -> bool:
+    """Whether a job's event types are ``history`` (or end once after a failover)."""
+    if history is FAILED_OVER:
+        ends = [t for t in types if t in ("job.completed", "job.failed", "job.cancelled")]
+        return types[0] == "job.dispatched" and ends == ["job.completed"] == types[-1:]
+    return types == history
+
+
 async def verify(
     pool: asyncpg.Pool, job_ids: list[str], history: list[str] = HISTORY
 ) -> list[asyncpg.Record]:
@@ -426,7 +442,7 @@ async def verify(
             " GROUP BY e.stream_id",
             [f"job-{j}" for j in job_ids],
         )
-    bad = [r for r in rows if list(r["types"]) != history]
+    bad = [r for r in rows if not matches(list(r["types"]), history)]
     missing = len(set(job_ids)) - len(rows)
     if bad or missing or len(set(job_ids)) != len(job_ids):
         sample = ", ".join(f"{r['stream_id']}: {list(r['types'])}" for r in bad[:5])
@@ -544,6 +560,27 @@ def flood(
         for start in range(0, count, batch):
             size = min(batch, count - start)
             ids += await dispatcher.enqueue_many([request] * size)
+
+    return produce
+
+
+def killing(
+    dispatcher: Dispatcher, pool: asyncpg.Pool, count: int, batch: int, victim: Child
+) -> Producer:
+    """A flood; once a third of it completed, ``victim`` is SIGKILLed (deliveries in flight)."""
+    enqueue = flood(dispatcher, count, batch)
+
+    async def produce(ids: list[str]) -> None:
+        async with pool.acquire() as conn:
+            start = await conn.fetchval("SELECT coalesce(max(position), 0) FROM jobtrail.events")
+        await enqueue(ids)
+
+        async def a_third_done() -> bool:
+            return await completed_after(pool, start) >= count // 3
+
+        await wait_for("a third of the jobs to complete", a_third_done, PHASE_DEADLINE_S)
+        victim.stop(signal.SIGKILL)
+        print(f"  killed {victim.name} (pid {victim.pid})", flush=True)
 
     return produce
 
@@ -768,6 +805,7 @@ async def main(args: argparse.Namespace) -> None:
     )
     if args.hosts > 1:
         bench_line(f"e2e_{args.hosts}hosts_jobs_per_s", flood_result.jobs_per_s, "jobs/s")
+        bench_line("e2e_failover_jobs_per_s", results["failover"].jobs_per_s, "jobs/s")
     bench_line("e2e_latency_p50_ms", percentile(latency.latencies_ms, 50), "ms")
     bench_line("e2e_latency_p99_ms", percentile(latency.latencies_ms, 99), "ms")
     if "single" in results:
@@ -842,8 +880,18 @@ async def benchmark(
         )
     if args.costs:
         await measure_costs(args, pool, meter, dispatcher, costs)
-    for child, port in zip(stack.hosts, stack.ports, strict=False):
-        url = f"http://127.0.0.1:{port}"
+    if len(stack.hosts) > 1:
+        results["failover"] = await run_phase(
+            f"failover: a flood while {stack.hosts[0].name} is killed (SIGKILL) mid-flow",
+            pool,
+            meter,
+            killing(dispatcher, pool, args.jobs, args.batch, stack.hosts[0]),
+            args.jobs,
+            history=FAILED_OVER,
+        )
+        stack.hosts.pop(0)
+    for child in stack.hosts:
+        url = f"http://127.0.0.1:{stack.ports[int(child.name[4:] or 1) - 1]}"
         print(f"{child.name} deliveries: {await deliveries(url)}", flush=True)
 
 

@@ -519,11 +519,17 @@ async def run_phase(
         cpu=cpu,
         context=CpuMeter.contention(before, after, sum(busy for _, _, busy in cpu)),
     )
-    report(name, result)
+    report(
+        name,
+        result,
+        "ended exactly once"
+        if history is FAILED_OVER
+        else " → ".join(t.removeprefix("job.") for t in history),
+    )
     return result
 
 
-def report(name: str, result: Result) -> None:
+def report(name: str, result: Result, ends: str = "dispatched → started → completed") -> None:
     """Human lines for one phase."""
 
     def p(samples: list[float]) -> str:
@@ -532,7 +538,7 @@ def report(name: str, result: Result) -> None:
         return f"p50 {percentile(samples, 50):,.0f} ms, p99 {percentile(samples, 99):,.0f} ms"
 
     print(
-        f"{name}: {result.jobs:,} jobs, each dispatched → started → completed; "
+        f"{name}: {result.jobs:,} jobs, each {ends}; "
         f"{result.jobs_per_s:,.0f} jobs/s end to end "
         f"(enqueued in {result.enqueue_s:.2f} s)",
         flush=True,

@@ -103,6 +103,7 @@ class Report:
         }
 
     def add(self, found: Break) -> None:
+        """Record ``found``; past ``MAX_BREAKS``, only count it."""
         if len(self.breaks) < MAX_BREAKS:
             self.breaks.append(found)
         else:
@@ -115,6 +116,7 @@ Progress = Callable[[int, int], None]
 
 
 def break_order(b: Break) -> tuple[int, int]:
+    """Sort key of a report's breaks: anchor breaks first, then by log position."""
     if b.stream_id is None:
         return (0, b.anchor or 0)
     return (1, b.position if b.position is not None else 2**63)

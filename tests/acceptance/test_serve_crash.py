@@ -64,6 +64,9 @@ async def _started(marker: Path) -> bool:
 async def test_qstash_restarted_empty_every_job_and_schedule_is_brought_back_exactly_once(
     db_dsn: str, dispatcher: jobstore.Dispatcher, tmp_path: Path
 ) -> None:
+    """QStash loses every message and schedule: the sweeper brings each delayed job back once,
+    still held to its time (none runs early), the schedule is re-created, and the stack
+    delivers again (a job enqueued after the restart runs)."""
     from qstash import AsyncQStash
 
     marker = tmp_path / "runs.txt"
@@ -72,6 +75,15 @@ async def test_qstash_restarted_empty_every_job_and_schedule_is_brought_back_exa
         "JOBTRAIL_SWEEP_MIN_AGE": "0.5",
         "JOBTRAIL_RECONCILE_INTERVAL": "1",
     }
+    pool = dispatcher.store.pool
+
+    async def published(dispatch: int) -> dict[str, str]:
+        rows = await pool.fetch(
+            "SELECT job_id, message_id FROM jobtrail.relay_messages WHERE dispatch = $1",
+            dispatch,
+        )
+        return {str(r["job_id"]): str(r["message_id"]) for r in rows if r["message_id"]}
+
     async with serve_stack(db_dsn, tmp_path, **settings) as stack:
         client = AsyncQStash(stack.env["QSTASH_TOKEN"], base_url=stack.qstash_url, retry=False)
         qstash = stack.qstash
@@ -87,40 +99,57 @@ async def test_qstash_restarted_empty_every_job_and_schedule_is_brought_back_exa
             ]
 
             async def all_published() -> bool:
-                count = await dispatcher.store.pool.fetchval(
-                    "SELECT count(*) FROM jobtrail.relay_messages"
-                )
-                return bool(count == 5)
+                return sorted(await published(1)) == sorted(job_ids)
 
-            await _wait_for(all_published, 20, "the relay to publish")
+            await _wait_for(all_published, 60, "the relay to publish every job")
             assert (await client.schedule.get(schedule_id)).cron == "0 2 * * *"
+            lost = {
+                job_id: (await client.message.get(message_id)).not_before
+                for job_id, message_id in (await published(1)).items()
+            }
 
             qstash.kill()
             qstash.start()
             await stack.wait_qstash()
 
-            async def all_completed() -> bool:
-                for job_id in job_ids:
-                    execution = await dispatcher.get_job_execution_by_job_id(job_id)
-                    if execution is None or execution.status != "completed":
-                        return False
-                return True
+            async def all_recovered() -> bool:
+                return sorted(await published(2)) == sorted(job_ids)
 
-            await _wait_for(all_completed, 60, "every job to complete after the restart")
+            await _wait_for(
+                all_recovered, 60, f"every job to be recovered; serve log:\n{stack.serve.output()}"
+            )
+            for job_id, message_id in (await published(2)).items():
+                held = await client.message.get(message_id)
+                assert held.not_before == lost[job_id], "QStash holds it to its original time"
 
             async def schedule_back() -> bool:
-                return schedule_id in [s.schedule_id for s in await client.schedule.list()]
+                listed = [s.schedule_id for s in await client.schedule.list()]
+                return listed.count(schedule_id) == 1
 
-            await _wait_for(schedule_back, 20, "the schedule to be re-created")
+            await _wait_for(schedule_back, 60, "the schedule to be re-created")
+
+            fresh = await dispatcher.enqueue("slow-job", {"seconds": 0, "marker": str(marker)})
+
+            async def fresh_completed() -> bool:
+                execution = await dispatcher.get_job_execution_by_job_id(fresh)
+                return execution is not None and execution.status == "completed"
+
+            await _wait_for(fresh_completed, 60, "a job enqueued after the restart to run")
         finally:
             await client.http._client.aclose()
 
     for job_id in job_ids:
         events = [r.event for r in await dispatcher.store.read_stream(f"job-{job_id}")]
-        assert [e.type_name for e in events].count("job.completed") == 1
-        sources = [e.source for e in events if isinstance(e, job_events.JobDispatched)]
-        assert sources == ["api", "recovery"]
-    assert len(marker.read_text().splitlines()) == 5, "each handler ran once"
+        dispatches = [e for e in events if isinstance(e, job_events.JobDispatched)]
+        assert [e.source for e in dispatches] == ["api", "recovery"], "brought back once"
+        original, recovery = dispatches
+        assert original.options.not_before is not None
+        assert recovery.options.not_before == original.options.not_before
+        assert lost[job_id] == int(original.options.not_before) * 1000
+        assert [e.type_name for e in events[2:]] == [], "nothing ran before its time"
+        execution = await dispatcher.get_job_execution_by_job_id(job_id)
+        assert execution is not None and execution.status == "pending"
+    assert marker.read_text().splitlines() == ["1:1"], "only the job enqueued after the restart ran"
 
 
 async def test_sigterm_lets_the_running_handler_finish_then_exits_zero(

@@ -155,7 +155,9 @@ class KeyRing:
 
         A dispatch carrying personal fields makes the job's key (with the job's user and
         organization); a job without a key (its type declares no personal field) is stored as
-        given; a later dispatch of an erased job is refused with JobError ``ERASED``.
+        given; a later dispatch of an erased job is refused with JobError ``ERASED``.  The key
+        table is not read when no event needs a key, nor for a job whose first dispatch,
+        without personal fields, is in the same append (it has no key).
         """
         made: dict[str, _Wanted] = {}
         read: set[str] = set()
@@ -164,7 +166,7 @@ class KeyRing:
             uses = {protect.key_use(e) for e in events} if job_id is not None else set()
             if job_id is not None and "make" in uses:
                 made[job_id] = _wanted(job_id, events)
-            elif job_id is not None and "read" in uses:
+            elif job_id is not None and "read" in uses and not _first_dispatch_in(events):
                 read.add(job_id)
         if not made and not read:
             return [events for _, events in streams]
@@ -267,6 +269,13 @@ def _wanted(job_id: str, events: Sequence[Event]) -> _Wanted:
 
 def _id(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _first_dispatch_in(events: Sequence[Event]) -> bool:
+    """Whether ``events`` hold their job's first dispatch: only that dispatch, carrying
+    personal fields, makes a job's key, so a job whose first dispatch carries none has no
+    key to read (and its outcomes in the same append need no look at the key table)."""
+    return any(isinstance(e, JobDispatched) and e.dispatch == 1 for e in events)
 
 
 def _refuse_redispatch(job_id: str, events: Sequence[Event]) -> None:

@@ -8,7 +8,15 @@ import pytest
 import jobstore
 import projections
 from jobstore import erasure, protect
-from tests.projection_support import snapshot
+from tests.projection_support import (
+    attempt_failed,
+    completed,
+    dispatched,
+    failed,
+    new_job_id,
+    snapshot,
+    started,
+)
 
 USER = 31
 ADDRESS = "grace@example.com"
@@ -93,6 +101,40 @@ async def test_every_text_of_a_job_is_stored_sealed_and_opens_with_its_key(
         "data": {"recipient_name": "Grace Hopper"},
     }
     assert opened[2]["traceback"].endswith(ADDRESS) and opened[3]["reason"] == f"refused {ADDRESS}"
+
+
+async def test_an_append_holding_a_first_dispatch_without_personal_fields_reads_no_key(
+    store: jobstore.EventStore,
+) -> None:
+    """Only a first dispatch carrying personal fields makes a job's key, so an append that
+    holds a job's first dispatch without any never looks at the key table (renamed away here
+    to catch a look), outcomes and replays included; a lone outcome still looks, and a job
+    with personal fields still has its outcome sealed in the append that dispatches it."""
+    plain, personal = new_job_id(), new_job_id()
+    assert "to" in protect.declared("send-email")
+    await store.pool.execute("ALTER TABLE jobtrail.data_keys RENAME TO data_keys_away")
+    try:
+        history = [dispatched(plain), started(), failed(), dispatched(plain, dispatch=2)]
+        assert len(await store.append(f"job-{plain}", history)) == len(history)
+        with pytest.raises(jobstore.EventStoreError, match="the data key table failed"):
+            await store.append(f"job-{plain}", [started(dispatch=2), completed(dispatch=2)])
+    finally:
+        await store.pool.execute("ALTER TABLE jobtrail.data_keys_away RENAME TO data_keys")
+    email = dispatched(
+        personal, job_type="send-email", payload={"template": "welcome", "to": ADDRESS}
+    )
+    refused = attempt_failed(message=f"550 <{ADDRESS}>: no such user", will_retry=False)
+    await store.append(f"job-{personal}", [email, started(), refused])
+
+    stored = await store.pool.fetch(
+        "SELECT data::text FROM jobtrail.events WHERE stream_id = $1", f"job-{personal}"
+    )
+    assert len(stored) == 3 and all(ADDRESS not in r["data"] for r in stored)
+    opened = await store.keys.reveal(
+        [r.event.to_json_data() for r in await store.read_stream(f"job-{personal}")]
+    )
+    assert opened[0]["payload"]["to"] == ADDRESS
+    assert opened[2]["error_message"] == f"550 <{ADDRESS}>: no such user"
 
 
 async def test_replaying_an_erased_job_is_refused_and_writes_nothing(

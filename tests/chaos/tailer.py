@@ -60,7 +60,11 @@ class Tailer:
             except Exception as exc:  # noted, then read on from the cursor
                 if entered or not isinstance(exc, jobstore.DatabaseUnavailableError):
                     self.restarts[type(exc).__name__] += 1
-                    log.warning("tailer restarts", error=f"{type(exc).__name__}: {exc}"[:300])
+                    log.warning(
+                        "tailer restarts",
+                        error=f"{type(exc).__name__}: {exc}"[:300],
+                        exc_info=exc,  # where in the subscription it escaped
+                    )
                 else:
                     self.connect_failures += 1
                 await asyncio.sleep(0.5)

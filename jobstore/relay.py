@@ -14,6 +14,7 @@ its name), others wait to take over; an event it cannot handle stops it there, r
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -336,7 +337,7 @@ class Relay:
         if options.flow_control is not None:
             request["flow_control"] = options.flow_control.qstash()
         if options.not_before:  # any dispatch waits for it: a recovery keeps what is left
-            request["not_before"] = int(options.not_before)
+            request["not_before"] = math.ceil(options.not_before)  # never a moment early
         return request
 
     async def _cancel(self, job_id: str, dispatch: int) -> None:

@@ -104,7 +104,9 @@ class Subscription:
         conn = await database.connect(self._dsn)
         try:
             await self._tail.listen(conn)
-        except BaseException:
+        except BaseException as exc:
             await database.close_quietly(conn)
+            if errors.is_transient(exc):  # lost between connect and LISTEN: try again later
+                raise errors.unavailable(exc, "listening for new events") from exc
             raise
         self._conn = conn

@@ -96,9 +96,16 @@ BEGIN
 END;
 $$;
 
+-- The one UPDATE of existing events: the append-only trigger and the writer's-xid check
+-- (sql/0019: an event's xid must be its writing transaction's, true of no existing row
+-- rewritten here) are set aside for it, inside this migration's transaction, and the check
+-- is put back as it was (NOT VALID: existing rows keep the xid their writer gave them).
+ALTER TABLE jobtrail.events DROP CONSTRAINT events_xid_is_writer;
 ALTER TABLE jobtrail.events DISABLE TRIGGER events_forbid_update_delete;
 SELECT jobtrail.backfill_event_hashes('jobtrail.events');
 ALTER TABLE jobtrail.events ENABLE TRIGGER events_forbid_update_delete;
+ALTER TABLE jobtrail.events
+    ADD CONSTRAINT events_xid_is_writer CHECK (xid = pg_current_xact_id()) NOT VALID;
 SELECT jobtrail.backfill_event_hashes('jobtrail.events_archive');
 DROP FUNCTION jobtrail.backfill_event_hashes(regclass);
 

@@ -78,12 +78,13 @@ async def scratch_database() -> AsyncIterator[str]:
 def haproxy_config(port: int, backends: list[str]) -> str:
     """An haproxy configuration balancing loopback ``port`` over ``backends`` (``host:port``).
 
-    Each request goes to the next host that answers ``/readyz`` (checked every 200 ms); a
-    request whose host refuses the connection is retried on another one (``redispatch``),
-    which is how a load balancer in front of ``jobtrail serve`` hides a host that died.
+    Each request goes to the next host that answers ``/readyz`` (checked every 500 ms, down
+    after 3 failures, a check may take 2 s on a loaded machine); a request whose host
+    refuses the connection is retried on another one (``redispatch``), which is how a load
+    balancer in front of ``jobtrail serve`` hides a host that died.
     """
     servers = "\n".join(
-        f"    server host{n} {address} check inter 200ms fall 1 rise 2"
+        f"    server host{n} {address} check inter 500ms fall 3 rise 2"
         for n, address in enumerate(backends, start=1)
     )
     return f"""global
@@ -94,6 +95,7 @@ defaults
     timeout connect 2s
     timeout client 60s
     timeout server 60s
+    timeout check 2s
     retries 3
     option redispatch 1
     retry-on conn-failure

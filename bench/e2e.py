@@ -256,8 +256,8 @@ async def start_balancer(started: list[Child], logs: Path, ports: list[int]) -> 
 
 
 async def balanced() -> None:
-    """Give haproxy time to see a host that just became ready (rise 2 × inter 200 ms)."""
-    await asyncio.sleep(1.0)
+    """Give haproxy time to see a host that just became ready (rise 2 × inter 500 ms)."""
+    await asyncio.sleep(1.5)
 
 
 # -- CPU accounting ----------------------------------------------------------------------

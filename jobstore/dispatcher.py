@@ -36,6 +36,7 @@ from jobstore import (
 from jobstore.address import CONTEXT_KEY, STRICT, AddressPolicy
 from jobstore.duration import to_seconds
 from jobstore.event import Event
+from jobstore.ids import is_uuid
 from jobstore.job import BaseJobMetadata, EnqueueJobOptions
 from jobstore.job_events import JobDispatched
 from jobstore.options import DispatchOptions, FlowControl, flow_control
@@ -180,7 +181,7 @@ class Dispatcher:
         """
         fields = _execution_fields(data)
         job_id = str(fields.get("job_id") or uuid.uuid4())
-        if not _is_uuid(job_id):
+        if not is_uuid(job_id):
             raise errors.JobValidationError("invalid job", [f"job_id: {job_id!r} is not a UUID"])
         if fields.get("status", "pending") != "pending":
             raise errors.JobError("a new job starts pending", "INVALID_TRANSITION", job_id)
@@ -650,14 +651,6 @@ def _execution_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         metadata[name] = fields[name]
     fields["metadata"] = metadata
     return fields
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        return False
-    return True
 
 
 def _log_dispatch(event: JobDispatched, position: int) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from jobstore import tracing
+from jobstore.ids import is_uuid
 from jobstore.job_events import JobDispatched
 
 # A scheduled run's job id is derived from its QStash message id, so a duplicate delivery
@@ -86,7 +87,7 @@ def parse(body: bytes) -> JobDelivery | ScheduledRun:
     if "schedule_id" in data:
         return _scheduled(data)
     job_id, dispatch = data.get("job_id"), data.get("dispatch")
-    if not isinstance(job_id, str) or not _is_uuid(job_id):
+    if not isinstance(job_id, str) or not is_uuid(job_id):
         raise EnvelopeError(f"job_id must be a UUID string, got {job_id!r:.80}")
     if not isinstance(dispatch, int) or isinstance(dispatch, bool) or dispatch < 1:
         raise EnvelopeError(f"dispatch must be a whole number >= 1, got {dispatch!r:.40}")
@@ -105,11 +106,3 @@ def _scheduled(data: dict[str, Any]) -> ScheduledRun:
     if not isinstance(payload, dict) or not isinstance(metadata, dict):
         raise EnvelopeError("payload and metadata must be JSON objects")
     return ScheduledRun(schedule_id, job_type, payload, metadata)
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

@@ -15,7 +15,6 @@ import binascii
 import dataclasses
 import hashlib
 import os
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -27,6 +26,7 @@ from pydantic import BaseModel
 
 from jobstore import database, errors, protect, query
 from jobstore.event import Event, RecordedEvent
+from jobstore.ids import is_uuid
 from jobstore.job_events import JobDispatched
 from jobstore.settings import DEV_DATA_KEY, Settings
 
@@ -112,7 +112,7 @@ class KeyRing:
         self, kids: Iterable[str], connection: asyncpg.Connection | None = None
     ) -> dict[str, AESGCM | None]:
         """The data keys of these jobs; None for an erased job (or one with no key)."""
-        ids = sorted({k for k in kids if _is_uuid(k)})
+        ids = sorted({k for k in kids if is_uuid(k)})
         if not ids:
             return {}
         rows = await self._fetch(connection, _Q["read_keys"], ids)
@@ -187,7 +187,7 @@ class KeyRing:
 
     async def erased(self, job_id: str) -> bool:
         """Whether the personal data of ``job_id`` was erased."""
-        if not _is_uuid(job_id):
+        if not is_uuid(job_id):
             return False
         rows = await self._fetch(None, _Q["erased_at"], job_id)
         return bool(rows) and rows[0]["erased_at"] is not None
@@ -294,13 +294,5 @@ def _job_id(stream_id: object) -> str | None:
     """The job id of a job stream (``job-<uuid>``), else None."""
     if isinstance(stream_id, str) and stream_id.startswith(_JOB_STREAM):
         job_id = stream_id[len(_JOB_STREAM) :]
-        return job_id if _is_uuid(job_id) else None
+        return job_id if is_uuid(job_id) else None
     return None
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

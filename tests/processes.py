@@ -78,7 +78,7 @@ def env_for(**values: str) -> dict[str, str]:
     return env
 
 
-async def wait_http(url: str, within: float = 30.0) -> None:
+async def wait_http(url: str, within: float = 90.0) -> None:
     """Wait until ``url`` answers 200."""
     deadline = time.monotonic() + within
     async with aiohttp.ClientSession() as session:

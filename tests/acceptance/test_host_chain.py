@@ -75,7 +75,7 @@ async def test_timeout_fails_the_attempt_with_a_timeout_error(host: Host) -> Non
     failed = [e for e in await host.events(job_id) if isinstance(e, job_events.JobAttemptFailed)]
     assert len(failed) == 1
     assert failed[0].error_type == "TimeoutError"
-    assert "within its timeout of 1.0 s" in failed[0].error_message
+    assert "within its timeout of 1 s" in failed[0].error_message
 
 
 @pytest.mark.parametrize("kind", ["nonretryable", "validation"])

@@ -170,11 +170,17 @@ async def test_killing_the_leading_host_mid_flow_loses_nothing_and_records_nothi
 
         await wait_until("every job to end", all_ended, within=120)
 
+        seen: list[object] = []
+
         async def views_caught_up() -> bool:
             states = await projections.projection_status(pool)
+            seen[:] = [(s.name, s.lag, s.failure) for s in states]  # said if it times out
             return all(s.lag == 0 and s.failure is None for s in states)
 
-        await wait_until("the projections to reach the log's head", views_caught_up)
+        try:
+            await wait_until("the projections to reach the log's head", views_caught_up, 120)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last status (name, lag, failure): {seen}") from None
         survivor_pid = str(names[survivor].proc.pid)  # type: ignore[union-attr]
         reports = await jobtrail_tasks(pool)
         assert reports[survivor_pid, "relay"] == "running", reports

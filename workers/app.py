@@ -119,11 +119,7 @@ def _lifecycle(
                     store, registry, jobstore.AddressPolicy.from_settings(settings)
                 ),
                 registry=registry,
-                verifier=Verifier(
-                    settings.qstash_current_signing_key.get_secret_value(),
-                    settings.qstash_next_signing_key.get_secret_value(),
-                    settings.public_url,
-                ),
+                verifier=Verifier.from_settings(settings),
                 metrics=Metrics(),
                 http=http,
                 qstash=_qstash_client(settings),

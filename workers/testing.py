@@ -152,11 +152,7 @@ class JobTrailKit:
             dsn=dsn,
             dispatcher=self.dispatcher,
             registry=registry,
-            verifier=Verifier(
-                settings.qstash_current_signing_key.get_secret_value(),
-                settings.qstash_next_signing_key.get_secret_value(),
-                settings.public_url,
-            ),
+            verifier=Verifier.from_settings(settings),
             metrics=Metrics(),
         )
 

@@ -12,7 +12,7 @@ import orjson
 from qstash import Receiver
 from qstash.errors import SignatureError
 
-from jobstore import DeliveryToken
+from jobstore import DeliveryToken, Settings
 
 
 class VerificationError(Exception):
@@ -31,6 +31,15 @@ class Verifier:
     next_key: str
     public_url: str
     clock_tolerance: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Verifier:
+        """The verifier of a host configured by ``settings`` (its keys and public URL)."""
+        return cls(
+            settings.qstash_current_signing_key.get_secret_value(),
+            settings.qstash_next_signing_key.get_secret_value(),
+            settings.public_url,
+        )
 
     @functools.cached_property
     def receiver(self) -> Receiver:

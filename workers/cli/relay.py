@@ -6,10 +6,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-import jobstore
 import projections
 from workers import supervisor
-from workers.cli import runtime
+from workers.cli import database, runtime
 
 relay_app = typer.Typer(
     help="The outbox relay (log → QStash): show its status.", no_args_is_help=True
@@ -33,7 +32,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     settings = runtime.load_settings()
 
     async def main() -> tuple[projections.ProjectionStatus, list[supervisor.TaskReport]]:
-        async with jobstore.open_database(settings) as db:
+        async with database.open_database(settings) as db:  # says what to migrate
             (position,) = await projections.projection_status(db.pool, [RELAY])
             return position, await supervisor.task_reports(db.pool, [RELAY])
 

@@ -21,6 +21,7 @@ import pydantic
 from aiohttp import web
 
 import jobstore
+import projections
 import qstash_local
 from jobstore import BaseJob, JobValidationError, NonRetryableJobError
 from qstash_local import signature
@@ -285,3 +286,13 @@ async def _host(
     finally:
         handler.gate.set()
         await runner.cleanup()
+
+
+async def relay_caught_up(host: Host, deadline: float) -> None:
+    """Wait until the relay has handled the whole log (schedules synced: none pending)."""
+    while True:
+        (relay,) = await projections.projection_status(host.ctx.store.pool, ["relay"])
+        if relay.lag == 0:
+            return
+        assert time.monotonic() < deadline, f"the relay is {relay.lag} events behind"
+        await asyncio.sleep(0.02)

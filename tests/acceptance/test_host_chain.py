@@ -116,7 +116,7 @@ async def test_a_scheduled_run_travels_the_whole_chain(db_dsn: str) -> None:
     """schedule() → relay creates the QStash schedule → QStash fires it → a job runs."""
     import time
 
-    from tests.host_support import TEST_CONFIG
+    from tests.host_support import TEST_CONFIG, relay_caught_up
     from tests.qstash_support import FakeClock
 
     clock = FakeClock(time.time())
@@ -128,6 +128,7 @@ async def test_a_scheduled_run_travels_the_whole_chain(db_dsn: str) -> None:
         while schedule_id not in [s.schedule_id for s in await host.ctx.qstash.schedule.list()]:
             assert time.monotonic() < deadline, "the relay did not create the schedule"
             await asyncio.sleep(0.02)
+        await relay_caught_up(host, deadline)  # a later sync would re-create the schedule
         clock.now += 61
         deadline = time.monotonic() + 60
         while not host.handler.calls:

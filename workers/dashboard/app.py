@@ -102,9 +102,22 @@ class _KnownPath(AbstractRuleMatching):
 
     def __init__(self, dashboard: web.Application) -> None:
         self._router = dashboard.router
+        self._firsts: frozenset[str] | None = None
 
     async def match(self, request: web.Request) -> bool:
+        # Every request to the host asks first (QStash's deliveries too): a path whose first
+        # segment no dashboard route starts with is answered without resolving the routes.
+        firsts = self._firsts if self._firsts is not None else self._first_segments()
+        if firsts and request.path.split("/", 2)[1] not in firsts:
+            return False
         return (await self._router.resolve(request)).http_exception is None
+
+    def _first_segments(self) -> frozenset[str]:
+        """The first path segments of the dashboard's routes (empty: some route's first
+        segment is variable, so every path must be resolved)."""
+        found = {r.canonical.split("/", 2)[1] for r in self._router.resources()}
+        self._firsts = frozenset() if any("{" in f for f in found) else frozenset(found)
+        return self._firsts
 
     def get_info(self) -> Any:
         return {"dashboard": True}

@@ -66,13 +66,17 @@ async def change(
     token: DeliveryToken | None = None,
     metadata: Mapping[str, Any] | None = None,
     rounds: int = MAX_ROUNDS,
+    keyless_dispatch: int | None = None,
 ) -> Change[T] | None:
     """Decide on the job's current state and append what the decision says; None: no job.
 
     ``known`` is a state the caller already holds (the first round decides on it without
     reading the stream again).  ``token`` is a one-time delivery token recorded with the
     events (TokenUsedError when it was used before).  After ``rounds`` lost races the job
-    is too contended: JobError ``CONTENDED``.
+    is too contended: JobError ``CONTENDED``.  ``keyless_dispatch``: the caller read the
+    key table after that dispatch of the job was committed and found no key
+    (:class:`jobstore.keyring.DeliveryKeys`); an append against a state whose current
+    dispatch is still that one is made ``keyless`` (the rule: ``KeyRing.seal``).
     """
     state = known
     for _ in range(rounds):
@@ -90,6 +94,7 @@ async def change(
                 state.version,
                 metadata=metadata,
                 token=token,
+                keyless=keyless_dispatch is not None and state.dispatch == keyless_dispatch,
             )
         except errors.ConcurrencyError:
             state = None  # someone wrote in between: fold again and decide again

@@ -4,22 +4,28 @@ Every event stays in the log; what a job's key sealed (its personal payload fiel
 texts, tracebacks, results) can no longer be opened anywhere it was copied to: the log,
 the views, the archive, exports, QStash.  The erasure itself is recorded as
 ``subject.erased`` in a stream of its own (``erasure-<uuid>``), in the same transaction
-that destroys the keys.
+that destroys the keys.  Erasing a user or an organization also destroys the keys of its
+recurring schedules and deletes them (``schedule.deleted``, same transaction): the relay
+then deletes them from QStash, taking their sealed bodies with them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, cast
+from typing import Any, Final, Literal, cast
 
 import asyncpg
 import structlog
+from pydantic import Field
 
 from jobstore import actor as actor_of
 from jobstore import errors, query
 from jobstore.event import Event
-from jobstore.store import NO_STREAM, EventStore
+from jobstore.schedule_events import ScheduleDeleted, fold_schedule, schedule_stream
+from jobstore.store import ANY, NO_STREAM, EventStore, StreamAppend
 
 log = structlog.get_logger("jobtrail.erasure")
 _Q = query.load("jobstore", "keyring.sql")
@@ -31,25 +37,28 @@ SubjectKind = Literal["job", "user", "organization"]
 class SubjectErased(Event, type_name="subject.erased"):
     """The data keys of a subject (a job, a user's jobs, an organization's jobs) were destroyed.
 
-    ``job_ids`` are the jobs whose keys this erasure destroyed (keys destroyed earlier are
-    not listed again).
+    ``job_ids`` are the jobs whose keys this erasure destroyed, ``schedule_ids`` the
+    recurring schedules (deleted by it); keys destroyed earlier are not listed again.
     """
 
     subject: SubjectKind
     subject_id: str
     job_ids: list[str]
+    schedule_ids: list[str] = Field(default_factory=list)
     reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Erasure:
-    """What an erasure did: the jobs whose keys it destroyed, where it was recorded."""
+    """What an erasure did: the jobs and schedules whose keys it destroyed (those schedules
+    it deleted), where it was recorded."""
 
     subject: SubjectKind
     subject_id: str
     job_ids: list[str]
     position: int | None
     vacuumed: bool
+    schedule_ids: list[str] = dataclasses.field(default_factory=list)
 
 
 async def erase(
@@ -75,24 +84,56 @@ async def erase(
         try:
             async with conn.transaction():
                 rows = await conn.fetch(_Q["erase_keys"], job_id, user_id, organization_id)
-                job_ids = sorted(r["job_id"] for r in rows)
+                job_ids = sorted(r["job_id"] for r in rows if r["schedule_id"] is None)
+                schedule_ids = sorted(r["schedule_id"] for r in rows if r["schedule_id"])
                 position = None
-                if job_ids:
+                if rows:
                     event = SubjectErased(
-                        subject=subject, subject_id=shown, job_ids=job_ids, reason=reason
+                        subject=subject,
+                        subject_id=shown,
+                        job_ids=job_ids,
+                        schedule_ids=schedule_ids,
+                        reason=reason,
                     )
-                    (position,) = await store.append(
-                        f"{ERASURE_STREAM_PREFIX}{uuid.uuid4()}",
-                        [event],
-                        NO_STREAM,
-                        metadata=actor_of.metadata(actor),
-                        connection=conn,
-                    )
+                    metadata = actor_of.metadata(actor) or {}
+                    appends = [
+                        StreamAppend(
+                            f"{ERASURE_STREAM_PREFIX}{uuid.uuid4()}", [event], NO_STREAM, metadata
+                        ),
+                        *await _deletions(store, schedule_ids, metadata),
+                    ]
+                    position = (await store.append_streams(appends, connection=conn))[0][0]
         except asyncpg.PostgresError as exc:
             raise errors.EventStoreError(f"the erasure failed, nothing erased: {exc}") from None
-        vacuumed = await _vacuum(conn) if job_ids else False
-    log.info("subject erased", subject=subject, jobs=len(job_ids), vacuumed=vacuumed)
-    return Erasure(subject, shown, job_ids, position, vacuumed)
+        if rows:
+            store.announce()
+        vacuumed = await _vacuum(conn) if rows else False
+    log.info(
+        "subject erased",
+        subject=subject,
+        jobs=len(job_ids),
+        schedules=len(schedule_ids),
+        vacuumed=vacuumed,
+    )
+    return Erasure(subject, shown, job_ids, position, vacuumed, schedule_ids)
+
+
+async def _deletions(
+    store: EventStore, schedule_ids: list[str], metadata: Mapping[str, Any]
+) -> list[StreamAppend]:
+    """``schedule.deleted`` for each of these schedules not deleted yet.
+
+    Their key was made with their ``schedule.created``, in one transaction, so each has its
+    stream; whether it is deleted is read outside the erasure's transaction (deleted is for
+    good), and the deletion is appended at any version (a pause racing it changes nothing).
+    """
+    appends = []
+    for schedule_id in schedule_ids:
+        stream = schedule_stream(schedule_id)
+        state = fold_schedule(await store.read_stream(stream))
+        if state is not None and not state.deleted:
+            appends.append(StreamAppend(stream, [ScheduleDeleted()], ANY, metadata))
+    return appends
 
 
 async def _vacuum(conn: asyncpg.Connection) -> bool:

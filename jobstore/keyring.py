@@ -1,11 +1,12 @@
-"""The data keys of crypto-shredding: one AES-256-GCM key per job, wrapped by a master key.
+"""The data keys of crypto-shredding: one AES-256-GCM key per job (and per recurring
+schedule whose job type declares personal fields), wrapped by a master key.
 
-Keys live in ``jobtrail.data_keys`` (``sql/0028``), indexed by job, user and organization,
-wrapped with the master key from settings (``JOBTRAIL_DATA_KEY``: 32 random bytes,
-base64).  The event store seals what it appends (:meth:`KeyRing.seal`); readers allowed
-to see personal data open it (:meth:`KeyRing.reveal`); erasure destroys keys
-(:mod:`jobstore.erasure`).  Keys are never cached: an erasure in another process takes
-effect at the next read.
+Keys live in ``jobtrail.data_keys`` (``sql/0028``, ``sql/0036``), indexed by job (or
+schedule), user and organization, wrapped with the master key from settings
+(``JOBTRAIL_DATA_KEY``: 32 random bytes, base64).  The event store seals what it appends
+(:meth:`KeyRing.seal`); readers allowed to see personal data open it
+(:meth:`KeyRing.reveal`); erasure destroys keys (:mod:`jobstore.erasure`).  Keys are never
+cached: an erasure in another process takes effect at the next read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import binascii
 import dataclasses
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -28,10 +30,13 @@ from jobstore import database, errors, protect, query
 from jobstore.event import Event, RecordedEvent
 from jobstore.ids import is_uuid
 from jobstore.job_events import JobDispatched
+from jobstore.schedule_events import ScheduleCreated
 from jobstore.settings import DEV_DATA_KEY, Settings
 
 _Q = query.load("jobstore", "keyring.sql")
 _JOB_STREAM: Final = "job-"
+_SCHEDULE_STREAM: Final = "schedule-"
+_SCHEDULE_KEYS: Final = uuid.UUID("6f1d7a52-3c0e-4b8e-9a57-2f4c1e8b0d93")
 _NONCE_BYTES: Final = 12
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -94,11 +99,33 @@ def master_key() -> MasterKey:
     return _master
 
 
+def schedule_key_id(schedule_id: str) -> str:
+    """The id of a schedule's data key (the ``kid`` of what it seals): a UUID derived from
+    the schedule id, so the key table and the sealed-value format need no second kind of id."""
+    return str(uuid.uuid5(_SCHEDULE_KEYS, schedule_id))
+
+
 @dataclass(frozen=True, slots=True)
 class _Wanted:
     job_id: str
+    """The key's id: the job's id, or :func:`schedule_key_id` of the schedule."""
     user_id: int | None
     organization_id: int | None
+    schedule_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryKeys:
+    """A job's data key as read at the start of a delivery of its current dispatch.
+
+    ``keys`` open the payload for the handler; ``exists``: the job has a key row (a key, or
+    the tombstone of an erased one).  Without one, the job has no key while its current
+    dispatch is the one delivered (see :meth:`KeyRing.seal`): the delivery's outcome is
+    appended ``keyless``, and the key table is not read a second time.
+    """
+
+    keys: dict[str, AESGCM | None]
+    exists: bool
 
 
 class KeyRing:
@@ -118,6 +145,11 @@ class KeyRing:
         rows = await self._fetch(connection, _Q["read_keys"], ids)
         found = _keys_of(rows)
         return {k: found.get(k) for k in ids}
+
+    async def for_delivery(self, job_id: str) -> DeliveryKeys:
+        """The key of ``job_id`` read for a delivery of its current dispatch."""
+        rows = await self._fetch(None, _Q["read_keys"], [job_id]) if is_uuid(job_id) else []
+        return DeliveryKeys(_keys_of(rows) or {job_id: None}, exists=bool(rows))
 
     async def reveal(self, value: Any, connection: asyncpg.Connection | None = None) -> Any:
         """``value`` with every sealed value opened (``[erased]`` where the key is gone)."""
@@ -150,24 +182,38 @@ class KeyRing:
         self,
         streams: Sequence[tuple[str, Sequence[Event]]],
         connection: asyncpg.Connection | None = None,
+        *,
+        keyless: Collection[str] = (),
     ) -> list[Sequence[Event]]:
-        """Each stream's events with their personal data sealed by its job's key.
+        """Each stream's events with their personal data sealed by its job's (or schedule's) key.
 
-        A dispatch carrying personal fields makes the job's key (with the job's user and
-        organization); a job without a key (its type declares no personal field) is stored as
-        given; a later dispatch of an erased job is refused with JobError ``ERASED``.  The key
-        table is not read when no event needs a key, nor for a job whose first dispatch,
-        without personal fields, is in the same append (it has no key).
+        A dispatch (or a ``schedule.created``) carrying personal fields makes the key of its
+        job (schedule), with its user and organization; a job without a key (its type declares
+        no personal field) is stored as given; a later dispatch of an erased job is refused
+        with JobError ``ERASED``.
+
+        The key table is read only when an event needs a key that this append does not make,
+        and not for a job the caller knows has none: one whose first dispatch, without personal
+        fields, is in the same append, or a job stream in ``keyless`` (appended without a
+        dispatch).  A caller may name a job ``keyless`` when, reading the key table after the
+        job's current dispatch was committed, it found no row for the job, and the append is
+        made against a state whose current dispatch is still that one: a key is made only
+        by a dispatch's append and committed no later than that dispatch, so the read saw every
+        key the job's dispatches so far made (:class:`DeliveryKeys`; a new dispatch changes
+        the job's version, so an append against the old one is refused and decided again).
         """
         made: dict[str, _Wanted] = {}
         read: set[str] = set()
         for stream_id, events in streams:
-            job_id = _job_id(stream_id)
-            uses = {protect.key_use(e) for e in events} if job_id is not None else set()
-            if job_id is not None and "make" in uses:
-                made[job_id] = _wanted(job_id, events)
-            elif job_id is not None and "read" in uses and not _first_dispatch_in(events):
-                read.add(job_id)
+            owner = _owner(stream_id)
+            if owner is None:
+                continue
+            kid, schedule_id = owner
+            uses = {protect.key_use(e) for e in events}
+            if "make" in uses:
+                made[kid] = _wanted(kid, schedule_id, events)
+            elif "read" in uses and not _known_keyless(stream_id in keyless, events):
+                read.add(kid)
         if not made and not read:
             return [events for _, events in streams]
         keys = await self._create(list(made.values()), connection) if made else {}
@@ -175,14 +221,15 @@ class KeyRing:
             keys.update(_keys_of(await self._fetch(connection, _Q["read_keys"], sorted(read))))
         out: list[Sequence[Event]] = []
         for stream_id, events in streams:
-            job_id = _job_id(stream_id)
-            if job_id is None or job_id not in keys:
+            owner = _owner(stream_id)
+            if owner is None or owner[0] not in keys:
                 out.append(events)
                 continue
-            key = keys[job_id]
+            kid = owner[0]
+            key = keys[kid]
             if key is None:
-                _refuse_redispatch(job_id, events)
-            out.append([protect.sealed_event(e, key, job_id) for e in events])
+                _refuse_redispatch(kid, events)
+            out.append([protect.sealed_event(e, key, kid) for e in events])
         return out
 
     async def erased(self, job_id: str) -> bool:
@@ -203,6 +250,7 @@ class KeyRing:
             [w.organization_id for w in wanted],
             [master.wrap(k, w.job_id) for k, w in zip(fresh, wanted, strict=True)],
             master.key_id,
+            [w.schedule_id for w in wanted],
         )
         rows = await self._fetch(connection, _Q["create_keys"], *args)
         if any(not r["known"] for r in rows):  # made concurrently, committed after we looked
@@ -261,21 +309,28 @@ def _keys_of(rows: Iterable[asyncpg.Record]) -> dict[str, AESGCM | None]:
     return keys
 
 
-def _wanted(job_id: str, events: Sequence[Event]) -> _Wanted:
-    first = next((e for e in events if isinstance(e, JobDispatched)), None)
+def _wanted(kid: str, schedule_id: str | None, events: Sequence[Event]) -> _Wanted:
+    """The key to make for ``events``: indexed by the user and organization of the job's
+    first dispatch (or the schedule's metadata) in them."""
+    first = next((e for e in events if isinstance(e, JobDispatched | ScheduleCreated)), None)
     metadata = first.metadata if first is not None else {}
-    return _Wanted(job_id, _id(metadata.get("user_id")), _id(metadata.get("organization_id")))
+    return _Wanted(
+        kid, _id(metadata.get("user_id")), _id(metadata.get("organization_id")), schedule_id
+    )
 
 
 def _id(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _first_dispatch_in(events: Sequence[Event]) -> bool:
-    """Whether ``events`` hold their job's first dispatch: only that dispatch, carrying
-    personal fields, makes a job's key, so a job whose first dispatch carries none has no
-    key to read (and its outcomes in the same append need no look at the key table)."""
-    return any(isinstance(e, JobDispatched) and e.dispatch == 1 for e in events)
+def _known_keyless(named: bool, events: Sequence[Event]) -> bool:
+    """Whether ``events`` are known to belong to a job without a key (the rule is
+    :meth:`KeyRing.seal`'s): the caller named the job keyless and no dispatch is among them,
+    or they hold the job's first dispatch (it did not make a key, so the job has none)."""
+    dispatches = [e for e in events if isinstance(e, JobDispatched)]
+    if named and not dispatches:
+        return True
+    return any(e.dispatch == 1 for e in dispatches)
 
 
 def _refuse_redispatch(job_id: str, events: Sequence[Event]) -> None:
@@ -290,9 +345,16 @@ def _refuse_redispatch(job_id: str, events: Sequence[Event]) -> None:
             )
 
 
-def _job_id(stream_id: object) -> str | None:
-    """The job id of a job stream (``job-<uuid>``), else None."""
-    if isinstance(stream_id, str) and stream_id.startswith(_JOB_STREAM):
+def _owner(stream_id: object) -> tuple[str, str | None] | None:
+    """The key id of a stream's data key and the schedule it belongs to: a job stream's
+    (``job-<uuid>``) key is the job's, a schedule stream's (``schedule-<id>``) the
+    schedule's; other streams have none (None)."""
+    if not isinstance(stream_id, str):
+        return None
+    if stream_id.startswith(_JOB_STREAM):
         job_id = stream_id[len(_JOB_STREAM) :]
-        return job_id if is_uuid(job_id) else None
+        return (job_id, None) if is_uuid(job_id) else None
+    if stream_id.startswith(_SCHEDULE_STREAM):
+        schedule_id = stream_id[len(_SCHEDULE_STREAM) :]
+        return schedule_key_id(schedule_id), schedule_id
     return None

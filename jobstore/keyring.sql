@@ -1,14 +1,16 @@
 -- name: create_keys
--- params: job_ids, user_ids, organization_ids, wrapped_keys, master_key_id
--- Makes the keys of jobs that have none; returns every job's key row (a job that has one
--- keeps it: an idempotent enqueue seals with the key its first enqueue made).
+-- params: key_ids, user_ids, organization_ids, wrapped_keys, master_key_id, schedule_ids
+-- Makes the keys that do not exist yet (a job's: key id = job id, schedule id NULL; a
+-- schedule's: key id derived from the schedule id); returns every key's row (a key that
+-- exists is kept: an idempotent enqueue seals with the key its first enqueue made).
 WITH given AS (
-    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bytea[])
-        AS g(job_id, user_id, organization_id, wrapped_key)
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bytea[], $6::text[])
+        AS g(job_id, user_id, organization_id, wrapped_key, schedule_id)
 ), inserted AS (
     INSERT INTO jobtrail.data_keys AS k (job_id, user_id, organization_id, wrapped_key,
-                                         master_key_id)
-    SELECT g.job_id, g.user_id, g.organization_id, g.wrapped_key, $5::text FROM given g
+                                         master_key_id, schedule_id)
+    SELECT g.job_id, g.user_id, g.organization_id, g.wrapped_key, $5::text, g.schedule_id
+      FROM given g
     ON CONFLICT (job_id) DO NOTHING
     RETURNING k.job_id
 )
@@ -30,13 +32,15 @@ SELECT k.job_id::text AS job_id, k.wrapped_key, k.master_key_id, k.erased_at IS 
 
 -- name: erase_keys
 -- params: job_id, user_id, organization_id
--- Destroys the keys of a job, a user's jobs or an organization's jobs (any one given);
--- returns the jobs whose keys were destroyed now (erased ones before are not repeated).
+-- Destroys the keys of a job, or of a user's or an organization's jobs and schedules (any
+-- one given; a job id never matches a schedule's key); returns the keys destroyed now
+-- (erased ones before are not repeated), each with its schedule id (NULL: a job's key).
 UPDATE jobtrail.data_keys k
    SET wrapped_key = NULL, erased_at = now()
  WHERE k.wrapped_key IS NOT NULL
-   AND (k.job_id = $1::uuid OR k.user_id = $2::bigint OR k.organization_id = $3::bigint)
-RETURNING k.job_id::text AS job_id;
+   AND ((k.job_id = $1::uuid AND k.schedule_id IS NULL)
+        OR k.user_id = $2::bigint OR k.organization_id = $3::bigint)
+RETURNING k.job_id::text AS job_id, k.schedule_id;
 
 -- name: erased_at
 -- params: job_id

@@ -5,8 +5,9 @@ A job type marks the payload fields that hold personal data on its model::
     class SendEmailPayload(Payload):
         to: Annotated[EmailStr, Personal]
 
-Each job has its own data key (AES-256-GCM, :mod:`jobstore.keyring`).  Sealed, a value
-becomes a small self-describing JSON object, ``{"$enc": "v1", "kid": <job id>, "ct":
+Each job has its own data key (AES-256-GCM, :mod:`jobstore.keyring`), and so has each
+recurring schedule of such a type (its runs' payload).  Sealed, a value becomes a small
+self-describing JSON object, ``{"$enc": "v1", "kid": <key id: the job's id>, "ct":
 <base64 of nonce + ciphertext>}``; inside a text field (an error message, a traceback) the
 same object is stored as its compact JSON text.  Readers holding the key see the value;
 once the key is erased they see ``[erased]``.  This module is pure: keys come in as
@@ -30,6 +31,7 @@ from pydantic import BaseModel
 from jobstore import codec
 from jobstore.event import Event
 from jobstore.job_events import JobDispatched
+from jobstore.schedule_events import ScheduleCreated
 
 FORMAT: Final = "v1"
 ERASED: Final = "[erased]"
@@ -196,12 +198,13 @@ def _as_text(value: Any) -> str:
 def sealed_event(event: Event, key: AESGCM | None, kid: str) -> Event:
     """``event`` with its personal fields, error texts and result sealed with ``key``.
 
-    ``key`` None (erased): those values are stored as ``[erased]``.  Values already sealed
-    (a replay's copied payload) are kept as they are.  Events with nothing to seal are
-    returned unchanged.
+    The personal fields are those its job type declares, in a dispatch's payload or a
+    schedule's (``schedule.created``).  ``key`` None (erased): those values are stored as
+    ``[erased]``.  Values already sealed (a replay's copied payload) are kept as they are.
+    Events with nothing to seal are returned unchanged.
     """
     changes: dict[str, Any] = {}
-    if isinstance(event, JobDispatched):
+    if isinstance(event, JobDispatched | ScheduleCreated):
         fields = declared(event.job_type) & event.payload.keys()
         if fields:
             payload = dict(event.payload)
@@ -235,13 +238,15 @@ def stand_in(event: JobDispatched) -> JobDispatched:
 
 
 def key_use(event: Event) -> KeyUse | None:
-    """How appending ``event`` needs its job's key: ``make`` it (a dispatch carrying personal
-    fields), ``read`` it (an outcome to seal if the job has a key; a later dispatch, refused
-    if the key was erased), or not at all."""
+    """How appending ``event`` needs its stream's key: ``make`` it (a dispatch or a schedule
+    carrying personal fields), ``read`` it (an outcome to seal if the job has a key; a later
+    dispatch, refused if the key was erased), or not at all."""
     if isinstance(event, JobDispatched):
         if declared(event.job_type) & event.payload.keys():
             return "make"
         return "read" if event.dispatch > 1 else None
+    if isinstance(event, ScheduleCreated):
+        return "make" if declared(event.job_type) & event.payload.keys() else None
     return "read" if event.type_name in SEALED_FIELDS else None
 
 

@@ -2,6 +2,10 @@
 
 The relay carries each event out against QStash (``Upstash-Schedule-Id`` = our id), and
 reconciles at start-up and periodically, so a QStash that lost its state gets them back.
+A schedule whose job type declares personal payload fields gets a data key of its own: the
+store seals those fields in ``schedule.created`` (:meth:`jobstore.keyring.KeyRing.seal`), so
+the log and QStash's schedule hold them sealed, and an erasure of its user or organization
+destroys the key and deletes the schedule (:mod:`jobstore.erasure`).
 """
 
 from __future__ import annotations
@@ -9,8 +13,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 from croniter import croniter
 from pydantic import BaseModel
 
@@ -92,7 +97,10 @@ class Schedules:
     ) -> str:
         """Validate and record a recurring job; return its schedule id.
 
-        ``actor`` (``api:<token>``, ``cli:<user>``) is recorded in the event's metadata.
+        ``actor`` (``api:<token>``, ``cli:<user>``) is recorded in the event's metadata.  The
+        schedule's data key (when its type declares personal fields) is made in the same
+        transaction as the event, so no key exists without its schedule nor a schedule's
+        key after an erasure that missed it.
         """
         spec = self.registry.get(job_type)
         text = validate_cron(cron)
@@ -110,21 +118,35 @@ class Schedules:
             timeout=spec.config.timeout,
         )
         try:
-            await self.store.append(
-                schedule_stream(new_id), [event], NO_STREAM, metadata=actor_of.metadata(actor)
-            )
+            async with self.store.pool.acquire() as proxy:
+                conn = cast(asyncpg.Connection, proxy)  # the pool's proxy acts as its connection
+                async with conn.transaction():
+                    await self.store.append(
+                        schedule_stream(new_id),
+                        [event],
+                        NO_STREAM,
+                        metadata=actor_of.metadata(actor),
+                        connection=conn,
+                    )
         except errors.ConcurrencyError:
             raise errors.JobError(
                 f"schedule {new_id!r} already exists", "SCHEDULE_EXISTS"
             ) from None
+        except asyncpg.PostgresError as exc:
+            raise errors.EventStoreError(f"the schedule was not recorded: {exc}") from None
+        self.store.announce()
         return new_id
 
     async def get(self, schedule_id: str) -> ScheduleState | None:
-        """The schedule's state (deleted ones included), or None if unknown."""
+        """The schedule's state (deleted ones included), or None if unknown.
+
+        As stored: its personal payload fields sealed (readers allowed to see them open
+        them with ``store.keys.reveal_all``).
+        """
         return fold_schedule(await self.store.read_stream(schedule_stream(schedule_id)))
 
     async def list(self, *, include_deleted: bool = False) -> list[ScheduleState]:
-        """Every schedule, oldest first."""
+        """Every schedule, oldest first, as stored (personal fields sealed, as :meth:`get`)."""
         states = []
         for stream in await self.store.schedule_stream_ids():
             state = fold_schedule(await self.store.read_stream(stream))

@@ -74,6 +74,8 @@ class StreamAppend:
     expected_version: ExpectedVersion = ANY
     metadata: Mapping[str, Any] = field(default_factory=dict)
     token: DeliveryToken | None = None
+    keyless: bool = False
+    """The caller knows the job has no data key (the rule: :meth:`keyring.KeyRing.seal`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,13 +171,16 @@ class EventStore:
         metadata: Mapping[str, Any] | None = None,
         connection: asyncpg.Connection | None = None,
         token: DeliveryToken | None = None,
+        keyless: bool = False,
     ) -> list[int]:
         """Append ``events`` to one stream in one transaction; return their positions.
 
         With ``token``, the token is recorded in the same transaction, and the append is
         refused with TokenUsedError (nothing written) when the token was recorded before.
+        ``keyless``: the caller knows the job has no data key, so sealing need not look
+        (only under the rule of :meth:`keyring.KeyRing.seal`).
         """
-        request = StreamAppend(stream_id, events, expected_version, metadata or {}, token)
+        request = StreamAppend(stream_id, events, expected_version, metadata or {}, token, keyless)
         if connection is not None:
             if token is not None:
                 raise errors.InvalidEventError("a delivery token cannot go with a connection")
@@ -230,6 +235,11 @@ class EventStore:
             )
             for o, r in zip(outcomes, requests, strict=True)
         ]
+
+    def announce(self) -> None:
+        """Tell the log's followers now about events the caller appended on its own
+        connection and has committed (the store announces only the appends it commits)."""
+        self._announcer.wake()
 
     async def archive_streams(
         self, stream_ids: Sequence[str], finished_before: datetime, retention_days: int
@@ -337,7 +347,11 @@ class EventStore:
         self, requests: Sequence[StreamAppend], connection: asyncpg.Connection | None
     ) -> list[StreamAppend]:
         """The requests with personal data, error texts and results sealed (the one place)."""
-        sealed = await self.keys.seal([(r.stream_id, r.events) for r in requests], connection)
+        sealed = await self.keys.seal(
+            [(r.stream_id, r.events) for r in requests],
+            connection,
+            keyless={r.stream_id for r in requests if r.keyless},
+        )
         return [
             r if events is r.events else dataclasses.replace(r, events=events)
             for r, events in zip(requests, sealed, strict=True)

@@ -178,6 +178,7 @@ def _result_schemas() -> dict[str, Any]:
                 "subject": {"type": "string", "enum": ["job", "user", "organization"]},
                 "subject_id": {"type": "string"},
                 "job_ids": {"type": "array", "items": {"type": "string"}},
+                "schedule_ids": {"type": "array", "items": {"type": "string"}},
                 "position": {"type": "integer", "nullable": True},
                 "vacuumed": {"type": "boolean"},
             }
@@ -483,8 +484,9 @@ def _other_paths() -> dict[str, Any]:
         },
         "/erasures": {
             "post": _operation(
-                "Erase the personal data of a job, a user's or an organization's jobs "
-                "(give one id); every event stays, the data keys are destroyed",
+                "Erase the personal data of a job, a user's or an organization's jobs and "
+                "schedules (give one id); every event stays, the data keys are destroyed, "
+                "the subject's schedules deleted",
                 "eraseSubject",
                 {"200": _answer("Erased (job_ids empty: none left).", "Erasure"), **_errors(400)},
                 body=_body("ErasureBody", True),

@@ -55,6 +55,7 @@ async def erase(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
         "subject": done.subject,
         "subject_id": done.subject_id,
         "job_ids": done.job_ids,
+        "schedule_ids": done.schedule_ids,
         "position": done.position,
         "vacuumed": done.vacuumed,
     }

@@ -107,7 +107,8 @@ async def list_schedules(request: web.Request) -> web.Response:
     """GET /schedules: every schedule that is not deleted."""
     raw = _raw(request, _single(request.query.items(), _RAW).get("raw"))
     schedules = await context_of(request).dispatcher.schedules.list()
-    return json({"items": [serializer.schedule(s, raw) for s in schedules]})
+    body = {"items": [serializer.schedule(s, raw) for s in schedules]}
+    return json(await personal.shown(request, body, raw))
 
 
 async def enqueue(request: web.Request) -> web.Response:

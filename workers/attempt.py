@@ -66,7 +66,8 @@ async def deliver(
     captured delivery sent again gets the answer a duplicate would get, and runs nothing.
     """
     replayed = False
-    keys = await ctx.store.keys.keys([job_id])  # the handler sees its personal data opened
+    read = await ctx.store.keys.for_delivery(job_id)  # the handler sees its data opened
+    keys = read.keys
 
     def decide(state: JobState) -> tuple[Sequence[Event], decision.Respond | Prepared]:
         choice = decision.decide_delivery(
@@ -98,7 +99,8 @@ async def deliver(
     if isinstance(changed.result, decision.Respond):
         return changed.result.answer
     spec, payload, job = changed.result
-    return await _run(ctx, _after(changed, job_id), job.attempt, (spec, payload, job))
+    keyless = None if read.exists else dispatch  # its outcome needs no second key read
+    return await _run(ctx, _after(changed, job_id), job.attempt, (spec, payload, job), keyless)
 
 
 def _after(changed: change.Change[Any], job_id: str) -> JobState:
@@ -170,6 +172,7 @@ async def _run(
     state: JobState,
     attempt: int,
     prepared: Prepared,
+    keyless: int | None = None,
 ) -> Answer:
     spec, payload, job = prepared
     started = time.perf_counter()
@@ -187,10 +190,12 @@ async def _run(
         except Exception as exc:
             duration = time.perf_counter() - started
             ctx.metrics.handler_seconds.labels(job.type).observe(duration)
-            return await _record_failure(ctx, job, attempt, exc, duration, beat.state)
+            return await _record_failure(ctx, job, attempt, exc, duration, beat.state, keyless)
         duration = time.perf_counter() - started
         ctx.metrics.handler_seconds.labels(job.type).observe(duration)
-        return await _record_success(ctx, job, attempt, duration, _storable(result), beat.state)
+        return await _record_success(
+            ctx, job, attempt, duration, _storable(result), beat.state, keyless
+        )
 
 
 @dataclasses.dataclass
@@ -260,7 +265,13 @@ async def _call(handler: Any, args: tuple[Any, ...], limit: float, beat: Heartbe
 
 
 async def _record_success(
-    ctx: HostContext, job: BaseJob, attempt: int, duration: float, result: Any, known: JobState
+    ctx: HostContext,
+    job: BaseJob,
+    attempt: int,
+    duration: float,
+    result: Any,
+    known: JobState,
+    keyless: int | None,
 ) -> Answer:
     outcome = await _record(
         ctx,
@@ -268,6 +279,7 @@ async def _record_success(
         attempt,
         lambda s: decision.decide_success(s, job.dispatch, attempt, duration, result),
         known,
+        keyless,
     )
     log.info("attempt completed", duration_seconds=round(duration, 4))
     if outcome is not None:
@@ -282,6 +294,7 @@ async def _record_failure(
     exc: BaseException,
     duration: float,
     known: JobState,
+    keyless: int | None,
 ) -> Answer:
     retryable = not isinstance(exc, JobValidationError | NonRetryableJobError)
     if isinstance(exc, TimeoutError):
@@ -310,7 +323,7 @@ async def _record_failure(
         )
         return recorded
 
-    outcome = await _record(ctx, job, attempt, decide, known)
+    outcome = await _record(ctx, job, attempt, decide, known, keyless)
     log.warning(
         "attempt failed",
         error_type=type(exc).__name__,
@@ -356,6 +369,7 @@ async def _record(
     attempt: int,
     decide: Callable[[JobState], list[Event]],
     known: JobState,
+    keyless: int | None,
 ) -> Answer | None:
     """Append an attempt's outcome; None when recorded, an Answer when it cannot be.
 
@@ -364,6 +378,8 @@ async def _record(
     the stream is not read again.  A version conflict (a cancel, a takeover, the sweeper)
     folds anew, and the decisions see whether the attempt is still open: an outcome of an
     attempt closed meanwhile, or of a finished job, is recorded as a late report only.
+    ``keyless``: the dispatch whose delivery found the job without a data key (its outcome
+    is sealed without reading the key table again while that dispatch is current).
     """
 
     def outcome(state: JobState) -> tuple[Sequence[Event], Answer | None]:
@@ -375,7 +391,9 @@ async def _record(
         return events, None
 
     try:
-        changed = await change.change(ctx.store, job.job_id, outcome, known=known)
+        changed = await change.change(
+            ctx.store, job.job_id, outcome, known=known, keyless_dispatch=keyless
+        )
     except JobError as exc:
         if exc.code != "CONTENDED":
             raise

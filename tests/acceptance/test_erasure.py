@@ -15,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ import jobstore
 import projections
 import qstash_local
 from tests.cli_support import jobtrail
-from tests.host_support import TEST_CONFIG, Host, free_port, running_host
+from tests.host_support import TEST_CONFIG, Host, free_port, relay_caught_up, running_host
 from workers import Sweeper, SweeperConfig
 
 USER_ID = 4242
@@ -167,6 +168,40 @@ async def _run_jobs(host: Host, marker: str) -> Subject:
     return subject
 
 
+async def _run_schedule(host: Host, marker: str) -> tuple[str, str]:
+    """A send-email schedule of the user carrying ``marker``, fired once; its id and the
+    job its run minted (once completed)."""
+    schedule_id = await host.dispatcher.schedule(
+        "send-email",
+        "0 0 1 1 *",
+        {
+            "template": "welcome",
+            "to": f"ok-s-{marker}@example.com",
+            "data": {"recipient_name": f"Ada {marker}"},
+        },
+        {"user_id": USER_ID},
+    )
+    deadline = time.monotonic() + 60  # upper bounds for a loaded machine, not timings
+    while schedule_id not in [s.schedule_id for s in await _qstash(host).schedule.list()]:
+        assert time.monotonic() < deadline, "the relay did not create the schedule"
+        await asyncio.sleep(0.02)
+    await relay_caught_up(host, deadline)  # a later sync would replace the schedule
+    assert host.qstash is not None
+    host.qstash.state.schedules[schedule_id].next_s = 0  # due: fired on the next tick
+    while True:
+        job_id = await host.ctx.store.pool.fetchval(
+            "SELECT job_id::text FROM jobtrail.job_executions WHERE schedule_id = $1",
+            schedule_id,
+        )
+        if job_id is not None:
+            break
+        assert time.monotonic() < deadline, "the scheduled run minted no job"
+        await asyncio.sleep(0.02)
+    await host.wait_status(job_id, "completed", within=60)
+    await _caught_up(host)
+    return schedule_id, job_id
+
+
 async def _caught_up(host: Host) -> None:
     await projections.wait_for_position(
         host.ctx.store.pool, await host.ctx.store.last_position(), timeout=10
@@ -221,7 +256,7 @@ def _files(root: Path) -> dict[str, list[Any]]:
 
 
 async def _qstash_state(host: Host) -> dict[str, list[Any]]:
-    """qstash_local's messages, logs and DLQ, through the official SDK."""
+    """qstash_local's messages, logs, DLQ and schedules, through the official SDK."""
     client = _qstash(host)
     logs: list[Any] = []
     cursor = None
@@ -238,8 +273,14 @@ async def _qstash_state(host: Host) -> dict[str, list[Any]]:
         except Exception:  # delivered messages are gone from QStash: their logs remain
             continue
     dlq = (await client.dlq.list()).messages
+    schedules = await client.schedule.list()
     assert logs and dlq
-    return {"logs": _plain(logs), "messages": _plain(messages), "dlq": _plain(dlq)}
+    return {
+        "logs": _plain(logs),
+        "messages": _plain(messages),
+        "dlq": _plain(dlq),
+        "schedules": _plain(schedules),
+    }
 
 
 def _plain(items: list[Any]) -> list[Any]:
@@ -337,6 +378,7 @@ async def test_personal_data_is_never_stored_in_plaintext(
 ) -> None:
     marker = uuid.uuid4().hex
     await _run_jobs(host, marker)
+    await _run_schedule(host, marker)
 
     stored = await _scan(host, tmp_path, "".join(capfd.readouterr()))
     opened = await host.ctx.store.keys.reveal(stored)
@@ -350,6 +392,7 @@ async def test_personal_data_is_never_stored_in_plaintext(
         "/tables/jobtrail.job_executions",
         "/qstash/logs",
         "/qstash/dlq",
+        "/qstash/schedules",
         "/files",
     } <= reached, reached
 
@@ -359,6 +402,7 @@ async def test_after_an_erasure_no_byte_of_the_personal_data_is_readable_anywher
 ) -> None:
     marker = uuid.uuid4().hex
     subject = await _run_jobs(host, marker)
+    schedule_id, run = await _run_schedule(host, marker)
     other = await _run_other_users_job(host)
     finished = datetime.now(UTC) + timedelta(hours=1)
     archived = await host.ctx.store.archive_streams([f"job-{subject.refused}"], finished, 0)
@@ -370,7 +414,10 @@ async def test_after_an_erasure_no_byte_of_the_personal_data_is_readable_anywher
     assert erased.code == 0, erased.err
     outcome = orjson.loads(erased.out)
     # The export job belongs to nobody (no user in its metadata): its key stays.
-    assert sorted(outcome["job_ids"]) == sorted([subject.delivered, subject.refused])
+    assert sorted(outcome["job_ids"]) == sorted([subject.delivered, subject.refused, run])
+    assert outcome["schedule_ids"] == [schedule_id]  # its key destroyed, the schedule deleted
+    await relay_caught_up(host, time.monotonic() + 60)  # the relay deletes it from QStash
+    assert schedule_id not in [s.schedule_id for s in await _qstash(host).schedule.list()]
 
     after = await _scan(host, tmp_path, "".join(capfd.readouterr()))
     assert _where(after, marker) == []
@@ -460,3 +507,32 @@ async def test_a_lost_message_of_an_erased_job_fails_instead_of_being_recovered(
 
         types = await host.types(job_id)
         assert types == ["job.dispatched", "job.failed"]
+
+
+async def test_the_host_reads_the_key_of_a_job_without_one_once_per_delivery(db_dsn: str) -> None:
+    """Its delivery found no key: the outcome is sealed (with nothing) without a second read.
+    A job with a key still has its outcome sealed: the scans above prove it (the refused
+    email's error quotes the address)."""
+    reads: list[tuple[Any, ...]] = []
+    async with running_host(db_dsn) as host:
+        keys = host.ctx.store.keys
+        fetch = keys._fetch
+
+        async def counted(connection: Any, sql: str, *args: Any) -> Any:
+            if "FROM jobtrail.data_keys" in sql and "INSERT" not in sql:
+                reads.append(args)
+            return await fetch(connection, sql, *args)
+
+        keys._fetch = counted  # type: ignore[method-assign,unused-ignore]
+        job_id = await host.enqueue(fail_times=1)
+        await host.wait_status(job_id, "completed")
+        types = await host.types(job_id)
+
+    assert types == [
+        "job.dispatched",
+        "job.started",
+        "job.attempt_failed",
+        "job.started",
+        "job.completed",
+    ]
+    assert reads == [([job_id],), ([job_id],)]  # one per delivery, none per outcome

@@ -72,3 +72,30 @@ async def test_admins_read_personal_data_others_see_it_masked_and_after_erasure_
     assert events["events"][0]["data"]["payload"]["template"] == "welcome"
     status, replay, _ = await _call(host, "POST", f"/jobs/{job_id}/replay", ADMIN, {})
     assert (status, replay["code"]) == (409, "ERASED"), replay
+
+
+async def test_schedules_personal_data_is_opened_for_admins_and_masked_for_others(
+    host: Host,
+) -> None:
+    address = f"api-s-{uuid.uuid4().hex}@example.com"
+    schedule_id = await host.dispatcher.schedule(
+        "send-email",
+        "0 0 1 1 *",
+        {"template": "welcome", "to": address, "data": {"recipient_name": "Ada"}},
+        {"user_id": USER + 1},
+    )
+
+    status, admin_view, _ = await _call(host, "GET", "/schedules", ADMIN)
+    assert status == 200
+    (shown,) = [s for s in admin_view["items"] if s["schedule_id"] == schedule_id]
+    assert shown["payload"]["to"] == address and shown["payload"]["template"] == "welcome"
+    status, reader_view, text = await _call(host, "GET", "/schedules", READER)
+    assert status == 200 and address not in text and '"$enc"' not in text
+    (masked,) = [s for s in reader_view["items"] if s["schedule_id"] == schedule_id]
+    assert masked["payload"]["to"] == "[personal]"
+
+    status, done, _ = await _call(host, "POST", "/erasures", ADMIN, {"user_id": USER + 1})
+    assert status == 200 and done["schedule_ids"] == [schedule_id]
+    status, after, text = await _call(host, "GET", "/schedules", ADMIN)
+    assert status == 200 and address not in text
+    assert schedule_id not in [s["schedule_id"] for s in after["items"]]  # deleted

@@ -64,17 +64,21 @@ def erase(
                     "subject": done.subject,
                     "subject_id": done.subject_id,
                     "job_ids": done.job_ids,
+                    "schedule_ids": done.schedule_ids,
                     "position": done.position,
                     "vacuumed": done.vacuumed,
                 }
             ).decode()
         )
         return
-    if not done.job_ids:
+    if done.position is None:
         typer.echo(f"nothing to erase: no {kind} {value} with personal data left")
         return
+    schedules = (
+        f" and {len(done.schedule_ids)} schedule(s), now deleted," if done.schedule_ids else ""
+    )
     typer.echo(
-        f"erased the personal data of {len(done.job_ids)} job(s) of {kind} {value}; "
+        f"erased the personal data of {len(done.job_ids)} job(s){schedules} of {kind} {value}; "
         f"recorded as subject.erased at log position {done.position}"
     )
     if not done.vacuumed:

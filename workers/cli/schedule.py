@@ -64,13 +64,16 @@ def list_(
     include_deleted: bool = typer.Option(False, "--all", help="Include deleted schedules."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Show every schedule: id, type, cron, paused, created."""
+    """Show every schedule: id, type, cron, paused, created (--json: payloads, opened)."""
     settings = database.load_settings()
 
     async def main() -> list[schedule_events.ScheduleState]:
         async with database.open_database(settings) as db:
-            dispatcher = jobstore.Dispatcher(jobstore.EventStore(db.pool))
-            return await dispatcher.schedules.list(include_deleted=include_deleted)
+            store = jobstore.EventStore(db.pool)
+            listed = await jobstore.Dispatcher(store).schedules.list(
+                include_deleted=include_deleted
+            )
+            return await store.keys.reveal_all(listed)  # the operator reads personal fields
 
     states = database.run(main)
     if as_json:

@@ -147,6 +147,22 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("JOBTRAIL_RETENTION_INTERVAL", "retention_interval_seconds"),
         description="Seconds between two retention runs.",
     )
+    archive_batch_jobs: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        validation_alias=AliasChoices("JOBTRAIL_ARCHIVE_BATCH_JOBS", "archive_batch_jobs"),
+        description="Finished jobs archived per transaction (each one short; "
+        "docs/how-to/retention.md).",
+    )
+    archive_wal_mb_per_s: float = Field(
+        default=8.0,
+        gt=0,
+        le=10_000,
+        validation_alias=AliasChoices("JOBTRAIL_ARCHIVE_WAL_MB_PER_S", "archive_wal_mb_per_s"),
+        description="MB of WAL a second archiving may write, on average: it pauses after "
+        "each batch until its WAL is paid for, so appends' commits do not queue behind it.",
+    )
     archive_days: int | None = Field(
         default=None,
         ge=1,

@@ -6,9 +6,10 @@ lives in the database (``jobtrail.retention_runs``), so it survives restarts and
 with the role.  Each run:
 
 1. **Archives** finished jobs whose end is older than ``JOBTRAIL_RETENTION_DAYS`` (default
-   30; 0 turns it off), in bounded batches, each its own short transaction
-   (``jobtrail.archive_streams`` locks only the streams it moves, so appends to other
-   streams never wait for it).  Unfinished jobs are never archived, whatever their age.
+   30; 0 turns it off), in batches of ``JOBTRAIL_ARCHIVE_BATCH_JOBS``, each its own short
+   transaction (``jobtrail.archive_streams`` locks only the streams it moves, so appends
+   to other streams never wait for it), paced to ``JOBTRAIL_ARCHIVE_WAL_MB_PER_S`` of WAL
+   (:class:`Pace`).  Unfinished jobs are never archived, whatever their age.
 2. **Purges** archived events older than ``JOBTRAIL_ARCHIVE_DAYS``, only when that and
    ``JOBTRAIL_ARCHIVE_EXPORT_DIR`` are both set: each batch is first written to an export
    file (gzip-compressed JSON Lines, one archived row a line, every column as stored),
@@ -34,7 +35,7 @@ import os
 import socket
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,13 +52,18 @@ from workers.handlers import export, report
 
 log = structlog.get_logger("jobtrail.retention")
 _Q = query.load("workers", "retention.sql")
+# -- name: wal_position  (belongs in retention.sql, kept here until that file moves with it)
+# Bytes of WAL the server has written since its start of time: a batch's is the difference.
+_WAL_POSITION: Final = "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
 
 VIEW: Final = "job_executions"
 """The projection archiving takes its candidates from."""
 ROLE: Final = "retention"
 """The election name: one host at a time runs the schedule."""
-BATCH_JOBS: Final = 500
-"""Jobs archived per transaction: each batch holds its streams' locks for a few ms."""
+BATCH_JOBS: Final[int] = Settings.model_fields["archive_batch_jobs"].default
+"""Jobs archived per transaction by default (``JOBTRAIL_ARCHIVE_BATCH_JOBS``)."""
+WAL_MB_PER_S: Final[float] = Settings.model_fields["archive_wal_mb_per_s"].default
+"""MB of WAL archiving may write a second by default (``JOBTRAIL_ARCHIVE_WAL_MB_PER_S``)."""
 PURGE_BATCH_EVENTS: Final = 20_000
 """About how many archived events one export file (and one purge transaction) holds."""
 FILES_PER_RECORD: Final = 1000
@@ -195,24 +201,64 @@ def read_export(path: Path) -> list[dict[str, Any]]:
         return [orjson.loads(line) for line in lines if line.strip()]
 
 
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How hard archiving may press on the database: jobs per transaction, WAL per second.
+
+    What an append waits for while archiving runs is the WAL (bench/archive.py): its commit
+    must flush the log up to its own commit record, archiving's WAL before it included,
+    and the disk that writes it also takes archiving's data pages.  So archiving moves
+    ``batch_jobs`` jobs per transaction (~1.2 kB of WAL per event moved: the archived row
+    and its index entries, the deletion, the first change of each page after a checkpoint
+    in full), then pauses until the WAL the batch wrote, at ``wal_mb_per_s``, is paid for.
+    The WAL is the server's, read before and after the batch: work of others in that short
+    window counts against archiving, never the other way round.
+    """
+
+    batch_jobs: int = BATCH_JOBS
+    wal_mb_per_s: float = WAL_MB_PER_S
+
+    def __post_init__(self) -> None:
+        """Refuse a pace that could not work, naming what would."""
+        if self.batch_jobs < 1:
+            raise ValueError(f"batch_jobs={self.batch_jobs}: archive at least 1 job per batch")
+        if not self.wal_mb_per_s > 0:
+            raise ValueError(f"wal_mb_per_s={self.wal_mb_per_s}: use a number above 0")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pace:
+        """``JOBTRAIL_ARCHIVE_BATCH_JOBS`` and ``JOBTRAIL_ARCHIVE_WAL_MB_PER_S``."""
+        return cls(settings.archive_batch_jobs, settings.archive_wal_mb_per_s)
+
+    def pause_after(self, wal_bytes: int, took: float) -> float:
+        """Seconds to wait after a batch that wrote ``wal_bytes`` in ``took`` seconds."""
+        return max(0.0, wal_bytes / (self.wal_mb_per_s * 1e6) - took)
+
+
 async def archive_finished(
     store: EventStore,
     finished_before: datetime,
     retention_days: int,
+    pace: Pace | None = None,
     *,
-    batch: int = BATCH_JOBS,
-    pause: float = 0.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> int:
     """Archive every finished job that ended before ``finished_before``; return how many.
 
-    Bounded batches of ``batch`` jobs, each one transaction of ``archive_streams`` (which
-    checks each job again: unfinished or newer jobs stay).  ``pause`` seconds between
-    batches leave the database to others.  Used by the schedule and by cleanup-old-data.
+    Batches of ``pace.batch_jobs`` jobs, each one transaction of ``archive_streams`` (which
+    checks each job again: unfinished or newer jobs stay), paced by the WAL they write
+    (:class:`Pace`; its defaults when None), pausing with ``sleep``.  Used by the schedule
+    and by cleanup-old-data.
     """
+    pace = pace or Pace()
+    clock = asyncio.get_running_loop().time
     archived = 0
     after: tuple[datetime, str] = (_BEGINNING, "")
     while True:
-        rows = await store.pool.fetch(_Q["finished_before"], finished_before, *after, batch)
+        began, wal = clock(), await store.pool.fetchval(_WAL_POSITION)
+        rows = await store.pool.fetch(
+            _Q["finished_before"], finished_before, *after, pace.batch_jobs
+        )
         if not rows:
             break
         moved = await store.archive_streams(
@@ -220,10 +266,10 @@ async def archive_finished(
         )
         archived += len(moved)
         after = (rows[-1]["finished_at"], rows[-1]["job_id"])
-        if len(rows) < batch:
+        if len(rows) < pace.batch_jobs:
             break
-        if pause:
-            await asyncio.sleep(pause)
+        written = await store.pool.fetchval(_WAL_POSITION) - wal
+        await sleep(pace.pause_after(int(written), clock() - began))
     return archived
 
 
@@ -252,19 +298,18 @@ class Retention:
         *,
         clock: Callable[[], datetime] = _now,
         exporter: ArchiveExporter | None = None,
-        batch: int = BATCH_JOBS,
-        pause: float = 0.0,
+        pace: Pace | None = None,
         leader_retry: float = 5.0,
         views_wait: float = 120.0,
     ) -> None:
-        """``clock`` tells the time (tests move it); ``exporter`` writes purge exports."""
+        """``clock`` tells the time (tests move it); ``exporter`` writes purge exports;
+        ``pace`` is archiving's (default: from ``settings``)."""
         self.store = store
         self.dsn = dsn
         self.settings = settings
         self.clock = clock
         self.exporter = exporter or ArchiveExporter()
-        self.batch = batch
-        self.pause = pause
+        self.pace = pace or Pace.from_settings(settings)
         self.leader_retry = leader_retry
         self.views_wait = views_wait
         self.host = f"{socket.gethostname()}:{os.getpid()}"
@@ -341,7 +386,7 @@ class Retention:
         except projections.ProjectionError as exc:
             raise ViewsBehindError(f"archiving skipped this run: {exc}") from None
         cutoff = self.clock() - timedelta(days=days)
-        return await archive_finished(self.store, cutoff, days, batch=self.batch, pause=self.pause)
+        return await archive_finished(self.store, cutoff, days, self.pace)
 
     async def purge(self) -> int:
         """Export, verify, then delete archived events past the archive window."""

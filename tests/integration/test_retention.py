@@ -50,7 +50,7 @@ async def test_a_run_archives_old_finished_jobs_in_batches_and_never_unfinished_
     await jobstore.Dispatcher(store).update_job_execution(fresh, {"status": "processing"})
     await jobstore.Dispatcher(store).update_job_execution(fresh, {"status": "completed"})
     await catch_up(pool, db_dsn)
-    runner = retention.Retention(store, db_dsn, settings(db_dsn), batch=4)
+    runner = retention.Retention(store, db_dsn, settings(db_dsn), pace=retention.Pace(batch_jobs=4))
 
     report = await runner.run_once()
 
@@ -60,6 +60,7 @@ async def test_a_run_archives_old_finished_jobs_in_batches_and_never_unfinished_
         assert len(await store.read_stream(f"job-{bench_job_id(j)}")) == 1
     assert len(await store.read_stream(f"job-{fresh}")) == 3, "finished within 30 days: kept"
     run = await pool.fetchrow("SELECT * FROM jobtrail.retention_runs")
+    assert run is not None
     assert run["archived_jobs"] == len(OLD_FINISHED) and run["finished_at"] is not None
     assert run["next_run_at"] > datetime.now(UTC) + timedelta(minutes=59)
     await catch_up(pool, db_dsn)
@@ -186,3 +187,62 @@ async def test_cleanup_old_data_uses_the_same_archiving(
     tomorrow = datetime.now(UTC) + timedelta(days=1)
     assert await retention.archive_finished(store, tomorrow, 1) == 1
     assert await archived_streams(pool) == {f"job-{job}"}
+
+
+async def test_archiving_pauses_after_each_batch_until_its_wal_is_paid_for(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    """A batch that wrote W bytes of WAL is followed by a pause of W / budget (less its own
+    time): with a budget of 1 kB/s, every batch's pause is seconds long."""
+    await load_old_jobs(pool)
+    await catch_up(pool, db_dsn)
+    pauses: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        pauses.append(seconds)
+
+    slow = retention.Pace(batch_jobs=6, wal_mb_per_s=0.001)
+
+    archived = await retention.archive_finished(store, datetime.now(UTC), 30, slow, sleep=recorded)
+
+    assert archived == len(OLD_FINISHED)
+    assert len(pauses) == 3, "one pause after each full batch of 6 (18 finished jobs: 6, 6, 6)"
+    assert all(p > 1.0 for p in pauses), pauses  # each batch writes kilobytes of WAL
+
+
+async def test_archiving_does_not_pause_within_its_wal_budget(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    await load_old_jobs(pool)
+    await catch_up(pool, db_dsn)
+    pauses: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        pauses.append(seconds)
+
+    fast = retention.Pace(batch_jobs=6, wal_mb_per_s=10_000)
+    archived = await retention.archive_finished(store, datetime.now(UTC), 30, fast, sleep=recorded)
+    assert archived == len(OLD_FINISHED)
+    assert pauses == [0.0, 0.0, 0.0]
+
+
+def test_the_pace_comes_from_the_settings_and_refuses_what_cannot_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JOBTRAIL_ARCHIVE_BATCH_JOBS", "250")
+    monkeypatch.setenv("JOBTRAIL_ARCHIVE_WAL_MB_PER_S", "2.5")
+    pace = retention.Pace.from_settings(jobstore.Settings())
+    assert pace == retention.Pace(250, 2.5)
+    assert pace.pause_after(5_000_000, 1.0) == pytest.approx(1.0), "5 MB: 2 s, the batch took 1"
+    assert pace.pause_after(1_000_000, 1.0) == 0.0, "a slow batch paid for its WAL already"
+    for name, value in [
+        ("JOBTRAIL_ARCHIVE_WAL_MB_PER_S", "0"),
+        ("JOBTRAIL_ARCHIVE_WAL_MB_PER_S", "fast"),
+        ("JOBTRAIL_ARCHIVE_BATCH_JOBS", "0"),
+    ]:
+        with monkeypatch.context() as env:
+            env.setenv(name, value)
+            with pytest.raises(ValueError, match=name):
+                jobstore.Settings()
+    with pytest.raises(ValueError, match="wal_mb_per_s=0: use a number above 0"):
+        retention.Pace(wal_mb_per_s=0)

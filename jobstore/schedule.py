@@ -38,6 +38,8 @@ from jobstore.schedule_events import (
 from jobstore.store import NO_STREAM, EventStore
 from jobstore.validation import validate_model
 
+_FAILURES: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *errors.DRIVER_TRANSIENT)
+
 
 def validate_cron(cron: str) -> str:
     """Return ``cron`` normalised, or raise JobValidationError saying why it is invalid."""
@@ -132,7 +134,9 @@ class Schedules:
             raise errors.JobError(
                 f"schedule {new_id!r} already exists", "SCHEDULE_EXISTS"
             ) from None
-        except asyncpg.PostgresError as exc:
+        except _FAILURES as exc:
+            if errors.is_transient(exc):
+                raise errors.unavailable(exc, "the schedule was not recorded") from None
             raise errors.EventStoreError(f"the schedule was not recorded: {exc}") from None
         self.store.announce()
         return new_id

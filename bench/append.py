@@ -1,7 +1,7 @@
 """Append throughput: jobstore's append against raw asyncpg on the same server, same run.
 
     python bench/append.py [--events 20000] [--only single|multi]
-    python bench/append.py --compare-chain   # the hash chain's cost, same run
+    python bench/append.py --compare-chain [--rounds 5]   # the hash chain's cost, same run
 
 Single process, on DATABASE_URL's server (or the embedded one): events/s for raw asyncpg
 ``executemany`` in batches of 100 (the reference), for ``EventStore.append`` with 100
@@ -366,8 +366,53 @@ async def _unchained_database(server_dsn: str) -> AsyncIterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def main_compare_chain(total: int) -> None:
-    """Appends with the hash chain against the same schema without it, alternated, same run."""
+async def backend_pids(pool: asyncpg.Pool) -> list[int]:
+    """The server processes behind ``pool``'s connections (all of its database's backends)."""
+    rows = await pool.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND backend_type = 'client backend'"
+    )
+    return [int(r["pid"]) for r in rows]
+
+
+def backends_cpu(pids: list[int]) -> float | None:
+    """CPU seconds used so far by these server processes (ns resolution), None when the
+    server is not on this machine (or not readable)."""
+    total = 0
+    try:
+        for pid in pids:
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9
+
+
+async def _chain_round(
+    pool: asyncpg.Pool, pids: list[int], total: int, round_: int
+) -> dict[str, float]:
+    """One side's round: events/s, and server CPU µs per event when it can be read."""
+    store = jobstore.EventStore(pool)
+    figures: dict[str, float] = {}
+    cpu = backends_cpu(pids)
+    figures["batch100"] = await append_batches(store, total, round_)
+    after = backends_cpu(pids)
+    if cpu is not None and after is not None:
+        figures["batch100_cpu"] = (after - cpu) / total * 1e6
+    count = total // 4
+    cpu = after
+    figures["single"] = await append_single(store, count, 8, f"r{round_}")
+    after = backends_cpu(pids)
+    if cpu is not None and after is not None:
+        figures["single_cpu"] = (after - cpu) / (count // 8 * 8) * 1e6
+    return figures
+
+
+async def main_compare_chain(total: int, rounds: int = ROUNDS) -> None:
+    """Appends with the hash chain against the same schema without it, alternated, same run.
+
+    Besides events/s (what a user sees, but noisy on a shared machine), the server CPU each
+    side's backends spent per event (/proc/PID/schedstat): far less disturbed by other work.
+    """
     async with scratch_database() as chained_dsn:
         server_dsn = chained_dsn.rsplit("/", 1)[0] + "/postgres"
         async with _unchained_database(server_dsn) as plain_dsn:
@@ -377,17 +422,16 @@ async def main_compare_chain(total: int) -> None:
             }
             figures: dict[tuple[str, str], list[float]] = {}
             try:
-                for round_ in range(ROUNDS):
+                pids = {side: await backend_pids(pool) for side, pool in pools.items()}
+                for round_ in range(rounds):
                     # Alternate which side goes first, so a noisy moment is shared out.
                     order = ["chained", "plain"] if round_ % 2 == 0 else ["plain", "chained"]
                     for side in order:
-                        store = jobstore.EventStore(pools[side])
-                        batch = await append_batches(store, total // ROUNDS, round_)
-                        single = await append_single(store, total // ROUNDS // 4, 8, f"r{round_}")
-                        figures.setdefault((side, "batch100"), []).append(batch)
-                        figures.setdefault((side, "single"), []).append(single)
+                        got = await _chain_round(pools[side], pids[side], total // rounds, round_)
+                        for case, value in got.items():
+                            figures.setdefault((side, case), []).append(value)
                     print(
-                        f"round {round_ + 1}/{ROUNDS}: "
+                        f"round {round_ + 1}/{rounds}: "
                         + ", ".join(
                             f"{side} {case} {figures[(side, case)][-1]:,.0f}"
                             for side in ("plain", "chained")
@@ -405,6 +449,16 @@ async def main_compare_chain(total: int) -> None:
         bench_line(f"append_{name}_unchained_events_per_s", plain, "events/s")
         bench_line(f"append_{name}_chained_events_per_s", chained, "events/s")
         bench_line(f"cost_hash_chain_append_{name}_pct", (plain - chained) / plain * 100, "%")
+        if (cpu_key := ("plain", f"{case}_cpu")) in figures:
+            plain_cpu = statistics.median(figures[cpu_key])
+            chained_cpu = statistics.median(figures[("chained", f"{case}_cpu")])
+            bench_line(f"append_{name}_unchained_server_cpu_us_per_event", plain_cpu, "us")
+            bench_line(f"append_{name}_chained_server_cpu_us_per_event", chained_cpu, "us")
+            bench_line(
+                f"cost_hash_chain_server_cpu_{name}_pct",
+                (chained_cpu - plain_cpu) / plain_cpu * 100,
+                "%",
+            )
 
 
 if __name__ == "__main__":
@@ -416,6 +470,7 @@ if __name__ == "__main__":
         action="store_true",
         help="only: appends with the hash chain against the schema without it (sql/0026-0027)",
     )
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="--compare-chain rounds")
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--tasks", type=int, default=8, help="concurrent tasks per process")
     parser.add_argument("--seconds", type=float, default=5.0, help="per multi-process round")
@@ -423,7 +478,7 @@ if __name__ == "__main__":
     parser.add_argument("--pg-bin", type=Path, default=Path("/usr/lib/postgresql/15/bin"))
     args = parser.parse_args()
     if args.compare_chain:
-        asyncio.run(main_compare_chain(args.events))
+        asyncio.run(main_compare_chain(args.events, args.rounds))
         sys.exit(0)
     if args.only != "multi":
         asyncio.run(main(args.events))

@@ -39,11 +39,25 @@ class Page:
     ``held_back`` says the log holds committed events that readers may not read yet, because
     an older transaction is still running; a reader that got a short page should look again
     soon instead of waiting for a notification (the transaction that ends may not notify).
+
+    A page read for some event types only (``EventStore.read_after(..., types=...)``) holds
+    the events of those types, but covers every event of the log up to its end: ``covered``
+    counts them all and ``end`` is the cursor after the last one, whatever its type.  When
+    they are None (a page of every type), the page covers exactly its events.
     """
 
     events: Sequence[RecordedEvent]
     held_back: bool = False
+    covered: int | None = None
+    end: Cursor | None = None
+
+    @property
+    def size(self) -> int:
+        """How many events of the log the page covers (events of other types included)."""
+        return len(self.events) if self.covered is None else self.covered
 
     def last(self, default: Cursor) -> Cursor:
-        """The cursor after this page (``default`` if it is empty)."""
+        """The cursor after this page (``default`` if it covers nothing)."""
+        if self.end is not None:
+            return self.end
         return Cursor.of(self.events[-1]) if self.events else default

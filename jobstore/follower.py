@@ -22,6 +22,10 @@ steps down between batches when someone queues for the role (a rebuild).
 
 :class:`Tail` is the part without a checkpoint (read after a position, wait for NOTIFY),
 shared with :class:`jobstore.Subscription`.
+
+A handler that acts on a few event types declares them (``handles``, next to the code that
+acts on them): its follower then reads pages of every event but is sent, decodes and hands
+on only the events of those types, and its checkpoint still moves past the others.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import structlog
 from jobstore import checkpoint, database, errors
 from jobstore.cursor import Cursor, Page
 from jobstore.election import Election, LeadershipLost, Lease
-from jobstore.event import RecordedEvent
+from jobstore.event import Event, RecordedEvent
 from jobstore.retry import RetryPolicy
 from jobstore.store import NOTIFY_CHANNEL, EventStore
 
@@ -48,7 +52,7 @@ log = structlog.get_logger("jobtrail.follower")
 Read = Callable[[Cursor], Awaitable[Page]]
 """The page of events after a cursor (``EventStore.read_after`` with a batch size)."""
 Commit = Callable[[], AbstractAsyncContextManager[checkpoint.Connection]]
-"""A transaction that moves the checkpoint past the batch; the handler writes in it."""
+"""A transaction that moves the checkpoint past the page; the handler writes in it."""
 Hook = Callable[[], Awaitable[None]]
 
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -82,11 +86,21 @@ class FollowerStopped(errors.JobstoreError):
         self.event_type = event_type
 
 
+def types_of(*classes: type[Event]) -> frozenset[str]:
+    """The type names of event ``classes``: what a handler declares as its ``handles``."""
+    return frozenset(cls.type_name for cls in classes)
+
+
 class Handler(Protocol):
-    """What a follower does with each batch."""
+    """What a follower does with each batch.
+
+    A handler may declare ``handles``, the event types it acts on (a frozenset of type
+    names, :func:`types_of`): its follower hands it only events of those types.  Without
+    it, the handler gets every event.
+    """
 
     async def handle(self, batch: Sequence[RecordedEvent], commit: Commit) -> None:
-        """Handle ``batch`` (consecutive events, in position order); enter ``commit`` once.
+        """Handle ``batch`` (the page's events of its types, in order); enter ``commit`` once.
 
         Writes made on the connection ``commit`` yields commit with the checkpoint.  Side
         effects outside the database go before it.  If the handler never enters it, the
@@ -167,11 +181,11 @@ class Tail:
 
     def _note(self, page: Page) -> None:
         """Track how long this reader has been held back with nothing to read."""
-        held = page.held_back and len(page.events) < self.batch_size
-        if page.events or not held:
+        held = page.held_back and page.size < self.batch_size
+        if page.size or not held:
             self._retry = self.FIRST_RETRY
         self._held_back = held
-        if not held or page.events:
+        if not held or page.size:
             if self._held_since is not None and self._warn_at > self.lag_warning:
                 log.info("log reader no longer held back", reader=self.name)
             self._held_since, self._warn_at = None, self.lag_warning
@@ -215,9 +229,11 @@ class Follower:
         self.handler = handler
         self.dsn = dsn
         self.config = config or FollowerConfig()
+        self.handles: frozenset[str] | None = getattr(handler, "handles", None)
+        """The event types the handler acts on (None: all); the others are not decoded."""
         size = self.config.batch_size
         self.tail = Tail(
-            read or (lambda after: store.read_after(after, size)),
+            read or (lambda after: store.read_after(after, size, self.handles)),
             size,
             self.config.idle_poll,
             name=name,
@@ -270,9 +286,9 @@ class Follower:
             cursor = await self._start()
             handled = 0
             while cursor < target:
-                cursor, count = await self._step(cursor)
+                cursor, count, covered = await self._step(cursor)
                 handled += count
-                if count == 0:
+                if covered == 0:
                     if not self.tail.held_back:
                         break  # the rest was archived meanwhile
                     await self.tail.wait()
@@ -320,10 +336,10 @@ class Follower:
                 if await lease.wanted():
                     log.info("leadership handed over", follower=self.name)
                     return
-            cursor, count = await self._step(cursor)
-            if count:
+            cursor, _, covered = await self._step(cursor)
+            if covered:
                 self._stopped_delays.reset()
-            if count < self.tail.batch_size:
+            if covered < self.tail.batch_size:
                 if self._on_idle is not None:
                     await self._on_idle()
                 await self.tail.wait()
@@ -332,8 +348,8 @@ class Follower:
         self._failure_cleared = False  # another process may have recorded one meanwhile
         return await checkpoint.read(self.store.pool, self.name)
 
-    async def _step(self, cursor: Cursor) -> tuple[Cursor, int]:
-        """Handle the page after ``cursor``; return (new cursor, events handled)."""
+    async def _step(self, cursor: Cursor) -> tuple[Cursor, int, int]:
+        """Handle the page after ``cursor``; return (new cursor, events handled, covered)."""
         try:
             try:
                 page = await self.tail.read(cursor)
@@ -341,26 +357,38 @@ class Follower:
                 raise
             except errors.JobstoreError:  # an event that cannot be decoded
                 return await self._read_singly(cursor)
-            if not page.events:
-                return cursor, 0
-            return await self._handle(cursor, page.events)
+            if not page.size:
+                return cursor, 0, 0
+            end, count = await self._handle(cursor, self._mine(page.events), page.last(cursor))
+            return end, count, page.size
         except errors.DRIVER_TRANSIENT as exc:
             raise errors.DatabaseUnavailableError(
                 f"{self.name!r} lost the database after position {cursor.position}: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
 
-    async def _handle(self, cursor: Cursor, batch: Sequence[RecordedEvent]) -> tuple[Cursor, int]:
+    def _mine(self, events: Sequence[RecordedEvent]) -> Sequence[RecordedEvent]:
+        """The events of the handler's types (a page read by another ``read`` may hold more)."""
+        handles = self.handles
+        if handles is None or all(r.type_name in handles for r in events):
+            return events
+        return [r for r in events if r.type_name in handles]
+
+    async def _handle(
+        self, cursor: Cursor, batch: Sequence[RecordedEvent], end: Cursor
+    ) -> tuple[Cursor, int]:
+        """Hand ``batch`` on and move the checkpoint from ``cursor`` to ``end`` (the page's)."""
         try:
-            await self._commit(cursor, batch)
+            await self._commit(cursor, batch, end)
         except self._passthrough:
             raise
         except Exception:
-            return await self._handle_singly(cursor, batch)
-        return Cursor.of(batch[-1]), len(batch)
+            return await self._handle_singly(cursor, batch, end)
+        return end, len(batch)
 
-    async def _commit(self, expected: Cursor, batch: Sequence[RecordedEvent]) -> None:
-        """Have the handler handle ``batch`` and move the checkpoint from ``expected``."""
+    async def _commit(self, expected: Cursor, batch: Sequence[RecordedEvent], end: Cursor) -> None:
+        """Have the handler handle ``batch`` and move the checkpoint from ``expected`` to
+        ``end``; an empty batch (a page of other types only) moves the checkpoint alone."""
         entered = False
 
         @contextlib.asynccontextmanager
@@ -370,7 +398,7 @@ class Follower:
                 raise RuntimeError(f"{self.name!r}: commit entered twice for one batch")
             entered = True
             async with self.store.pool.acquire() as conn, conn.transaction():
-                if not await checkpoint.advance(conn, self.name, expected, Cursor.of(batch[-1])):
+                if not await checkpoint.advance(conn, self.name, expected, end):
                     raise LeadershipLost(
                         f"the checkpoint of {self.name!r} is no longer at {expected}: "
                         "another process handled this batch"
@@ -380,31 +408,34 @@ class Follower:
                 yield conn
             self._failure_cleared = True
 
-        await self.handler.handle(batch, commit)
+        if batch:
+            await self.handler.handle(batch, commit)
         if not entered:
             async with commit():
                 pass
 
     async def _handle_singly(
-        self, cursor: Cursor, batch: Sequence[RecordedEvent]
+        self, cursor: Cursor, batch: Sequence[RecordedEvent], end: Cursor
     ) -> tuple[Cursor, int]:
         """Handle event by event to find the one that fails; commit those before it."""
         for recorded in batch:
             try:
-                await self._commit(cursor, [recorded])
+                await self._commit(cursor, [recorded], Cursor.of(recorded))
             except self._passthrough:
                 raise
             except Exception as exc:
                 await self._fail(recorded.position, exc, recorded.stream_id, recorded.type_name)
             cursor = Cursor.of(recorded)
-        return cursor, len(batch)
+        if cursor != end:  # events of other types after the last one handled
+            await self._commit(cursor, [], end)
+        return end, len(batch)
 
-    async def _read_singly(self, cursor: Cursor) -> tuple[Cursor, int]:
+    async def _read_singly(self, cursor: Cursor) -> tuple[Cursor, int, int]:
         """A batch that cannot be read (decoded): handle event by event up to the bad one."""
-        handled = 0
-        while handled < self.tail.batch_size:
+        handled = covered = 0
+        while covered < self.tail.batch_size:
             try:
-                batch = (await self.store.read_after(cursor, 1)).events
+                page = await self.store.read_after(cursor, 1, self.handles)
             except errors.DatabaseUnavailableError:
                 raise
             except errors.JobstoreError as exc:
@@ -412,11 +443,12 @@ class Follower:
                 if row is None:
                     await self._fail(cursor.position + 1, exc, None, None)
                 await self._fail(row["position"], exc, row["stream_id"], row["event_type"])
-            if not batch:
+            if not page.size:
                 break
-            cursor, count = await self._handle(cursor, batch)
+            cursor, count = await self._handle(cursor, self._mine(page.events), page.last(cursor))
             handled += count
-        return cursor, handled
+            covered += page.size
+        return cursor, handled, covered
 
     async def _fail(
         self, position: int, exc: Exception, stream_id: str | None, event_type: str | None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 import orjson
 import structlog
@@ -51,6 +51,9 @@ class NotifierConfig:
 
 class Notifier:
     """Publishes a notification for every recorded outcome of a job that asked for one."""
+
+    handles: Final = follower.types_of(JobCompleted, JobFailed)
+    """The event types :meth:`handle` acts on; its follower reads no others' data."""
 
     def __init__(
         self, store: EventStore, dsn: str, qstash: AsyncQStash, config: NotifierConfig

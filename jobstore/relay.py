@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import httpx
 import structlog
@@ -182,6 +182,9 @@ def _iso(timestamp: float) -> str:
 class Relay:
     """Publishes dispatches from the event log to QStash (the log is the outbox)."""
 
+    handles: Final = follower.types_of(JobDispatched, JobCancelled, *_SCHEDULE_EVENTS)
+    """The event types :meth:`handle` acts on; its follower reads no others' data."""
+
     def __init__(
         self,
         store: EventStore,
@@ -263,9 +266,7 @@ class Relay:
         event = recorded.event
         if isinstance(event, JobCancelled):
             await self._cancel(recorded.stream_id.removeprefix("job-"), event.dispatch)
-        elif isinstance(
-            event, ScheduleCreated | SchedulePaused | ScheduleResumed | ScheduleDeleted
-        ):
+        elif isinstance(event, _SCHEDULE_EVENTS):
             await self.schedules.apply(recorded, self._retrying)
 
     async def _publish_all(self, dispatches: list[JobDispatched]) -> list[tuple[str, int, str]]:

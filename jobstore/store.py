@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -282,19 +282,35 @@ class EventStore:
         rows = await self._fetch(_Q["read_stream"], stream_id, from_version)
         return [_record(row) for row in rows]
 
-    async def read_after(self, cursor: Cursor = START, limit: int = 1000) -> Page:
+    async def read_after(
+        self, cursor: Cursor = START, limit: int = 1000, types: Collection[str] | None = None
+    ) -> Page:
         """Up to ``limit`` events after ``cursor`` that followers may read, in reading order.
 
         Only events of transactions older than every transaction still running are
         returned (see the module's docstring), so a later call never finds an event
         behind the last one returned.  ``Page.held_back`` says whether committed events
-        wait behind a running transaction.
+        wait behind a running transaction.  With ``types``, the page still covers the next
+        ``limit`` events of every type (``Page.covered``, ``Page.end``), but holds only
+        those of ``types``: the others are neither sent nor decoded.
         """
         if limit < 1:
             raise errors.EventStoreError(f"limit must be at least 1, got {limit}")
-        rows = await self._fetch(_Q["read_after"], cursor.transaction, cursor.position, limit)
+        if types is None:
+            rows = await self._fetch(_Q["read_after"], cursor.transaction, cursor.position, limit)
+            held_back = bool(rows[0]["held_back"]) if rows else False
+            return Page([_record(r) for r in rows if r["position"] is not None], held_back)
+        if isinstance(types, str):
+            raise errors.EventStoreError(f"types must be a collection of type names, got {types!r}")
+        rows = await self._fetch(
+            _Q["read_after_types"], cursor.transaction, cursor.position, limit, sorted(types)
+        )
         held_back = bool(rows[0]["held_back"]) if rows else False
-        return Page([_record(r) for r in rows if r["position"] is not None], held_back)
+        rows = [r for r in rows if r["position"] is not None]
+        if not rows:
+            return Page([], held_back, 0, cursor)
+        end = Cursor(int(rows[-1]["xid"]), rows[-1]["position"])
+        return Page([_record(r) for r in rows if r["handled"]], held_back, len(rows), end)
 
     async def head(self) -> Cursor:
         """The cursor of the newest event committed now (START when the log is empty).

@@ -46,6 +46,35 @@ SELECT h.held_back, p.position, p.stream_id, p.version, p.event_type, p.schema_v
        LIMIT $3) p ON true
  ORDER BY p.xid, p.position;
 
+-- name: read_after_types
+-- params: after_xid, after_position, limit, event_types
+-- read_after for a follower that handles only event_types: the same page of the log (it
+-- covers every event up to its end, so the cursor moves past events of other types, and
+-- held_back is read the same way), but of the other events only their place in the
+-- reading order is sent, not their data: the follower would not decode them.  Its held_back
+-- probe and its page are read_after's: keep the two statements in step.
+SELECT h.held_back, p.handled, p.position, p.xid, p.stream_id, p.version, p.event_type,
+       p.schema_version, p.data, p.metadata, p.recorded_at
+  FROM (SELECT coalesce((SELECT w.xid >= pg_snapshot_xmin(pg_current_snapshot())
+                           FROM jobtrail.events w ORDER BY w.xid DESC LIMIT 1), false)
+                   AS held_back) h
+  LEFT JOIN LATERAL (
+      SELECT t.handled, e.position, e.xid,
+             CASE WHEN t.handled THEN e.stream_id END AS stream_id,
+             CASE WHEN t.handled THEN e.version END AS version,
+             CASE WHEN t.handled THEN e.event_type END AS event_type,
+             CASE WHEN t.handled THEN e.schema_version END AS schema_version,
+             CASE WHEN t.handled THEN e.data END AS data,
+             CASE WHEN t.handled THEN e.metadata END AS metadata,
+             CASE WHEN t.handled THEN e.recorded_at END AS recorded_at
+        FROM jobtrail.events e
+       CROSS JOIN LATERAL (SELECT e.event_type = ANY ($4::text[]) AS handled) t
+       WHERE (e.xid, e.position) > ($1::xid8, $2::bigint)
+         AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+       ORDER BY e.xid, e.position
+       LIMIT $3) p ON true
+ ORDER BY p.xid, p.position;
+
 -- name: head
 -- params:
 SELECT xid, position FROM jobtrail.events ORDER BY xid DESC, position DESC LIMIT 1;

@@ -42,7 +42,7 @@ class LogReader:
     def _settle(self, cursor: Cursor, done: asyncio.Future[Page]) -> None:
         """Keep a full batch; forget a short one, a failure or a cancelled read."""
         keep = not done.cancelled() and done.exception() is None
-        keep = keep and len(done.result().events) == self.batch_size
+        keep = keep and done.result().size == self.batch_size
         if not keep and self._reads.get(cursor) is done:
             del self._reads[cursor]
 

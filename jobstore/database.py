@@ -68,14 +68,70 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
+class PooledConnection(asyncpg.Connection):
+    """A pooled connection that knows when its server session may be inside a transaction.
+
+    asyncpg prepares a statement it has not cached with Parse, Describe and **Flush**, not
+    Sync, and sends Bind, Execute and Sync only after the answer.  On the server the Parse
+    opens an implicit transaction (with a snapshot, and an ACCESS SHARE lock on every table
+    the statement names) that only a Sync ends, and no ReadyForQuery tells asyncpg about
+    it.  An operation that stops between the two halves (its task cancelled just after the
+    Parse was answered, a ``timeout=`` the Parse used up, an argument asyncpg cannot encode
+    for the Bind, ``Connection.prepare`` or a cursor, which never sends the Sync) leaves the
+    session inside that transaction while ``is_in_transaction()`` says it is not: the next
+    ``BEGIN ISOLATION LEVEL REPEATABLE READ`` on the connection then fails with
+    ``SET TRANSACTION ISOLATION LEVEL must be called before any query``, and the locks
+    stay held while the connection waits in the pool.
+
+    ``unsynced`` is set before any statement is prepared (or looked up in the cache) and
+    cleared once a statement of the same operation was answered up to its ReadyForQuery,
+    whose Sync ends any such transaction.
+    """
+
+    unsynced = False
+    """A Parse may have been sent that no Sync has ended since (see the class)."""
+
+    async def _get_statement(self, *args: Any, **kwargs: Any) -> Any:
+        self.unsynced = True
+        return await super()._get_statement(*args, **kwargs)  # type: ignore[misc]
+
+    async def _do_execute(self, *args: Any, **kwargs: Any) -> Any:
+        result = await super()._do_execute(*args, **kwargs)  # type: ignore[misc]
+        self.unsynced = False  # its Bind/Execute/Sync was answered: no implicit transaction
+        return result
+
+
+async def reset_if_unsynced(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: asyncpg's reset query only for an unsynced connection.
+
+    asyncpg's pool calls ``Connection._reset()`` before this: it rolls back a transaction
+    the protocol knows is open (every ReadyForQuery carries the session's transaction
+    state, and the pool waits for the answer to a cancelled statement before it resets)
+    and drops the connection's listeners.  What that cannot see is the implicit
+    transaction of a Parse that no Sync ended (:class:`PooledConnection`); for such a
+    connection the default reset query is sent, whose simple Query commits that
+    transaction (it took no write) and clears every other kind of session state as before.
+    Everything else is left as it is: jobtrail keeps no session state on pooled
+    connections (advisory locks and LISTEN live on dedicated connections from
+    :func:`connect`; settings are ``SET LOCAL`` or ``set_config(..., true)``), which
+    tests/integration/test_pool_reset.py checks after thousands of randomly cancelled
+    operations.
+    """
+    if getattr(conn, "unsynced", True):  # not ours: do what asyncpg would
+        await conn.execute(conn.get_reset_query())
+        if isinstance(conn, PooledConnection):
+            conn.unsynced = False
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """Create the process's pool; a server that cannot be reached is a clear error.
 
-    asyncpg's reset on release (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
-    RESET ALL``) costs ~15 % of the host's time per job; skipping it was tried and reverted
-    after one CI run failed with a transaction-state error in a pooled connection
-    (``SET TRANSACTION ISOLATION LEVEL must be called before any query``) — some session
-    state does leak through the pool; find it before skipping the reset again.
+    A connection goes back to the pool without asyncpg's reset query (``SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``, one round trip per
+    release, 7.5 % of the host's CPU in an end-to-end flood) unless its session may be
+    inside a transaction asyncpg does not know about (:func:`reset_if_unsynced`).  Skipping
+    it unconditionally (2026-11-28, reverted) let such a transaction reach the next user
+    of the connection.
     """
     try:
         pool = await asyncpg.create_pool(
@@ -83,6 +139,8 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
             min_size=min_size,
             max_size=max_size,
             init=init_connection,
+            reset=reset_if_unsynced,
+            connection_class=PooledConnection,
         )
     except Exception as exc:
         raise _cannot_connect(dsn, exc) from None

@@ -52,9 +52,6 @@ from workers.handlers import export, report
 
 log = structlog.get_logger("jobtrail.retention")
 _Q = query.load("workers", "retention.sql")
-# -- name: wal_position  (belongs in retention.sql, kept here until that file moves with it)
-# Bytes of WAL the server has written since its start of time: a batch's is the difference.
-_WAL_POSITION: Final = "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
 
 VIEW: Final = "job_executions"
 """The projection archiving takes its candidates from."""
@@ -255,7 +252,7 @@ async def archive_finished(
     archived = 0
     after: tuple[datetime, str] = (_BEGINNING, "")
     while True:
-        began, wal = clock(), await store.pool.fetchval(_WAL_POSITION)
+        began, wal = clock(), await store.pool.fetchval(_Q["wal_position"])
         rows = await store.pool.fetch(
             _Q["finished_before"], finished_before, *after, pace.batch_jobs
         )
@@ -268,7 +265,7 @@ async def archive_finished(
         after = (rows[-1]["finished_at"], rows[-1]["job_id"])
         if len(rows) < pace.batch_jobs:
             break
-        written = await store.pool.fetchval(_WAL_POSITION) - wal
+        written = await store.pool.fetchval(_Q["wal_position"]) - wal
         await sleep(pace.pause_after(int(written), clock() - began))
     return archived
 

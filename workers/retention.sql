@@ -1,3 +1,9 @@
+-- name: wal_position
+-- params:
+-- Where the server's WAL is written up to, in bytes (archiving pays for a batch's WAL by
+-- pausing; see workers/retention.py Pace).
+SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn;
+
 -- name: finished_before
 -- params: cutoff, after_finished_at, after_job_id, limit
 -- Finished jobs whose end is older than the cutoff, after the last one seen (a keyset, so

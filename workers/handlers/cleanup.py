@@ -32,7 +32,9 @@ def cleanup_handler(_settings: Settings) -> CleanupHandler:
         payload: payloads.CleanupOldDataPayload, _job: BaseJob, host: HostContext
     ) -> dict[str, Any]:
         cutoff = datetime.now(UTC) - timedelta(days=payload.retention)
-        archived = await retention.archive_finished(host.store, cutoff, payload.retention)
+        archived = await retention.archive_finished(
+            host.store, cutoff, payload.retention, retention.Pace.from_settings(host.settings)
+        )
         log.info("old jobs archived", archived=archived, retention_days=payload.retention)
         return {"archived": archived, "finished_before": cutoff.isoformat()}
 

@@ -5,7 +5,9 @@
 
 Three processes on loopback, as deployed: qstash_local (``jobtrail qstash-dev``), the host
 (``jobtrail serve --no-qstash``, which runs the relay in-process) and this producer, all on
-one scratch database. Phases, each waiting until its last job is completed:
+one scratch database. Phases, each waiting until its last job is completed and then until
+every follower of the log (relay, notifier, projections) has applied it, so that no phase
+pays for another's catching up:
 
 * warm-up: a few hundred jobs (connections, caches, prepared statements);
 * flood: ``--jobs`` jobs through ``enqueue_many`` in batches of ``--batch``, as fast as the
@@ -57,6 +59,7 @@ import asyncpg
 from aiohttp import web
 
 import jobstore
+import projections
 import qstash_local
 from bench.common import Timer, bench_line, haproxy_config, percentile, scratch_database
 from bench.e2e_app import NOOP, PERSONAL, registry
@@ -415,6 +418,21 @@ FAILED_OVER = ["job.dispatched", "…", "job.completed"]
 """A history through a host that died: any attempts abandoned before one completion."""
 
 
+async def settle(pool: asyncpg.Pool, phase: str) -> None:
+    """Wait until every follower of the log (relay, notifier, projections) has applied it.
+
+    A phase ends when its jobs completed, but the followers may still be behind: without
+    this, their catching up would be counted as the next phase's CPU and would slow its
+    jobs (a paced phase right after a flood ran while the projections worked off the
+    flood's backlog)."""
+    head = await jobstore.EventStore(pool).last_position()
+    names = [r["name"] for r in await pool.fetch("SELECT name FROM jobtrail.checkpoints")]
+    try:
+        await projections.wait_for_position(pool, head, timeout=PHASE_DEADLINE_S, names=names)
+    except (projections.ProjectionTimeoutError, projections.ProjectionFailed) as exc:
+        print(f"  {phase}: the log's followers did not settle: {exc}", flush=True)
+
+
 def matches(types: list[str], history: list[str]) -> bool:
     """Whether a job's event types are ``history`` (or end once after a failover)."""
     if history is FAILED_OVER:
@@ -497,6 +515,7 @@ async def run_phase(
             producer.cancel()
             with contextlib.suppress(BaseException):
                 await producer
+    await settle(pool, name)
     after = await meter.sample()
     if on_done is not None:
         await on_done()

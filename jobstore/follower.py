@@ -121,6 +121,11 @@ class FollowerConfig:
     """The longest wait between tries at an event the follower stopped on."""
     lag_warning: float = 30.0
     """Seconds held back by a running transaction before the follower logs a warning."""
+    linger: float = 0.0
+    """Seconds a follower woken by a notification waits, counted from its last read, before
+    reading again: at a steady trickle of appends it reads (and commits its checkpoint) at
+    most once per ``linger`` instead of once per notification.  0 for followers whose
+    delay is a job's (the relay); a backlog is read page after page without it."""
 
 
 class Tail:
@@ -139,11 +144,14 @@ class Tail:
         *,
         name: str = "tail",
         lag_warning: float = 30.0,
+        linger: float = 0.0,
     ) -> None:
         self.batch_size = batch_size
         self.idle_poll = idle_poll
         self.name = name
         self.lag_warning = lag_warning
+        self.linger = linger
+        self._last_read = 0.0
         self._read = read
         self._wake = asyncio.Event()
         self._held_back = False
@@ -163,6 +171,7 @@ class Tail:
     async def read(self, cursor: Cursor) -> Page:
         """The page after ``cursor``; a notification arriving meanwhile is kept."""
         self._wake.clear()
+        self._last_read = asyncio.get_running_loop().time()
         page = await self._read(cursor)
         self._note(page)
         return page
@@ -171,13 +180,18 @@ class Tail:
         """Until a notification arrives (since the last read) or ``idle_poll`` s pass.
 
         When the last page said events are held back, only a short, growing while: the
-        transaction they wait for may end without a notification.
+        transaction they wait for may end without a notification.  Then, with ``linger``,
+        until ``linger`` s have passed since the last read.
         """
         timeout = min(self._retry, self.idle_poll) if self._held_back else self.idle_poll
         if self._held_back:
             self._retry = min(self._retry * 2, self.MAX_RETRY)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
+        if self.linger > 0:
+            rest = self._last_read + self.linger - asyncio.get_running_loop().time()
+            if rest > 0:
+                await asyncio.sleep(rest)
 
     def _note(self, page: Page) -> None:
         """Track how long this reader has been held back with nothing to read."""
@@ -238,6 +252,7 @@ class Follower:
             self.config.idle_poll,
             name=name,
             lag_warning=self.config.lag_warning,
+            linger=self.config.linger,
         )
         self.election = Election(dsn, name, self.config.leader_retry) if elected else None
         self.leading = asyncio.Event()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Final
 
 import asyncpg
 
@@ -36,6 +37,13 @@ class _Apply:
             await self.projection.apply(conn, batch)
 
 
+LINGER: Final = 0.05
+"""Seconds the projections wait after a notification, from their last read, before reading
+again (``FollowerConfig.linger``): at a steady trickle of jobs each projection reads and
+commits at most 20 times a second instead of once per append, and the views stay within
+~50 ms of the log (a backlog is read page after page)."""
+
+
 class ProjectionRunner:
     """Runs projections against the log: ``await runner.run()`` in the host, forever."""
 
@@ -49,6 +57,7 @@ class ProjectionRunner:
         idle_poll: float = 1.0,
         leader_retry: float = 1.0,
         failure_retry: float = 30.0,
+        linger: float = LINGER,
     ) -> None:
         self.store = EventStore(pool)
         self.dsn = dsn
@@ -59,6 +68,7 @@ class ProjectionRunner:
             idle_poll=idle_poll,
             leader_retry=leader_retry,
             failure_retry=failure_retry,
+            linger=linger,
         )
         self.followers = {
             p.name: jobstore.Follower(

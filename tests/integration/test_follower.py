@@ -161,3 +161,41 @@ async def test_two_elected_followers_never_both_handle(
         await eventually(lambda: _at(seen, written[-1]))
         assert sum(f.leading.is_set() for f in followers) == 1
     assert await positions(seen) == written
+
+
+class Counting(Recorder):
+    """A recorder that also counts the batches it was handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    async def handle(
+        self, batch: Sequence[jobstore.RecordedEvent], commit: jobstore.follower.Commit
+    ) -> None:
+        self.batches += 1
+        await super().handle(batch, commit)
+
+
+async def test_a_lingering_follower_reads_a_trickle_in_few_batches_and_misses_nothing(
+    store: jobstore.EventStore, seen: asyncpg.Pool, db_dsn: str
+) -> None:
+    """With ``linger``, appends arriving one by one are read at most once per linger."""
+    linger = 0.3
+    handler = Counting()
+    # idle_poll far beyond the test: only notifications (and the linger) wake it
+    follower = follower_of(store, db_dsn, handler, linger=linger, idle_poll=60, batch_size=100)
+    async with running(follower):
+        await follower.leading.wait()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        written = [p for i in range(20) for p in await store.append(f"n{i}", [Noted(n=i)])]
+        await eventually(lambda: _has(seen, written))
+        elapsed = loop.time() - began
+    assert await positions(seen) == written
+    # one read per notification would be ~20 batches; lingering: one per linger at most
+    assert handler.batches <= elapsed / linger + 2, (handler.batches, elapsed)
+
+
+async def _has(pool: asyncpg.Pool, written: list[int]) -> bool:
+    return await positions(pool) == written

@@ -296,14 +296,11 @@ class EventStore:
         """
         if limit < 1:
             raise errors.EventStoreError(f"limit must be at least 1, got {limit}")
-        if types is None:
-            rows = await self._fetch(_Q["read_after"], cursor.transaction, cursor.position, limit)
-            held_back = bool(rows[0]["held_back"]) if rows else False
-            return Page([_record(r) for r in rows if r["position"] is not None], held_back)
         if isinstance(types, str):
             raise errors.EventStoreError(f"types must be a collection of type names, got {types!r}")
+        wanted = None if types is None else sorted(types)
         rows = await self._fetch(
-            _Q["read_after_types"], cursor.transaction, cursor.position, limit, sorted(types)
+            _Q["read_after"], cursor.transaction, cursor.position, limit, wanted
         )
         held_back = bool(rows[0]["held_back"]) if rows else False
         rows = [r for r in rows if r["position"] is not None]

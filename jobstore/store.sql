@@ -22,7 +22,7 @@ SELECT position, stream_id, version, event_type, schema_version, data, metadata,
  LIMIT $2;
 
 -- name: read_after
--- params: after_xid, after_position, limit
+-- params: after_xid, after_position, limit, event_types
 -- The followers' read (see store.py): after the cursor in (xid, position) order, and only
 -- below the horizon, the oldest transaction still running.  Both use this statement's one
 -- snapshot.  Always one row at least: held_back says whether committed events wait at or
@@ -31,28 +31,9 @@ SELECT position, stream_id, version, event_type, schema_version, data, metadata,
 -- was planned as a sequential scan of the whole log whenever the log had outgrown its
 -- statistics, a young or fast-growing log: every read of every follower then cost
 -- O(log size), 17 ms at 39,000 events; tests/integration/test_ordering.py.)
-SELECT h.held_back, p.position, p.stream_id, p.version, p.event_type, p.schema_version,
-       p.data, p.metadata, p.recorded_at, p.xid
-  FROM (SELECT coalesce((SELECT w.xid >= pg_snapshot_xmin(pg_current_snapshot())
-                           FROM jobtrail.events w ORDER BY w.xid DESC LIMIT 1), false)
-                   AS held_back) h
-  LEFT JOIN LATERAL (
-      SELECT e.position, e.stream_id, e.version, e.event_type, e.schema_version, e.data,
-             e.metadata, e.recorded_at, e.xid
-        FROM jobtrail.events e
-       WHERE (e.xid, e.position) > ($1::xid8, $2::bigint)
-         AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
-       ORDER BY e.xid, e.position
-       LIMIT $3) p ON true
- ORDER BY p.xid, p.position;
-
--- name: read_after_types
--- params: after_xid, after_position, limit, event_types
--- read_after for a follower that handles only event_types: the same page of the log (it
--- covers every event up to its end, so the cursor moves past events of other types, and
--- held_back is read the same way), but of the other events only their place in the
--- reading order is sent, not their data: the follower would not decode them.  Its held_back
--- probe and its page are read_after's: keep the two statements in step.
+-- With event_types (NULL: every type) the page still covers every event up to its end, so
+-- a follower's cursor moves past events of other types; of those only their place in the
+-- reading order is sent, not their data (the follower would not decode them).
 SELECT h.held_back, p.handled, p.position, p.xid, p.stream_id, p.version, p.event_type,
        p.schema_version, p.data, p.metadata, p.recorded_at
   FROM (SELECT coalesce((SELECT w.xid >= pg_snapshot_xmin(pg_current_snapshot())
@@ -68,7 +49,8 @@ SELECT h.held_back, p.handled, p.position, p.xid, p.stream_id, p.version, p.even
              CASE WHEN t.handled THEN e.metadata END AS metadata,
              CASE WHEN t.handled THEN e.recorded_at END AS recorded_at
         FROM jobtrail.events e
-       CROSS JOIN LATERAL (SELECT e.event_type = ANY ($4::text[]) AS handled) t
+       CROSS JOIN LATERAL (SELECT $4::text[] IS NULL OR e.event_type = ANY ($4::text[])
+                                  AS handled) t
        WHERE (e.xid, e.position) > ($1::xid8, $2::bigint)
          AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
        ORDER BY e.xid, e.position

@@ -139,7 +139,7 @@ async def test_a_page_of_some_types_covers_every_event_and_sends_only_theirs(
     rest = await store.read_after(page.last(jobstore.START), 6, NOTED)
     assert (rest.events, rest.size) == ([], 1)
 
-    statement = query.load("jobstore", "store.sql")["read_after_types"]
+    statement = query.load("jobstore", "store.sql")["read_after"]
     rows = await pool.fetch(statement, 0, 0, 10, sorted(NOTED))
     assert {r["event_type"]: r["data"] for r in rows if not r["handled"]} == {None: None}
 
@@ -163,27 +163,6 @@ async def test_an_event_a_follower_does_not_handle_is_never_decoded(
     handler = NotedOnly()
     assert await follower_of(store, db_dsn, handler).run_until_caught_up() == 2
     assert [r.event for r in handler.seen] == [Noted(n=1), Noted(n=2)]
-
-
-async def test_the_typed_read_never_scans_the_whole_log(
-    pool: asyncpg.Pool, store: jobstore.EventStore
-) -> None:
-    """As the untyped read (tests/integration/test_ordering.py): index probes only."""
-    for chunk in range(10):  # a log big enough for the planner to prefer a scan
-        await store.append_streams(
-            [jobstore.StreamAppend(f"s{chunk}-{i}", [Noted(n=i)]) for i in range(2000)]
-        )
-    statement = query.load("jobstore", "store.sql")["read_after_types"].rstrip().rstrip(";")
-    async with pool.acquire() as conn:
-        await conn.execute(f"PREPARE follow (xid8, bigint, integer, text[]) AS {statement}")
-        for cursor in ("0", "1000"):
-            plan = [
-                r[0]
-                for r in await conn.fetch(
-                    f"EXPLAIN EXECUTE follow ('{cursor}', 0, 50, ARRAY['test.noted'])"
-                )
-            ]
-            assert not [line for line in plan if "Seq Scan" in line], "\n".join(plan)
 
 
 # The declared types: a handler must not act on a type it did not declare, since its

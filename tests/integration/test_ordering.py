@@ -92,7 +92,9 @@ async def test_the_followers_read_never_scans_the_whole_log(
         )
     read_after = query.load("jobstore", "store.sql")["read_after"].rstrip().rstrip(";")
     async with pool.acquire() as conn:  # not analyzed: the planner guesses a third
-        await conn.execute(f"PREPARE follow (xid8, bigint, integer) AS {read_after}")
+        await conn.execute(f"PREPARE follow (xid8, bigint, integer, text[]) AS {read_after}")
         for cursor in ("0", "1000"):
-            plan = [r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE follow ('{cursor}', 0, 50)")]
-            assert not [line for line in plan if "Seq Scan" in line], "\n".join(plan)
+            for types in ("NULL", "ARRAY['test.noted']"):  # every type, and a follower's
+                statement = f"EXPLAIN EXECUTE follow ('{cursor}', 0, 50, {types})"
+                plan = [r[0] for r in await conn.fetch(statement)]
+                assert not [line for line in plan if "Seq Scan" in line], "\n".join(plan)

@@ -68,3 +68,15 @@ async def pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 def store(pool: asyncpg.Pool) -> jobstore.EventStore:
     """An event store on the test's database."""
     return jobstore.EventStore(pool)
+
+
+@pytest.fixture
+async def open_transaction(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection inside a transaction that holds a transaction id (as any writer does)."""
+    conn = await jobstore.database.connect(db_dsn)
+    try:
+        await conn.execute("BEGIN")
+        await conn.fetchval("SELECT pg_current_xact_id()")
+        yield conn
+    finally:
+        await conn.close()

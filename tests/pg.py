@@ -5,8 +5,10 @@ The rules live in jobtrail's pytest plugin (workers/testing.py); these are its n
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+import jobstore
 from workers.testing import clone_database as clone
 from workers.testing import create_template, drop_database
 from workers.testing import database_url as with_database
@@ -23,3 +25,12 @@ async def drop(server_dsn: str, name: str) -> None:
 
 
 __all__ = ["clone", "create_template", "drop", "unique_name", "with_database"]
+
+
+async def until_readable(store: jobstore.EventStore) -> None:
+    """Until no running transaction (another test's, on the shared server) holds the log's
+    readers back (a test that needs the horizon clear waits for it)."""
+    for _ in range(2000):
+        if not (await store.read_after(await store.head(), 1)).held_back:
+            return
+        await asyncio.sleep(0.005)

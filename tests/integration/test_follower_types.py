@@ -23,6 +23,7 @@ from jobstore import query
 from jobstore.notifier import Notifier, NotifierConfig
 from jobstore.relay import Relay, RelayConfig
 from tests.events import Noted
+from tests.pg import until_readable
 
 NOTED = frozenset({Noted.type_name})
 
@@ -64,26 +65,6 @@ async def whole_log(store: jobstore.EventStore) -> list[jobstore.RecordedEvent]:
         events += page
         cursor = jobstore.Cursor.of(page[-1])
     return events
-
-
-async def until_readable(store: jobstore.EventStore) -> None:
-    """Until no running transaction (another test's, on the shared server) holds events back."""
-    for _ in range(2000):
-        if not (await store.read_after(await store.head(), 1)).held_back:
-            return
-        await asyncio.sleep(0.005)
-
-
-@pytest.fixture
-async def open_transaction(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection inside a transaction that holds a transaction id (as any writer does)."""
-    conn = await jobstore.database.connect(db_dsn)
-    try:
-        await conn.execute("BEGIN")
-        await conn.fetchval("SELECT pg_current_xact_id()")
-        yield conn
-    finally:
-        await conn.close()
 
 
 def mixed(n: int, pattern: str) -> list[jobstore.Event]:

@@ -20,6 +20,7 @@ import projections
 from jobstore import job_events
 from jobstore.dispatcher import Dispatcher
 from tests.events import Noted
+from tests.pg import until_readable
 
 TOKEN_EXPIRY = datetime.now(UTC) + timedelta(minutes=5)
 
@@ -32,25 +33,6 @@ async def other_host(db_dsn: str) -> AsyncIterator[jobstore.EventStore]:
         yield jobstore.EventStore(pool)
     finally:
         await pool.close()
-
-
-@pytest.fixture
-async def open_transaction(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection inside a transaction that holds a transaction id (as any writer does)."""
-    conn = await asyncpg.connect(db_dsn)
-    try:
-        await conn.execute("BEGIN")
-        await conn.fetchval("SELECT pg_current_xact_id()")
-        yield conn
-    finally:
-        await conn.close()
-
-
-async def _until_readable(store: jobstore.EventStore) -> None:
-    for _ in range(2000):
-        if not (await store.read_after(await store.head(), 1)).held_back:
-            return
-        await asyncio.sleep(0.005)
 
 
 async def test_a_reader_waits_behind_a_long_open_transaction_and_catches_up_when_it_ends(
@@ -80,7 +62,7 @@ async def test_a_reader_waits_behind_a_long_open_transaction_and_catches_up_when
         await open_transaction.execute("COMMIT")  # ends without a notification
         await asyncio.wait_for(consuming, 10)
     assert received == positions
-    await _until_readable(store)
+    await until_readable(store)
     assert (await store.reader_lag()).held_back_events == 0
 
 
@@ -259,7 +241,7 @@ async def test_an_append_in_an_older_transaction_after_a_younger_one_is_a_confli
         await other_host.append("shared", [Noted(n=2)], 1)  # a younger id, committed
         with pytest.raises(jobstore.ConcurrencyError, match="shared"):
             await store.append("shared", [Noted(n=3)], connection=conn)
-    await _until_readable(store)
+    await until_readable(store)
     page = await store.read_after(jobstore.START)
     shared = [e.version for e in page.events if e.stream_id == "shared"]
     assert shared == [1, 2]

@@ -189,11 +189,10 @@ async def test_cleanup_old_data_uses_the_same_archiving(
     assert await archived_streams(pool) == {f"job-{job}"}
 
 
-async def test_archiving_pauses_after_each_batch_until_its_wal_is_paid_for(
-    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
-) -> None:
-    """A batch that wrote W bytes of WAL is followed by a pause of W / budget (less its own
-    time): with a budget of 1 kB/s, every batch's pause is seconds long."""
+async def _pauses_archiving_old_jobs(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str, pace: retention.Pace
+) -> list[float]:
+    """Archive the old finished jobs at ``pace``; the pauses it asked for, in order."""
     await load_old_jobs(pool)
     await catch_up(pool, db_dsn)
     pauses: list[float] = []
@@ -201,11 +200,18 @@ async def test_archiving_pauses_after_each_batch_until_its_wal_is_paid_for(
     async def recorded(seconds: float) -> None:
         pauses.append(seconds)
 
-    slow = retention.Pace(batch_jobs=6, wal_mb_per_s=0.001)
-
-    archived = await retention.archive_finished(store, datetime.now(UTC), 30, slow, sleep=recorded)
-
+    archived = await retention.archive_finished(store, datetime.now(UTC), 30, pace, sleep=recorded)
     assert archived == len(OLD_FINISHED)
+    return pauses
+
+
+async def test_archiving_pauses_after_each_batch_until_its_wal_is_paid_for(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    """A batch that wrote W bytes of WAL is followed by a pause of W / budget (less its own
+    time): with a budget of 1 kB/s, every batch's pause is seconds long."""
+    slow = retention.Pace(batch_jobs=6, wal_mb_per_s=0.001)
+    pauses = await _pauses_archiving_old_jobs(store, pool, db_dsn, slow)
     assert len(pauses) == 3, "one pause after each full batch of 6 (18 finished jobs: 6, 6, 6)"
     assert all(p > 1.0 for p in pauses), pauses  # each batch writes kilobytes of WAL
 
@@ -213,17 +219,8 @@ async def test_archiving_pauses_after_each_batch_until_its_wal_is_paid_for(
 async def test_archiving_does_not_pause_within_its_wal_budget(
     store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
 ) -> None:
-    await load_old_jobs(pool)
-    await catch_up(pool, db_dsn)
-    pauses: list[float] = []
-
-    async def recorded(seconds: float) -> None:
-        pauses.append(seconds)
-
     fast = retention.Pace(batch_jobs=6, wal_mb_per_s=10_000)
-    archived = await retention.archive_finished(store, datetime.now(UTC), 30, fast, sleep=recorded)
-    assert archived == len(OLD_FINISHED)
-    assert pauses == [0.0, 0.0, 0.0]
+    assert await _pauses_archiving_old_jobs(store, pool, db_dsn, fast) == [0.0, 0.0, 0.0]
 
 
 def test_the_pace_comes_from_the_settings_and_refuses_what_cannot_work(

@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -118,12 +118,21 @@ class Appender:
         self.samples.append((time.perf_counter() - began) * 1000)
 
 
+class Running(Protocol):
+    """Something with a ``run()`` that goes on until cancelled."""
+
+    async def run(self) -> None: ...
+
+
+R = TypeVar("R", bound=Running)
+
+
 @contextlib.asynccontextmanager
-async def appending(store: jobstore.EventStore, rate: float) -> AsyncIterator[Appender]:
-    appender = Appender(store, rate)
-    task = asyncio.create_task(appender.run())
+async def running(thing: R) -> AsyncIterator[R]:
+    """``thing.run()`` in the background for the block; cancelled at its end."""
+    task = asyncio.create_task(thing.run())
     try:
-        yield appender
+        yield thing
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -203,18 +212,6 @@ class Sampler:
         print(f"{phase}: backends seen in {self.samples:,} samples (10 ms apart):", flush=True)
         for (who, what), n in self.seen.most_common(18):
             print(f"  {who:>20} {what:<28} {n:>7,} {100 * n / self.samples:6.1f} %")
-
-
-@contextlib.asynccontextmanager
-async def sampling(store: jobstore.EventStore) -> AsyncIterator[Sampler]:
-    sampler = Sampler(store)
-    task = asyncio.create_task(sampler.run())
-    try:
-        yield sampler
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 class ServerStats:
@@ -443,10 +440,13 @@ async def main(
             store.batches, store.wal = [], []
             watcher = jobstore.EventStore(pool)
             try:
-                async with appending(appends, rate):  # warm up: connections, caches
+                async with running(Appender(appends, rate)):  # warm up: connections, caches
                     await asyncio.sleep(5)
                 before = await ServerStats.take(pool)
-                async with appending(appends, rate) as quiet, sampling(watcher) as idle:
+                async with (
+                    running(Appender(appends, rate)) as quiet,
+                    running(Sampler(watcher)) as idle,
+                ):
                     await asyncio.sleep(seconds)
                 report("appends without archiving", quiet.samples)
                 (await ServerStats.take(pool)).report("without archiving", before)
@@ -462,7 +462,10 @@ async def main(
                 )
                 moved_before = await pool.fetchval("SELECT count(*) FROM jobtrail.events_archive")
                 before = await ServerStats.take(pool)
-                async with appending(appends, rate) as busy, sampling(watcher) as watch:
+                async with (
+                    running(Appender(appends, rate)) as busy,
+                    running(Sampler(watcher)) as watch,
+                ):
                     timer = Timer()
                     work = asyncio.create_task(archiver.archive())
                     done, _ = await asyncio.wait({work}, timeout=limit)

@@ -20,6 +20,7 @@ import pytest
 import projections
 from tests.host_support import Host, running_host
 from tests.integration.test_dashboard_buckets import put
+from tests.needs import missing
 from tests.projection_support import completed, dispatched, failed, new_job_id, started
 
 CHROMIUM = os.environ.get("JOBTRAIL_CHROMIUM", "/usr/bin/chromium")
@@ -44,7 +45,7 @@ whole PostgreSQL cluster, and under CI other tests' and tools' transactions hold
 long; a host that never gets there still fails, saying why."""
 
 
-def _missing() -> str | None:
+def _problem() -> str | None:
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
@@ -56,12 +57,9 @@ def _missing() -> str | None:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    problem = _missing()
+    problem = _problem()
     if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests must run under CI: {problem}")
-        print(f"skipping browser tests: {problem}")
-        pytest.skip(problem)
+        missing(problem)
     from playwright.async_api import async_playwright
 
     async with async_playwright() as driver:

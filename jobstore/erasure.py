@@ -79,35 +79,31 @@ async def erase(
     """
     job_id, user_id, organization_id = _subject(subject, subject_id)
     shown = str(subject_id)
-    async with store.pool.acquire() as proxy:
-        conn = cast(asyncpg.Connection, proxy)  # the pool's proxy behaves as its connection
-        try:
-            async with conn.transaction():
-                rows = await conn.fetch(_Q["erase_keys"], job_id, user_id, organization_id)
-                job_ids = sorted(r["job_id"] for r in rows if r["schedule_id"] is None)
-                schedule_ids = sorted(r["schedule_id"] for r in rows if r["schedule_id"])
-                position = None
-                if rows:
-                    event = SubjectErased(
-                        subject=subject,
-                        subject_id=shown,
-                        job_ids=job_ids,
-                        schedule_ids=schedule_ids,
-                        reason=reason,
-                    )
-                    metadata = actor_of.metadata(actor) or {}
-                    appends = [
-                        StreamAppend(
-                            f"{ERASURE_STREAM_PREFIX}{uuid.uuid4()}", [event], NO_STREAM, metadata
-                        ),
-                        *await _deletions(store, schedule_ids, metadata),
-                    ]
-                    position = (await store.append_streams(appends, connection=conn))[0][0]
-        except asyncpg.PostgresError as exc:
-            raise errors.EventStoreError(f"the erasure failed, nothing erased: {exc}") from None
+    async with store.transaction("the erasure failed, nothing erased") as conn:
+        rows = await conn.fetch(_Q["erase_keys"], job_id, user_id, organization_id)
+        job_ids = sorted(r["job_id"] for r in rows if r["schedule_id"] is None)
+        schedule_ids = sorted(r["schedule_id"] for r in rows if r["schedule_id"])
+        position = None
         if rows:
-            store.announce()
-        vacuumed = await _vacuum(conn) if rows else False
+            event = SubjectErased(
+                subject=subject,
+                subject_id=shown,
+                job_ids=job_ids,
+                schedule_ids=schedule_ids,
+                reason=reason,
+            )
+            metadata = actor_of.metadata(actor) or {}
+            appends = [
+                StreamAppend(
+                    f"{ERASURE_STREAM_PREFIX}{uuid.uuid4()}", [event], NO_STREAM, metadata
+                ),
+                *await _deletions(store, schedule_ids, metadata),
+            ]
+            position = (await store.append_streams(appends, connection=conn))[0][0]
+    vacuumed = False
+    if rows:
+        async with store.pool.acquire() as proxy:
+            vacuumed = await _vacuum(cast(asyncpg.Connection, proxy))
     log.info(
         "subject erased",
         subject=subject,

@@ -13,9 +13,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-import asyncpg
 from croniter import croniter
 from pydantic import BaseModel
 
@@ -37,8 +36,6 @@ from jobstore.schedule_events import (
 )
 from jobstore.store import NO_STREAM, EventStore
 from jobstore.validation import validate_model
-
-_FAILURES: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *errors.DRIVER_TRANSIENT)
 
 
 def validate_cron(cron: str) -> str:
@@ -120,25 +117,18 @@ class Schedules:
             timeout=spec.config.timeout,
         )
         try:
-            async with self.store.pool.acquire() as proxy:
-                conn = cast(asyncpg.Connection, proxy)  # the pool's proxy acts as its connection
-                async with conn.transaction():
-                    await self.store.append(
-                        schedule_stream(new_id),
-                        [event],
-                        NO_STREAM,
-                        metadata=actor_of.metadata(actor),
-                        connection=conn,
-                    )
+            async with self.store.transaction("the schedule was not recorded") as conn:
+                await self.store.append(
+                    schedule_stream(new_id),
+                    [event],
+                    NO_STREAM,
+                    metadata=actor_of.metadata(actor),
+                    connection=conn,
+                )
         except errors.ConcurrencyError:
             raise errors.JobError(
                 f"schedule {new_id!r} already exists", "SCHEDULE_EXISTS"
             ) from None
-        except _FAILURES as exc:
-            if errors.is_transient(exc):
-                raise errors.unavailable(exc, "the schedule was not recorded") from None
-            raise errors.EventStoreError(f"the schedule was not recorded: {exc}") from None
-        self.store.announce()
         return new_id
 
     async def get(self, schedule_id: str) -> ScheduleState | None:

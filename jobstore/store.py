@@ -26,11 +26,12 @@ one-off reads by position; it is not a way to follow the log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import asyncpg
 import orjson
@@ -52,6 +53,12 @@ NOTIFY_CHANNEL: Final = "jobtrail_events"
 
 _Q = query.load("jobstore", "store.sql")
 _ANNOUNCE_FAILURES: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    *errors.DRIVER_TRANSIENT,
+)
+
+
+_DRIVER_FAILURES: Final[tuple[type[BaseException], ...]] = (
     asyncpg.PostgresError,
     *errors.DRIVER_TRANSIENT,
 )
@@ -236,10 +243,25 @@ class EventStore:
             for o, r in zip(outcomes, requests, strict=True)
         ]
 
-    def announce(self) -> None:
-        """Tell the log's followers now about events the caller appended on its own
-        connection and has committed (the store announces only the appends it commits)."""
-        self._announcer.wake()
+    @contextlib.asynccontextmanager
+    async def transaction(self, what: str) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection in a transaction, for appends (``connection=``) made together
+        with the caller's own statements (such appends notify the log's followers themselves,
+        when the transaction commits).
+
+        A failure of the database is EventStoreError saying ``what`` was not done
+        (DatabaseUnavailableError when it is transient); the store's own errors (a
+        ConcurrencyError) pass as they are.
+        """
+        try:
+            async with self.pool.acquire() as proxy:
+                conn = cast(asyncpg.Connection, proxy)  # the pool's proxy acts as its connection
+                async with conn.transaction():
+                    yield conn
+        except _DRIVER_FAILURES as exc:
+            if errors.is_transient(exc):
+                raise errors.unavailable(exc, what) from None
+            raise errors.EventStoreError(f"{what}: {exc}") from None
 
     async def archive_streams(
         self, stream_ids: Sequence[str], finished_before: datetime, retention_days: int

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -264,3 +266,39 @@ async def test_the_append_functions_are_never_planned_again_per_call(pool: async
     assert len(rows) == 2, rows
     for row in rows:
         assert "plan_cache_mode=force_generic_plan" in (row["proconfig"] or []), row["name"]
+
+
+async def test_a_transaction_for_the_callers_statements_commits_announces_and_translates(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    """``store.transaction``: appends made on its connection commit together with the
+    caller's statements and are announced; a failure names what was not done, nothing
+    committed; a connection lost mid-way is DatabaseUnavailableError."""
+    listener = await jobstore.database.connect(db_dsn)
+    heard = asyncio.Event()
+    await listener.add_listener(jobstore.store.NOTIFY_CHANNEL, lambda *_: heard.set())
+    try:
+        async with store.transaction("nothing to say") as conn:
+            await store.append("tx-1", [Noted(n=1)], jobstore.NO_STREAM, connection=conn)
+        await asyncio.wait_for(heard.wait(), 10)
+    finally:
+        await listener.close()
+
+    async def append_then(
+        stream: str, trouble: Callable[[asyncpg.Connection], Awaitable[Any]]
+    ) -> None:
+        async with store.transaction("the thing was not done") as conn:
+            await store.append(stream, [Noted(n=2)], jobstore.NO_STREAM, connection=conn)
+            await trouble(conn)
+
+    async def lose_connection(conn: asyncpg.Connection) -> None:
+        await pool.execute(
+            "SELECT pg_terminate_backend($1)", await conn.fetchval("SELECT pg_backend_pid()")
+        )
+        await conn.execute("SELECT 1")
+
+    with pytest.raises(jobstore.EventStoreError, match="the thing was not done: "):
+        await append_then("tx-2", lambda c: c.execute("SELECT no_such_column FROM jobtrail.events"))
+    with pytest.raises(jobstore.DatabaseUnavailableError, match="the thing was not done"):
+        await append_then("tx-3", lose_connection)
+    assert [await store.stream_version(s) for s in ("tx-1", "tx-2", "tx-3")] == [1, 0, 0]

@@ -319,12 +319,20 @@ async def test_an_unreachable_or_unmigrated_database_is_one_clear_line(unmigrate
         ("stats",),
         ("events", "tail"),
     ]
-    *unreachable, unmigrated = await asyncio.gather(
-        *(jobtrail(UNREACHABLE, *c) for c in commands), jobtrail(unmigrated_db, *commands[0])
+    needing_the_schema = [
+        commands[0],
+        ("relay", "status"),
+        ("projections", "status"),
+        ("projections", "rebuild", "--json"),
+    ]
+    results = await asyncio.gather(
+        *(jobtrail(UNREACHABLE, *c) for c in commands),
+        *(jobtrail(unmigrated_db, *c) for c in needing_the_schema),
     )
-    for result in unreachable:
+    for result in results[: len(commands)]:
         one_line_error(result, 1, f"cannot connect to PostgreSQL at {UNREACHABLE}")
-    one_line_error(unmigrated, 1, "lacks", "run `jobtrail db migrate` first")
+    for result in results[len(commands) :]:
+        one_line_error(result, 1, "lacks", "run `jobtrail db migrate` first")
 
 
 @pytest.mark.slow

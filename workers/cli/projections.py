@@ -13,7 +13,7 @@ from rich.table import Table
 import jobstore
 import projections
 from workers import supervisor
-from workers.cli import relay, runtime
+from workers.cli import database, relay, runtime
 
 T = TypeVar("T")
 TASK = "projections"
@@ -42,7 +42,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     settings = runtime.load_settings()
 
     async def main() -> Status:
-        async with jobstore.open_database(settings) as db:
+        async with database.open_database(settings) as db:  # says what to migrate
             states = await projections.projection_status(db.pool)
             lag = await projections.reader_lag(db.pool)
             return states, lag, await supervisor.task_reports(db.pool, [TASK])
@@ -78,7 +78,7 @@ def rebuild(
     names = None if name is None else [name]
 
     async def main(progress: Any) -> projections.RebuildResult:
-        async with jobstore.open_database(settings) as db:
+        async with database.open_database(settings) as db:  # says what to migrate
             return await projections.rebuild(
                 db.pool,
                 db.dsn,

@@ -11,7 +11,6 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Final
 
 import aiohttp
 import asyncpg
@@ -161,12 +160,6 @@ def _qstash_client(settings: Settings) -> AsyncQStash | None:
     return AsyncQStash(token, base_url=settings.qstash_url, retry=False)
 
 
-NOTIFIER_LINGER: Final = 0.02
-"""Seconds the notifier waits after a notification, from its last read, before reading
-again: completion callbacks leave up to 20 ms later, and a steady trickle of jobs costs it
-one read and checkpoint per 20 ms instead of one per append."""
-
-
 def notifier_for(ctx: HostContext, options: HostOptions) -> jobstore.Notifier:
     """The notifier of this host, following the log like its relay."""
     assert ctx.qstash is not None, "notifications go through QStash"
@@ -174,7 +167,9 @@ def notifier_for(ctx: HostContext, options: HostOptions) -> jobstore.Notifier:
     config = jobstore.NotifierConfig(
         public_url=relay.public_url,
         follower=jobstore.follower.FollowerConfig(
-            idle_poll=relay.idle_poll, leader_retry=relay.leader_retry, linger=NOTIFIER_LINGER
+            idle_poll=relay.idle_poll,
+            leader_retry=relay.leader_retry,
+            linger=jobstore.notifier.LINGER,
         ),
     )
     return jobstore.Notifier(ctx.store, ctx.dsn, ctx.qstash, config)

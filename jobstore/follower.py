@@ -25,7 +25,14 @@ shared with :class:`jobstore.Subscription`.
 
 A handler that acts on a few event types declares them (``handles``, next to the code that
 acts on them): its follower then reads pages of every event but is sent, decodes and hands
-on only the events of those types, and its checkpoint still moves past the others.
+on only the events of those types, and its checkpoint still moves past the others, lazily:
+a page with none of them moves only the position the follower has seen (in memory), and
+that is written as its checkpoint with the next page it handles, or once
+``checkpoint_every`` seconds have passed since the last write (a follower gone idle writes
+it then, so the lag read from the database is right within that time), or at the end of
+:meth:`Follower.run_until_caught_up` and before it hands its role over.  Every event between
+the written checkpoint and the seen position is of other types: a follower that starts over
+from the checkpoint (a crash, a new leader) reads them again and skips them again.
 """
 
 from __future__ import annotations
@@ -126,6 +133,11 @@ class FollowerConfig:
     reading again: at a steady trickle of appends it reads (and commits its checkpoint) at
     most once per ``linger`` instead of once per notification.  0 for followers whose
     delay is a job's (the relay); a backlog is read page after page without it."""
+    checkpoint_every: float = 1.0
+    """Seconds a follower with declared event types (``handles``) may leave its written
+    checkpoint behind the position it has seen when the pages since held none of its types:
+    at a trickle of other events it writes one checkpoint per this many seconds instead of
+    one per page.  0 writes one per page."""
 
 
 class Tail:
@@ -176,14 +188,17 @@ class Tail:
         self._note(page)
         return page
 
-    async def wait(self) -> None:
+    async def wait(self, within: float | None = None) -> None:
         """Until a notification arrives (since the last read) or ``idle_poll`` s pass.
 
         When the last page said events are held back, only a short, growing while: the
-        transaction they wait for may end without a notification.  Then, with ``linger``,
-        until ``linger`` s have passed since the last read.
+        transaction they wait for may end without a notification.  ``within``: at most
+        that many seconds.  Then, with ``linger``, until ``linger`` s have passed since
+        the last read.
         """
         timeout = min(self._retry, self.idle_poll) if self._held_back else self.idle_poll
+        if within is not None:
+            timeout = min(timeout, within)
         if self._held_back:
             self._retry = min(self._retry * 2, self.MAX_RETRY)
         with contextlib.suppress(TimeoutError):
@@ -262,6 +277,10 @@ class Follower:
         self._fatal = fatal
         self._passthrough = (*TRANSIENT, *fatal)
         self._failure_cleared = False
+        self._saved = self._seen = Cursor(0, 0)
+        """The checkpoint as last read or written, and the position handled or skipped up to
+        (ahead of it only by events of other types than the handler's)."""
+        self._saved_at = 0.0
         retry = max(self.config.failure_retry, 0.001)
         self._stopped_delays = RetryPolicy(first=min(1.0, retry), cap=retry).delays()
         """Waits between tries at an event the follower stopped on (one retry policy)."""
@@ -307,6 +326,7 @@ class Follower:
                     if not self.tail.held_back:
                         break  # the rest was archived meanwhile
                     await self.tail.wait()
+            await self._save()
             return handled
 
     @contextlib.asynccontextmanager
@@ -349,6 +369,7 @@ class Follower:
             if lease is not None and loop.time() >= next_check:  # a round trip: not per batch
                 next_check = loop.time() + self.config.idle_poll
                 if await lease.wanted():
+                    await self._save()
                     log.info("leadership handed over", follower=self.name)
                     return
             cursor, _, covered = await self._step(cursor)
@@ -357,11 +378,43 @@ class Follower:
             if covered < self.tail.batch_size:
                 if self._on_idle is not None:
                     await self._on_idle()
-                await self.tail.wait()
+                due = self._save_due()
+                if due is not None and due <= 0:
+                    await self._save()
+                    due = None
+                await self.tail.wait(due)
 
     async def _start(self) -> Cursor:
         self._failure_cleared = False  # another process may have recorded one meanwhile
-        return await checkpoint.read(self.store.pool, self.name)
+        self._saved = self._seen = await checkpoint.read(self.store.pool, self.name)
+        self._saved_at = asyncio.get_running_loop().time()
+        return self._seen
+
+    @property
+    def seen(self) -> Cursor:
+        """The position this follower has handled or skipped up to (its checkpoint may be
+        behind it by events of other types than its handler's)."""
+        return self._seen
+
+    def _deferrable(self, now: float) -> bool:
+        """Whether a page of other types may leave the written checkpoint where it is: the
+        handler declared types, no recorded failure waits to be cleared, none is due."""
+        return (
+            self.handles is not None
+            and self._failure_cleared
+            and now < self._saved_at + self.config.checkpoint_every
+        )
+
+    def _save_due(self) -> float | None:
+        """Seconds until the seen position is due to be written (None: nothing to write)."""
+        if self._seen == self._saved:
+            return None
+        return self._saved_at + self.config.checkpoint_every - asyncio.get_running_loop().time()
+
+    async def _save(self) -> None:
+        """Write the seen position as the checkpoint, if it is ahead of it."""
+        if self._seen != self._saved:
+            await self._commit([], self._seen, lazy=False)
 
     async def _step(self, cursor: Cursor) -> tuple[Cursor, int, int]:
         """Handle the page after ``cursor``; return (new cursor, events handled, covered)."""
@@ -374,7 +427,7 @@ class Follower:
                 return await self._read_singly(cursor)
             if not page.size:
                 return cursor, 0, 0
-            end, count = await self._handle(cursor, self._mine(page.events), page.last(cursor))
+            end, count = await self._handle(self._mine(page.events), page.last(cursor))
             return end, count, page.size
         except errors.DRIVER_TRANSIENT as exc:
             raise errors.DatabaseUnavailableError(
@@ -389,21 +442,30 @@ class Follower:
             return events
         return [r for r in events if r.type_name in handles]
 
-    async def _handle(
-        self, cursor: Cursor, batch: Sequence[RecordedEvent], end: Cursor
-    ) -> tuple[Cursor, int]:
-        """Hand ``batch`` on and move the checkpoint from ``cursor`` to ``end`` (the page's)."""
+    async def _handle(self, batch: Sequence[RecordedEvent], end: Cursor) -> tuple[Cursor, int]:
+        """Hand ``batch`` on and move the checkpoint to ``end`` (the page's)."""
         try:
-            await self._commit(cursor, batch, end)
+            await self._commit(batch, end)
         except self._passthrough:
             raise
         except Exception:
-            return await self._handle_singly(cursor, batch, end)
+            return await self._handle_singly(batch, end)
         return end, len(batch)
 
-    async def _commit(self, expected: Cursor, batch: Sequence[RecordedEvent], end: Cursor) -> None:
-        """Have the handler handle ``batch`` and move the checkpoint from ``expected`` to
-        ``end``; an empty batch (a page of other types only) moves the checkpoint alone."""
+    async def _commit(
+        self, batch: Sequence[RecordedEvent], end: Cursor, *, lazy: bool = True
+    ) -> None:
+        """Have the handler handle ``batch`` and move the checkpoint to ``end``.
+
+        An empty batch (a page of other types only) moves the checkpoint alone; ``lazy``,
+        only when it is due (``checkpoint_every``) or a recorded failure may wait to be
+        cleared, and otherwise only the seen position moves.
+        """
+        loop = asyncio.get_running_loop()
+        if lazy and not batch and self._deferrable(loop.time()):
+            self._seen = end
+            return
+        expected = self._saved
         entered = False
 
         @contextlib.asynccontextmanager
@@ -428,21 +490,22 @@ class Follower:
         if not entered:
             async with commit():
                 pass
+        self._saved = self._seen = end
+        self._saved_at = loop.time()
 
     async def _handle_singly(
-        self, cursor: Cursor, batch: Sequence[RecordedEvent], end: Cursor
+        self, batch: Sequence[RecordedEvent], end: Cursor
     ) -> tuple[Cursor, int]:
         """Handle event by event to find the one that fails; commit those before it."""
         for recorded in batch:
             try:
-                await self._commit(cursor, [recorded], Cursor.of(recorded))
+                await self._commit([recorded], Cursor.of(recorded))
             except self._passthrough:
                 raise
             except Exception as exc:
                 await self._fail(recorded.position, exc, recorded.stream_id, recorded.type_name)
-            cursor = Cursor.of(recorded)
-        if cursor != end:  # events of other types after the last one handled
-            await self._commit(cursor, [], end)
+        if self._seen != end:  # events of other types after the last one handled
+            await self._commit([], end)
         return end, len(batch)
 
     async def _read_singly(self, cursor: Cursor) -> tuple[Cursor, int, int]:
@@ -460,7 +523,7 @@ class Follower:
                 await self._fail(row["position"], exc, row["stream_id"], row["event_type"])
             if not page.size:
                 break
-            cursor, count = await self._handle(cursor, self._mine(page.events), page.last(cursor))
+            cursor, count = await self._handle(self._mine(page.events), page.last(cursor))
             handled += count
             covered += page.size
         return cursor, handled, covered

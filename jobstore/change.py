@@ -15,9 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from jobstore import errors, job_state
+from jobstore import errors, job_state, keyring, protect
 from jobstore.event import Event
 from jobstore.job_state import JobState
+from jobstore.keyring import DeliveryKeys
 from jobstore.store import DeliveryToken, EventStore
 
 T = TypeVar("T")
@@ -57,6 +58,34 @@ async def load(store: EventStore, job_id: str) -> JobState | None:
     return job_state.fold(await store.read_stream(job_state.stream_id(job_id)))
 
 
+@dataclass(slots=True)
+class JobKey:
+    """A job's data key, read by :func:`change` with the job's stream (one statement, so no
+    round trip of its own): given to :func:`change`, every read of the stream also reads the
+    key into ``read``, and an append against a state whose current dispatch is the one the
+    key was read with is sealed with it, without reading it again (the rule:
+    :meth:`jobstore.keyring.KeyRing.seal`).  A delivery holds one for its start and its
+    outcome."""
+
+    read: DeliveryKeys | None = None
+
+    @property
+    def keys(self) -> protect.Keys:
+        """The key by job id, for opening (empty before the first read)."""
+        return {} if self.read is None else self.read.keys
+
+
+async def load_with_key(store: EventStore, job_id: str) -> tuple[JobState, DeliveryKeys] | None:
+    """The folded state of a job and its data key, read in one statement; None: no job."""
+    if not is_job_id(job_id):
+        return None
+    events, rows = await store.read_job(job_state.stream_id(job_id), job_id)
+    state = job_state.fold(events)
+    if state is None:
+        return None
+    return state, keyring.delivery_keys(job_id, rows, state.dispatch)
+
+
 async def change(
     store: EventStore,
     job_id: str,
@@ -67,6 +96,7 @@ async def change(
     metadata: Mapping[str, Any] | None = None,
     rounds: int = MAX_ROUNDS,
     keyless_dispatch: int | None = None,
+    key: JobKey | None = None,
 ) -> Change[T] | None:
     """Decide on the job's current state and append what the decision says; None: no job.
 
@@ -76,11 +106,20 @@ async def change(
     is too contended: JobError ``CONTENDED``.  ``keyless_dispatch``: the caller read the
     key table after that dispatch of the job was committed and found no key
     (:class:`jobstore.keyring.DeliveryKeys`); an append against a state whose current
-    dispatch is still that one is made ``keyless`` (the rule: ``KeyRing.seal``).
+    dispatch is still that one is made ``keyless`` (the rule: ``KeyRing.seal``).  ``key``:
+    every read of the stream reads the job's key with it, and appends are sealed with it
+    (:class:`JobKey`).
     """
+    if key is None and keyless_dispatch is not None:
+        key = JobKey(DeliveryKeys({job_id: None}, exists=False, dispatch=keyless_dispatch))
     state = known
     for _ in range(rounds):
-        if state is None:
+        if state is None and key is not None:
+            read = await load_with_key(store, job_id)
+            if read is None:
+                return None
+            state, key.read = read
+        elif state is None:
             state = await load(store, job_id)
             if state is None:
                 return None
@@ -94,10 +133,17 @@ async def change(
                 state.version,
                 metadata=metadata,
                 token=token,
-                keyless=keyless_dispatch is not None and state.dispatch == keyless_dispatch,
+                key=_sealing_key(key, state),
             )
         except errors.ConcurrencyError:
             state = None  # someone wrote in between: fold again and decide again
             continue
         return Change(state, events, result, positions)
     raise errors.JobError(f"job {job_id} is changing too fast to decide", "CONTENDED", job_id)
+
+
+def _sealing_key(key: JobKey | None, state: JobState) -> DeliveryKeys | None:
+    """The key read with the stream, if the append is made while its dispatch is current."""
+    if key is None or key.read is None or key.read.dispatch != state.dispatch:
+        return None
+    return key.read

@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import os
 import uuid
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -126,6 +126,32 @@ class DeliveryKeys:
 
     keys: dict[str, AESGCM | None]
     exists: bool
+    dispatch: int | None = None
+    """The job's current dispatch in the state read together with the key (one statement,
+    one snapshot: :meth:`jobstore.store.EventStore.read_job`); None: not read together."""
+
+
+def delivery_keys(job_id: str, rows: Sequence[asyncpg.Record], dispatch: int) -> DeliveryKeys:
+    """The key of ``job_id`` from the rows of a read of its stream that carried its key row
+    (columns ``job_id`` (NULL: no key row), ``wrapped_key``, ``master_key_id``, ``erased``),
+    read with the state whose current dispatch is ``dispatch``."""
+    found = [rows[0]] if rows and rows[0]["job_id"] is not None else []
+    return DeliveryKeys(_keys_of(found) or {job_id: None}, bool(found), dispatch)
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A key made by :meth:`KeyRing.seal` for a job's first dispatch and not stored yet: the
+    append carrying the dispatch stores it in its own statement (``store.sql``
+    ``append_events_each_making_keys``), which appends nothing to a stream whose key exists
+    already."""
+
+    stream_id: str
+    key_id: str
+    user_id: int | None
+    organization_id: int | None
+    wrapped_key: bytes
+    master_key_id: str
 
 
 class KeyRing:
@@ -184,6 +210,8 @@ class KeyRing:
         connection: asyncpg.Connection | None = None,
         *,
         keyless: Collection[str] = (),
+        known: Mapping[str, DeliveryKeys] | None = None,
+        new_keys: list[NewKey] | None = None,
     ) -> list[Sequence[Event]]:
         """Each stream's events with their personal data sealed by its job's (or schedule's) key.
 
@@ -201,22 +229,46 @@ class KeyRing:
         by a dispatch's append and committed no later than that dispatch, so the read saw every
         key the job's dispatches so far made (:class:`DeliveryKeys`; a new dispatch changes
         the job's version, so an append against the old one is refused and decided again).
+
+        Under the same rule a caller may give the key it read with the job's stream
+        (``known``, by stream: :class:`DeliveryKeys`), for an append without a dispatch: no
+        row, the job is keyless; else its events are sealed with that key, not read again (the
+        key a read found stays the job's key; if it was erased since, what it seals opens
+        nowhere, like the ``[erased]`` a fresh read would have stored).
+
+        With ``new_keys``, the keys of jobs whose first dispatch is in the append are made
+        here and not stored: they are added to ``new_keys`` for the append's own statement to
+        store, in its transaction (the caller appends no stream whose key was found to exist
+        already, and seals it again without ``new_keys``).
         """
         made: dict[str, _Wanted] = {}
+        fresh: dict[str, str] = {}  # key id -> stream id, keys the caller's append stores
         read: set[str] = set()
+        keys: dict[str, AESGCM | None] = {}
         for stream_id, events in streams:
             owner = _owner(stream_id)
             if owner is None:
                 continue
             kid, schedule_id = owner
             uses = {protect.key_use(e) for e in events}
+            given = (known or {}).get(stream_id)
             if "make" in uses:
                 made[kid] = _wanted(kid, schedule_id, events)
-            elif "read" in uses and not _known_keyless(stream_id in keyless, events):
+                if new_keys is not None and schedule_id is None and _first_dispatch(events):
+                    fresh[kid] = stream_id
+            elif "read" not in uses or _known_keyless(stream_id in keyless, events):
+                continue
+            elif given is not None and given.dispatch is not None and not _dispatches(events):
+                if given.exists:
+                    keys[kid] = given.keys.get(kid)
+            else:
                 read.add(kid)
-        if not made and not read:
+        if not made and not read and not keys:
             return [events for _, events in streams]
-        keys = await self._create(list(made.values()), connection) if made else {}
+        if fresh and new_keys is not None:
+            new_keys += _fresh([made.pop(k) for k in sorted(fresh)], fresh, keys)
+        if made:
+            keys.update(await self._create(list(made.values()), connection))
         if read:
             keys.update(_keys_of(await self._fetch(connection, _Q["read_keys"], sorted(read))))
         out: list[Sequence[Event]] = []
@@ -243,6 +295,7 @@ class KeyRing:
         self, wanted: list[_Wanted], connection: asyncpg.Connection | None
     ) -> dict[str, AESGCM | None]:
         master = master_key()
+        wanted = sorted(wanted, key=lambda w: w.job_id)  # one lock order for every writer
         fresh = [os.urandom(32) for _ in wanted]
         args = (
             [w.job_id for w in wanted],
@@ -321,6 +374,33 @@ def _wanted(kid: str, schedule_id: str | None, events: Sequence[Event]) -> _Want
 
 def _id(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _fresh(
+    wanted: list[_Wanted], streams: Mapping[str, str], keys: dict[str, AESGCM | None]
+) -> list[NewKey]:
+    """New keys for ``wanted`` (jobs' keys), added to ``keys``, for the append to store."""
+    master = master_key()
+    made = []
+    for w in wanted:
+        raw = os.urandom(32)
+        keys[w.job_id] = AESGCM(raw)
+        wrapped = master.wrap(raw, w.job_id)
+        stream_id = streams[w.job_id]
+        made.append(
+            NewKey(stream_id, w.job_id, w.user_id, w.organization_id, wrapped, master.key_id)
+        )
+    return made
+
+
+def _dispatches(events: Sequence[Event]) -> bool:
+    return any(isinstance(e, JobDispatched) for e in events)
+
+
+def _first_dispatch(events: Sequence[Event]) -> bool:
+    """Whether ``events`` hold a job's first dispatch (its key cannot exist unless an
+    earlier try of the same dispatch made it: the append's statement finds that)."""
+    return any(isinstance(e, JobDispatched) and e.dispatch == 1 for e in events)
 
 
 def _known_keyless(named: bool, events: Sequence[Event]) -> bool:

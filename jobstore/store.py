@@ -83,6 +83,9 @@ class StreamAppend:
     token: DeliveryToken | None = None
     keyless: bool = False
     """The caller knows the job has no data key (the rule: :meth:`keyring.KeyRing.seal`)."""
+    key: keyring.DeliveryKeys | None = None
+    """The job's key as the caller read it with the job's stream (``known`` of
+    :meth:`keyring.KeyRing.seal`, under its rule)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,25 +182,34 @@ class EventStore:
         connection: asyncpg.Connection | None = None,
         token: DeliveryToken | None = None,
         keyless: bool = False,
+        key: keyring.DeliveryKeys | None = None,
     ) -> list[int]:
         """Append ``events`` to one stream in one transaction; return their positions.
 
         With ``token``, the token is recorded in the same transaction, and the append is
         refused with TokenUsedError (nothing written) when the token was recorded before.
-        ``keyless``: the caller knows the job has no data key, so sealing need not look
-        (only under the rule of :meth:`keyring.KeyRing.seal`).
+        ``keyless``: the caller knows the job has no data key, so sealing need not look;
+        ``key``: the job's key as the caller read it with its stream (:meth:`read_job`), so
+        sealing need not read it again (both only under the rule of
+        :meth:`keyring.KeyRing.seal`).  A job's first dispatch stores the key it makes in
+        the append's own statement.
         """
-        request = StreamAppend(stream_id, events, expected_version, metadata or {}, token, keyless)
+        request = StreamAppend(
+            stream_id, events, expected_version, metadata or {}, token, keyless, key
+        )
         if connection is not None:
             if token is not None:
                 raise errors.InvalidEventError("a delivery token cannot go with a connection")
             (positions,) = await self.append_streams([request], connection=connection)
             return positions
-        (request,) = await self._seal([request], None)
-        encoded = _encode(request)
+        (encoded,) = await self._seal_encoded([request])
         if not encoded.types:
             return []
-        return await self._batcher.submit(encoded)
+        try:
+            return await self._batcher.submit(encoded)
+        except _KeyKept:  # an earlier try of this dispatch made the key: seal with it
+            (sealed,) = await self._seal([request], None)
+            return await self._batcher.submit(_encode(sealed))
 
     async def append_streams(
         self, requests: Sequence[StreamAppend], *, connection: asyncpg.Connection | None = None
@@ -230,10 +242,16 @@ class EventStore:
         A stream not at its expected version gets a ConcurrencyError in its slot of the
         result and nothing written; the other streams are written.
         """
-        encoded = [_encode(r) for r in await self._seal(_dedupe(requests), None)]
+        encoded = await self._seal_encoded(_dedupe(requests))
         if not encoded:
             return []
         outcomes = await self._append_each(encoded)
+        again = [i for i, o in enumerate(outcomes) if isinstance(o, _KeyKept)]
+        if again:  # earlier tries of these dispatches made their keys: seal with them
+            sealed = await self._seal([requests[i] for i in again], None)
+            redone = await self._append_each([_encode(r) for r in sealed])
+            for i, outcome in zip(again, redone, strict=True):
+                outcomes[i] = outcome
         return [
             o
             if isinstance(o, list)
@@ -379,18 +397,40 @@ class EventStore:
         return int(rows[0][0])
 
     async def _seal(
-        self, requests: Sequence[StreamAppend], connection: asyncpg.Connection | None
+        self,
+        requests: Sequence[StreamAppend],
+        connection: asyncpg.Connection | None,
+        new_keys: list[keyring.NewKey] | None = None,
     ) -> list[StreamAppend]:
         """The requests with personal data, error texts and results sealed (the one place)."""
         sealed = await self.keys.seal(
             [(r.stream_id, r.events) for r in requests],
             connection,
             keyless={r.stream_id for r in requests if r.keyless},
+            known={r.stream_id: r.key for r in requests if r.key is not None},
+            new_keys=new_keys,
         )
         return [
             r if events is r.events else dataclasses.replace(r, events=events)
             for r, events in zip(requests, sealed, strict=True)
         ]
+
+    async def _seal_encoded(self, requests: Sequence[StreamAppend]) -> list[_Encoded]:
+        """The requests sealed and encoded for :meth:`_append_each`, each carrying the key
+        its first dispatch made (stored by the append's own statement)."""
+        new_keys: list[keyring.NewKey] = []
+        sealed = await self._seal(requests, None, new_keys)
+        made = {k.stream_id: k for k in new_keys}
+        return [_encode(r, made.get(r.stream_id)) for r in sealed]
+
+    async def read_job(
+        self, stream_id: str, job_id: str
+    ) -> tuple[list[RecordedEvent], list[asyncpg.Record]]:
+        """The events of a job's stream and, read with them in one statement, the rows of
+        its data key (for :func:`keyring.delivery_keys`)."""
+        _check_stream_id(stream_id)
+        rows = await self._fetch(_Q["read_stream_with_key"], stream_id, job_id)
+        return [_record(row) for row in rows], rows
 
     async def _append_rows(
         self, conn: asyncpg.Connection, args: tuple[Any, ...]
@@ -403,21 +443,38 @@ class EventStore:
         async def run(conn: asyncpg.Connection, a: tuple[Any, ...]) -> list[asyncpg.Record]:
             return list(await conn.fetch(_Q["append_events_each"], *a))
 
-        rows: list[asyncpg.Record] = await self._run(
-            run, _arguments_each(encoded), None, rerun=False
-        )
+        async def run_making_keys(
+            conn: asyncpg.Connection, a: tuple[Any, ...]
+        ) -> list[asyncpg.Record]:
+            return list(await conn.fetch(_Q["append_events_each_making_keys"], *a))
+
+        new_keys = sorted((e.new_key for e in encoded if e.new_key), key=lambda k: k.key_id)
+        arguments = _arguments_each(encoded)
+        if new_keys:
+            keys = _key_arguments(new_keys)
+            rows: list[asyncpg.Record] = await self._run(
+                run_making_keys, (*arguments, *keys), None, rerun=False
+            )
+        else:
+            rows = await self._run(run, arguments, None, rerun=False)
         self._announcer.wake()
         positions: dict[str, list[int]] = {}
         conflicts: dict[str, int] = {}
         used: set[str] = set()
+        kept: set[str] = set()
         for row in rows:
-            if row["out_position"] is not None:
+            if new_keys and row["out_key_kept"]:
+                kept.add(row["out_stream_id"])
+            elif row["out_position"] is not None:
                 positions.setdefault(row["out_stream_id"], []).append(row["out_position"])
             elif row["out_token_used"]:
                 used.add(row["out_stream_id"])
             else:
                 conflicts[row["out_stream_id"]] = row["out_version"]
-        return [_each_outcome(e, positions, conflicts, used) for e in encoded]
+        return [
+            _KeyKept() if e.stream_id in kept else _each_outcome(e, positions, conflicts, used)
+            for e in encoded
+        ]
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async def run(conn: asyncpg.Connection, a: tuple[Any, ...]) -> list[asyncpg.Record]:
@@ -455,6 +512,11 @@ def _dedupe(requests: Sequence[StreamAppend]) -> Sequence[StreamAppend]:
     return requests
 
 
+class _KeyKept(Exception):
+    """The stream's first dispatch was sealed with a new key, and its job had one already
+    (made by an earlier try): nothing was appended to it; seal it again with the stored key."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Encoded:
     """One stream's append, checked and encoded, ready to join a statement's arrays."""
@@ -466,9 +528,11 @@ class _Encoded:
     datas: list[bytes]
     meta: bytes
     token: DeliveryToken | None = None
+    new_key: keyring.NewKey | None = None
+    """The data key the stream's first dispatch was sealed with, stored by the append."""
 
 
-def _encode(request: StreamAppend) -> _Encoded:
+def _encode(request: StreamAppend, new_key: keyring.NewKey | None = None) -> _Encoded:
     _check_stream_id(request.stream_id)
     expected = _expected(request.expected_version)
     metadata = tracing.stamp(request.metadata)  # the current span, when tracing is on
@@ -485,7 +549,9 @@ def _encode(request: StreamAppend) -> _Encoded:
         types.append(event.type_name)
         versions.append(event.schema_version)
         datas.append(codec.dumps(event.to_json_data(), what=event.type_name))
-    return _Encoded(request.stream_id, expected, types, versions, datas, meta, request.token)
+    return _Encoded(
+        request.stream_id, expected, types, versions, datas, meta, request.token, new_key
+    )
 
 
 def _arguments(encoded: Sequence[_Encoded]) -> tuple[list[Any], ...]:
@@ -510,6 +576,18 @@ def _arguments_each(encoded: Sequence[_Encoded]) -> tuple[list[Any], ...]:
     token_ids = [e.token.token_id if e.token else None for e in encoded]
     token_expiries = [e.token.expires_at if e.token else None for e in encoded]
     return check_streams, check_versions, token_ids, token_expiries, *events
+
+
+def _key_arguments(new_keys: Sequence[keyring.NewKey]) -> tuple[Any, ...]:
+    """The key columns of ``append_events_each_making_keys`` (one master key per process)."""
+    return (
+        [k.stream_id for k in new_keys],
+        [k.key_id for k in new_keys],
+        [k.user_id for k in new_keys],
+        [k.organization_id for k in new_keys],
+        [k.wrapped_key for k in new_keys],
+        new_keys[0].master_key_id,
+    )
 
 
 def _each_outcome(

@@ -146,3 +146,50 @@ SELECT position, stream_id, version, event_type, schema_version, data, metadata,
   FROM jobtrail.events_archive
  WHERE stream_id = $1
  ORDER BY version;
+
+-- name: read_stream_with_key
+-- params: stream_id, key_id
+-- A job's events, each with the job's data key row (NULL columns: none), in one statement
+-- and so one snapshot: the key read is as late as the newest dispatch read (the rule of
+-- jobstore.keyring.KeyRing.seal), without a round trip of its own (a delivery's read).
+SELECT e.position, e.stream_id, e.version, e.event_type, e.schema_version, e.data, e.metadata,
+       e.recorded_at, e.xid, k.job_id::text AS job_id, k.wrapped_key, k.master_key_id,
+       k.erased_at IS NOT NULL AS erased
+  FROM jobtrail.events e
+  LEFT JOIN jobtrail.data_keys k ON k.job_id = $2::uuid
+ WHERE e.stream_id = $1
+ ORDER BY e.version;
+
+-- name: append_events_each_making_keys
+-- params: check_streams, check_versions, token_ids, token_expiries, stream_ids, event_types, schema_versions, datas, metadatas, key_streams, key_ids, user_ids, organization_ids, wrapped_keys, master_key_id
+-- append_events_each storing, in the same statement, the data keys made for the first
+-- dispatches it appends (jobstore.keyring.NewKey): a key commits with its dispatch or not
+-- at all, and costs no statement of its own.  A key that exists already (made by an earlier
+-- try of the same job) is kept, and its stream is not appended, since its events were
+-- sealed with the new key: its expected version becomes -1, which no stream has, and
+-- out_key_kept tells the store to seal it again with the stored key.  Keys come in key id
+-- order, so two appends wanting the same keys wait for each other in one order.
+WITH made AS (
+    INSERT INTO jobtrail.data_keys AS k (job_id, user_id, organization_id, wrapped_key,
+                                         master_key_id)
+    SELECT g.job_id, g.user_id, g.organization_id, g.wrapped_key, $15::text
+      FROM unnest($11::uuid[], $12::bigint[], $13::bigint[], $14::bytea[])
+           WITH ORDINALITY AS g(job_id, user_id, organization_id, wrapped_key, n)
+     ORDER BY g.n
+    ON CONFLICT (job_id) DO NOTHING
+    RETURNING k.job_id
+), kept AS (
+    SELECT coalesce(array_agg(g.sid), '{}') AS streams
+      FROM unnest($10::text[], $11::uuid[]) AS g(sid, job_id)
+     WHERE g.job_id NOT IN (SELECT made.job_id FROM made)
+)
+SELECT a.out_position, a.out_stream_id, a.out_version, a.out_token_used,
+       a.out_stream_id = ANY (kept.streams) AS out_key_kept
+  FROM kept
+ CROSS JOIN LATERAL jobtrail.append_events_each(
+           $1::text[],
+           ARRAY(SELECT CASE WHEN c.sid = ANY (kept.streams) THEN -1 ELSE c.expected END
+                   FROM unnest($1::text[], $2::integer[]) WITH ORDINALITY AS c(sid, expected, n)
+                  ORDER BY c.n),
+           $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::smallint[], $8::json[],
+           $9::json[]) a;

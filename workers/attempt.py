@@ -66,8 +66,7 @@ async def deliver(
     captured delivery sent again gets the answer a duplicate would get, and runs nothing.
     """
     replayed = False
-    read = await ctx.store.keys.for_delivery(job_id)  # the handler sees its data opened
-    keys = read.keys
+    key = change.JobKey()  # read with the stream: the handler sees its data opened
 
     def decide(state: JobState) -> tuple[Sequence[Event], decision.Respond | Prepared]:
         choice = decision.decide_delivery(
@@ -79,17 +78,17 @@ async def deliver(
             log.warning("replayed delivery token refused", job_id=job_id, token=token.token_id)
             used = Answer(503, "this signed delivery was used before; nothing run", retry_after=1)
             return [], decision.Respond(used)
-        prepared = _prepare(ctx, state, choice.attempt, message_id, handler, keys)
+        prepared = _prepare(ctx, state, choice.attempt, message_id, handler, key.keys)
         if isinstance(prepared, job_events.JobFailed):  # unknown type or invalid payload
             return [prepared], decision.Respond(Answer(489, prepared.reason, non_retryable=True))
         return choice.events, prepared
 
     try:
         try:
-            changed = await change.change(ctx.store, job_id, decide, token=token)
+            changed = await change.change(ctx.store, job_id, decide, token=token, key=key)
         except TokenUsedError:
             replayed = True  # answer as the duplicate of its first use would be answered
-            changed = await change.change(ctx.store, job_id, decide)
+            changed = await change.change(ctx.store, job_id, decide, key=key)
     except JobError as exc:
         if exc.code != "CONTENDED":
             raise
@@ -99,8 +98,7 @@ async def deliver(
     if isinstance(changed.result, decision.Respond):
         return changed.result.answer
     spec, payload, job = changed.result
-    keyless = None if read.exists else dispatch  # its outcome needs no second key read
-    return await _run(ctx, _after(changed, job_id), job.attempt, (spec, payload, job), keyless)
+    return await _run(ctx, _after(changed, job_id), job.attempt, (spec, payload, job), key)
 
 
 def _after(changed: change.Change[Any], job_id: str) -> JobState:
@@ -172,7 +170,7 @@ async def _run(
     state: JobState,
     attempt: int,
     prepared: Prepared,
-    keyless: int | None = None,
+    key: change.JobKey | None = None,
 ) -> Answer:
     spec, payload, job = prepared
     started = time.perf_counter()
@@ -190,11 +188,11 @@ async def _run(
         except Exception as exc:
             duration = time.perf_counter() - started
             ctx.metrics.handler_seconds.labels(job.type).observe(duration)
-            return await _record_failure(ctx, job, attempt, exc, duration, beat.state, keyless)
+            return await _record_failure(ctx, job, attempt, exc, duration, beat.state, key)
         duration = time.perf_counter() - started
         ctx.metrics.handler_seconds.labels(job.type).observe(duration)
         return await _record_success(
-            ctx, job, attempt, duration, _storable(result), beat.state, keyless
+            ctx, job, attempt, duration, _storable(result), beat.state, key
         )
 
 
@@ -271,7 +269,7 @@ async def _record_success(
     duration: float,
     result: Any,
     known: JobState,
-    keyless: int | None,
+    key: change.JobKey | None,
 ) -> Answer:
     outcome = await _record(
         ctx,
@@ -279,7 +277,7 @@ async def _record_success(
         attempt,
         lambda s: decision.decide_success(s, job.dispatch, attempt, duration, result),
         known,
-        keyless,
+        key,
     )
     log.info("attempt completed", duration_seconds=round(duration, 4))
     if outcome is not None:
@@ -294,7 +292,7 @@ async def _record_failure(
     exc: BaseException,
     duration: float,
     known: JobState,
-    keyless: int | None,
+    key: change.JobKey | None,
 ) -> Answer:
     retryable = not isinstance(exc, JobValidationError | NonRetryableJobError)
     if isinstance(exc, TimeoutError):
@@ -323,7 +321,7 @@ async def _record_failure(
         )
         return recorded
 
-    outcome = await _record(ctx, job, attempt, decide, known, keyless)
+    outcome = await _record(ctx, job, attempt, decide, known, key)
     log.warning(
         "attempt failed",
         error_type=type(exc).__name__,
@@ -369,7 +367,7 @@ async def _record(
     attempt: int,
     decide: Callable[[JobState], list[Event]],
     known: JobState,
-    keyless: int | None,
+    key: change.JobKey | None,
 ) -> Answer | None:
     """Append an attempt's outcome; None when recorded, an Answer when it cannot be.
 
@@ -378,8 +376,8 @@ async def _record(
     the stream is not read again.  A version conflict (a cancel, a takeover, the sweeper)
     folds anew, and the decisions see whether the attempt is still open: an outcome of an
     attempt closed meanwhile, or of a finished job, is recorded as a late report only.
-    ``keyless``: the dispatch whose delivery found the job without a data key (its outcome
-    is sealed without reading the key table again while that dispatch is current).
+    ``key``: the job's data key as the delivery read it with the job's stream (the outcome
+    is sealed with it, without reading the key table, while that dispatch is current).
     """
 
     def outcome(state: JobState) -> tuple[Sequence[Event], Answer | None]:
@@ -391,9 +389,7 @@ async def _record(
         return events, None
 
     try:
-        changed = await change.change(
-            ctx.store, job.job_id, outcome, known=known, keyless_dispatch=keyless
-        )
+        changed = await change.change(ctx.store, job.job_id, outcome, known=known, key=key)
     except JobError as exc:
         if exc.code != "CONTENDED":
             raise

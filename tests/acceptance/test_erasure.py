@@ -510,20 +510,26 @@ async def test_a_lost_message_of_an_erased_job_fails_instead_of_being_recovered(
 
 
 async def test_the_host_reads_the_key_of_a_job_without_one_once_per_delivery(db_dsn: str) -> None:
-    """Its delivery found no key: the outcome is sealed (with nothing) without a second read.
-    A job with a key still has its outcome sealed: the scans above prove it (the refused
-    email's error quotes the address)."""
+    """Its delivery found no key, reading it with the job's stream (one statement): the
+    outcome is sealed (with nothing) without a second read.  A job with a key still has its
+    outcome sealed: the scans above prove it (the refused email's error quotes the address)."""
     reads: list[tuple[Any, ...]] = []
     async with running_host(db_dsn) as host:
-        keys = host.ctx.store.keys
-        fetch = keys._fetch
+        store = host.ctx.store
+        keys, fetch, fetch_stream = store.keys, store.keys._fetch, store._fetch
 
         async def counted(connection: Any, sql: str, *args: Any) -> Any:
             if "FROM jobtrail.data_keys" in sql and "INSERT" not in sql:
                 reads.append(args)
             return await fetch(connection, sql, *args)
 
+        async def counted_stream(sql: str, *args: Any) -> Any:
+            if "jobtrail.data_keys" in sql:
+                reads.append(args)
+            return await fetch_stream(sql, *args)
+
         keys._fetch = counted  # type: ignore[method-assign,unused-ignore]
+        store._fetch = counted_stream  # type: ignore[method-assign,unused-ignore]
         job_id = await host.enqueue(fail_times=1)
         await host.wait_status(job_id, "completed")
         types = await host.types(job_id)
@@ -535,4 +541,5 @@ async def test_the_host_reads_the_key_of_a_job_without_one_once_per_delivery(db_
         "job.started",
         "job.completed",
     ]
-    assert reads == [([job_id],), ([job_id],)]  # one per delivery, none per outcome
+    stream = f"job-{job_id}"
+    assert reads == [(stream, job_id), (stream, job_id)]  # with each delivery's stream read

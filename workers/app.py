@@ -79,7 +79,7 @@ def make_app(
         spec = registry.get(job_type)
         app.router.add_post(spec.config.endpoint, create_job_worker())
     app.router.add_post(jobstore.envelope.FAILURE_CALLBACK_PATH, callback.failure_callback)
-    app.router.add_post(jobstore.envelope.NOTIFY_PATH, notification.notify)
+    notification.mount(app)
     health.add_routes(app)
     access = projections.Access.from_settings(settings, options.listen_host)
     app[projections.API_ACCESS] = access

@@ -14,12 +14,18 @@ that is the same on every delivery of one outcome (``X-Jobtrail-Notification-Id`
 A receiver that answers an error or cannot be reached makes this endpoint answer 500,
 and QStash tries again (at least once, never lost).  A URL the policy refuses is final
 (489).  URLs are logged without their query string or credentials.
+
+Connections to receivers are kept alive between calls (:class:`CallbackSessions`): every
+call still checks its URL and resolves and checks its host, and reuses a connection only
+to exactly the addresses that check passed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+import asyncio
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Final, Literal
 
 import aiohttp
 import orjson
@@ -27,6 +33,7 @@ import structlog
 import yarl
 from aiohttp import web
 
+import jobstore
 from jobstore import (
     AddressPolicy,
     JobstoreError,
@@ -45,11 +52,87 @@ Called = int | Literal["refused", "unreachable"]
 """The receiver's status, or why the call was not answered."""
 TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5, sock_read=10)
 NOTIFICATION_ID_HEADER = "X-Jobtrail-Notification-Id"
+SESSIONS_KEPT = 64
+"""Receivers (URL scheme, host, port and checked addresses) a host keeps connections to."""
 log = structlog.get_logger("jobtrail.notification")
+Target = tuple[str, str, int, tuple[str, ...]]
+
+
+class CallbackSessions:
+    """Keep-alive sessions to callback receivers, one per target and its checked addresses.
+
+    A session is pinned to the addresses its target resolved to when it was made
+    (:class:`target.PinnedResolver`), and is reused only by a call whose own check
+    resolved the same host to the same addresses: the policy applies to every call, a
+    connection kept alive reaches nothing it did not pass.  Past ``size`` targets the
+    least recently used session is closed, once calls it may still carry are over.
+    """
+
+    def __init__(self, size: int = SESSIONS_KEPT) -> None:
+        self._size = size
+        self._sessions: OrderedDict[Target, aiohttp.ClientSession] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def session_for(
+        self, url: yarl.URL, policy: AddressPolicy, lookup: target.Lookup
+    ) -> aiohttp.ClientSession:
+        """A session that reaches only ``url``'s host, at addresses ``policy`` passed now."""
+        host, port = target.check_url(url, policy)
+        addresses = await target.resolve_checked(host, port, policy=policy, lookup=lookup)
+        key = (url.scheme, host.rstrip(".").lower(), port, tuple(addresses))
+        session = self._sessions.get(key)
+        if session is not None and not session.closed:
+            self._sessions.move_to_end(key)
+            return session
+        connector = aiohttp.TCPConnector(
+            resolver=target.PinnedResolver(host, addresses), use_dns_cache=False
+        )
+        self._sessions[key] = session = webhook.default_session(connector)
+        while len(self._sessions) > self._size:
+            _, old = self._sessions.popitem(last=False)
+            closing = asyncio.create_task(_close_after(old, TIMEOUT.total or 0))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        return session
+
+    async def close(self) -> None:
+        """Close every session (the host is stopping)."""
+        for closing in list(self._closing):
+            closing.cancel()
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        for session in sessions:
+            await session.close()
+
+
+async def _close_after(session: aiohttp.ClientSession, seconds: float) -> None:
+    """Close ``session`` once a call started on it before now has surely ended."""
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        await session.close()
+
+
+SESSIONS: Final = web.AppKey("callback_sessions", CallbackSessions)
+
+
+def mount(app: web.Application) -> None:
+    """Add the notification endpoint to ``app``, with its callback sessions."""
+    app.router.add_post(jobstore.envelope.NOTIFY_PATH, notify)
+    app.cleanup_ctx.append(_sessions)
+
+
+async def _sessions(app: web.Application) -> AsyncIterator[None]:
+    app[SESSIONS] = sessions = CallbackSessions()
+    try:
+        yield
+    finally:
+        await sessions.close()
 
 
 async def call_callback(
     ctx: HostContext,
+    sessions: CallbackSessions,
     url: str,
     body: Mapping[str, Any],
     kind: Kind,
@@ -71,13 +154,10 @@ async def call_callback(
             **webhook.signed_headers(ctx.settings, notification, f"job.{kind}", raw_body),
             NOTIFICATION_ID_HEADER: notification,
         }
-        connector = await target.pinned_connector(parsed, policy, lookup)
-        async with (
-            webhook.default_session(connector) as session,
-            session.post(
-                parsed, data=raw_body, headers=headers, allow_redirects=False, timeout=TIMEOUT
-            ) as response,
-        ):
+        session = await sessions.session_for(parsed, policy, lookup)
+        async with session.post(
+            parsed, data=raw_body, headers=headers, allow_redirects=False, timeout=TIMEOUT
+        ) as response:
             status = response.status
     except (HandlerError, NonRetryableJobError) as exc:
         log.warning("job callback refused", kind=kind, url=where, reason=str(exc))
@@ -115,7 +195,8 @@ async def notify(request: web.Request) -> web.Response:
         return respond(Answer(489, "not a jobtrail notification", non_retryable=True))
     # The job's owner gets its result and errors opened, as its handler did ([erased] once erased).
     opened = await ctx.store.keys.reveal({"notification_id": nid, **job})
-    status = await call_callback(ctx, str(url), opened, kind, notification=nid)
+    sessions = request.app[SESSIONS]
+    status = await call_callback(ctx, sessions, str(url), opened, kind, notification=nid)
     answer = _answer(status)
     ctx.metrics.notifications.labels(kind, _outcome(status)).inc()
     await _record(ctx, job, kind, nid, str(url), status)

@@ -6,7 +6,13 @@ schedule), user and organization, wrapped with the master key from settings
 (``JOBTRAIL_DATA_KEY``: 32 random bytes, base64).  The event store seals what it appends
 (:meth:`KeyRing.seal`); readers allowed to see personal data open it
 (:meth:`KeyRing.reveal`); erasure destroys keys (:mod:`jobstore.erasure`).  Keys are never
-cached: an erasure in another process takes effect at the next read.
+cached: an erasure in another process takes effect at the next read.  One read serves a
+whole delivery: the key read with the job's stream opens the payload for the handler and
+seals the attempt's outcome (erased meanwhile, what it sealed opens nowhere).
+
+No key costs a round trip of its own on a job's way: a first dispatch's key is stored by
+the statement appending the dispatch (:class:`NewKey`), and a delivery reads the key with
+the job's stream (:func:`delivery_keys`).
 """
 
 from __future__ import annotations

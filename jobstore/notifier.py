@@ -8,11 +8,19 @@ host makes the call under its address policy.  QStash retries until the host ans
 so a notification is delivered at least once and never lost: a crash before the publish
 leaves the checkpoint behind and publishes again (deduplicated by QStash under the
 notification id, and by receivers after QStash's ten-minute window).
+
+The notifications of one page travel together: up to ``BUNDLE`` of them (and
+``BUNDLE_BYTES``) in one QStash message, ``{"notifications": [...]}``, deduplicated under
+their ids together; a lone one as itself.  The host calls each one's callback and, when
+QStash retries the message because a callback failed, calls again only those whose call
+the log does not show as settled (:func:`settled`), so each notification is still tried
+until its receiver answers, and one failing receiver does not make the others called again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
@@ -38,6 +46,12 @@ Kind = Literal["completed", "failed"]
 NOTIFY_RETRIES = 5
 QSTASH_BATCH = 100
 MAX_BACKOFF_SECONDS = 10.0
+BUNDLE: Final = 50
+"""Notifications in one QStash message at most (one delivery, one signature check)."""
+BUNDLE_BYTES: Final = 256 * 1024
+"""Encoded bodies in one QStash message at most (its limit is 1 MiB)."""
+SETTLED: Final = ("delivered", "rejected", "refused")
+"""Results of a callback call (``JobNotified.result``) that are final: not called again."""
 
 
 def notification_id(job_id: str, dispatch: int, kind: Kind) -> str:
@@ -87,13 +101,14 @@ class Notifier:
         if not outcomes:
             return
         wanted = await self._callbacks({_job_id(r) for r in outcomes})
-        messages = [m for r in outcomes if (m := self._message(r, wanted)) is not None]
+        bodies = [b for r in outcomes if (b := self._body(r, wanted)) is not None]
+        messages = [self._message(bundle) for bundle in bundles(bodies)]
         for start in range(0, len(messages), QSTASH_BATCH):
             chunk = cast("list[BatchJsonRequest]", messages[start : start + QSTASH_BATCH])
             await self._publish(chunk)
-        self.published += len(messages)
-        if messages:
-            log.info("notifications published", count=len(messages))
+        self.published += len(bodies)
+        if bodies:
+            log.info("notifications published", count=len(bodies), messages=len(messages))
 
     async def _publish(self, chunk: list[BatchJsonRequest]) -> None:
         """Publish, waiting out QStash being unreachable (the checkpoint waits too)."""
@@ -113,7 +128,23 @@ class Notifier:
             for row in rows
         }
 
-    def _message(
+    def _message(self, bundle: list[dict[str, Any]]) -> dict[str, Any]:
+        """The QStash message of ``bundle``: its one notification, or them all together."""
+        ids = [body["notification_id"] for body in bundle]
+        if len(bundle) == 1:
+            body, dedup = bundle[0], ids[0].replace(":", "-")
+        else:
+            body = {"notifications": bundle}
+            dedup = "bundle-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:40]
+        return {
+            "url": self.config.public_url.rstrip("/") + envelope.NOTIFY_PATH,
+            "body": body,
+            "retries": NOTIFY_RETRIES,
+            "deduplication_id": dedup,
+            "label": "jobtrail-notification",
+        }
+
+    def _body(
         self, recorded: RecordedEvent, wanted: dict[tuple[str, int], dict[str, Any]]
     ) -> dict[str, Any] | None:
         event = recorded.event
@@ -124,9 +155,8 @@ class Notifier:
         url = callbacks.get("callback" if kind == "completed" else "failure_callback")
         if not url:
             return None
-        nid = notification_id(job_id, event.dispatch, kind)
-        body = {
-            "notification_id": nid,
+        return {
+            "notification_id": notification_id(job_id, event.dispatch, kind),
             "url": url,
             "kind": kind,
             "position": recorded.position,
@@ -138,13 +168,28 @@ class Notifier:
                 **_details(event),
             },
         }
-        return {
-            "url": self.config.public_url.rstrip("/") + envelope.NOTIFY_PATH,
-            "body": body,
-            "retries": NOTIFY_RETRIES,
-            "deduplication_id": nid.replace(":", "-"),
-            "label": "jobtrail-notification",
-        }
+
+
+def bundles(bodies: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``bodies`` in order, in groups of at most BUNDLE and BUNDLE_BYTES encoded."""
+    groups: list[list[dict[str, Any]]] = []
+    size = 0
+    for body in bodies:
+        length = len(orjson.dumps(body))
+        if not groups or len(groups[-1]) >= BUNDLE or size + length > BUNDLE_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(body)
+        size += length
+    return groups
+
+
+async def settled(store: EventStore, notifications: Sequence[tuple[str, str]]) -> set[str]:
+    """Of these (job id, notification id), those whose callback call the log shows final."""
+    streams = sorted({job_state.stream_id(job_id) for job_id, _ in notifications})
+    ids = [nid for _, nid in notifications]
+    rows = await store.pool.fetch(_Q["settled_notifications"], streams, ids, list(SETTLED))
+    return {row["notification_id"] for row in rows}
 
 
 def _job_id(recorded: RecordedEvent) -> str:

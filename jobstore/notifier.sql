@@ -9,3 +9,13 @@ SELECT stream_id,
   FROM jobtrail.events
  WHERE stream_id = ANY($1::text[])
    AND event_type = 'job.dispatched';
+
+-- name: settled_notifications
+-- params: stream_ids, notification_ids, results
+-- Of these notifications, those whose callback call was recorded with a final result.
+SELECT DISTINCT data ->> 'notification_id' AS notification_id
+  FROM jobtrail.events
+ WHERE stream_id = ANY($1::text[])
+   AND event_type = 'job.notified'
+   AND data ->> 'notification_id' = ANY($2::text[])
+   AND data ->> 'result' = ANY($3::text[]);

@@ -13,7 +13,10 @@ that is the same on every delivery of one outcome (``X-Jobtrail-Notification-Id`
 
 A receiver that answers an error or cannot be reached makes this endpoint answer 500,
 and QStash tries again (at least once, never lost).  A URL the policy refuses is final
-(489).  URLs are logged without their query string or credentials.
+(489).  URLs are logged without their query string or credentials.  The notifier sends a
+page's notifications together in one message (a bundle, :mod:`jobstore.notifier`): each
+is called and recorded as if alone, the bundle is answered 500 while any call in it did
+not settle, and a repeated delivery calls only those the log does not show settled.
 
 Connections to receivers are kept alive between calls (:class:`CallbackSessions`): every
 call still checks its URL and resolves and checks its host, and reuses a connection only
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import aiohttp
@@ -40,6 +44,7 @@ from jobstore import (
     NonRetryableJobError,
     job_events,
     job_state,
+    notifier,
 )
 from workers.context import HOST, HostContext
 from workers.decision import Answer
@@ -53,6 +58,8 @@ Called = int | Literal["refused", "unreachable"]
 TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5, sock_read=10)
 NOTIFICATION_ID_HEADER = "X-Jobtrail-Notification-Id"
 SESSIONS_KEPT = 64
+BUNDLE_CALLS = 16
+"""Callbacks of one bundle called at once at most."""
 """Receivers (URL scheme, host, port and checked addresses) a host keeps connections to."""
 log = structlog.get_logger("jobtrail.notification")
 Target = tuple[str, str, int, tuple[str, ...]]
@@ -172,7 +179,14 @@ async def call_callback(
 
 
 async def notify(request: web.Request) -> web.Response:
-    """``POST NOTIFY_PATH``: QStash delivers a notification; call the job's callback."""
+    """``POST NOTIFY_PATH``: QStash delivers a notification, or a bundle of them; call each
+    job's callback.
+
+    A bundle (``{"notifications": [...]}``, :mod:`jobstore.notifier`) is answered 200 when
+    every call in it settled, else 500 and QStash delivers it again: then the calls the
+    log shows settled are not made again.  A malformed notification in a bundle is logged
+    and left out (as a lone one is answered 489).
+    """
     ctx = request.app[HOST]
     body = await request.read()
     try:
@@ -182,25 +196,72 @@ async def notify(request: web.Request) -> web.Response:
         return respond(Answer(401, REFUSED))
     try:
         message = orjson.loads(body)
-        url, kind, nid, job = (
-            message["url"],
-            message["kind"],
-            message["notification_id"],
-            message["job"],
-        )
-        if kind not in ("completed", "failed") or not isinstance(job, dict):
-            raise ValueError(f"unknown notification kind {kind!r}")
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        bundled = isinstance(message, dict) and "notifications" in message
+        items = message["notifications"] if bundled else [message]
+        if not isinstance(items, list):
+            raise TypeError("notifications is not a list")
+    except (orjson.JSONDecodeError, TypeError) as exc:
         log.warning("signed notification is malformed", reason=str(exc))
         return respond(Answer(489, "not a jobtrail notification", non_retryable=True))
-    # The job's owner gets its result and errors opened, as its handler did ([erased] once erased).
-    opened = await ctx.store.keys.reveal({"notification_id": nid, **job})
+    notes = [n for item in items if (n := _parse(item)) is not None]
     sessions = request.app[SESSIONS]
-    status = await call_callback(ctx, sessions, str(url), opened, kind, notification=nid)
-    answer = _answer(status)
-    ctx.metrics.notifications.labels(kind, _outcome(status)).inc()
-    await _record(ctx, job, kind, nid, str(url), status)
-    return respond(answer)
+    if not bundled:
+        if not notes:
+            return respond(Answer(489, "not a jobtrail notification", non_retryable=True))
+        return respond(_answer(await _deliver(ctx, sessions, notes[0])))
+    done: set[str] = set()
+    if request.headers.get("Upstash-Retried", "") != "0":  # a repeat: skip what settled
+        done = await notifier.settled(ctx.store, [(n.job_id, n.nid) for n in notes])
+    limit = asyncio.Semaphore(BUNDLE_CALLS)
+
+    async def deliver(note: Note) -> Answer:
+        async with limit:
+            return _answer(await _deliver(ctx, sessions, note))
+
+    answers = await asyncio.gather(*(deliver(n) for n in notes if n.nid not in done))
+    again = sum(1 for a in answers if a.status >= 500)
+    if again:
+        return respond(
+            Answer(500, f"{again} of {len(notes)} callbacks failed; QStash will try them again")
+        )
+    return respond(Answer(200, f"{len(answers)} callbacks called, {len(done)} settled before"))
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """One notification: the callback's URL, the outcome, its id and the job's details."""
+
+    url: str
+    kind: Kind
+    nid: str
+    job: Mapping[str, Any]
+
+    @property
+    def job_id(self) -> str:
+        """The notified job's id."""
+        return str(self.job["job_id"])
+
+
+def _parse(item: Any) -> Note | None:
+    """The notification ``item`` carries, or None (logged) if it is malformed."""
+    try:
+        url, kind, nid, job = item["url"], item["kind"], item["notification_id"], item["job"]
+        if kind not in ("completed", "failed") or not isinstance(job, dict):
+            raise ValueError(f"unknown notification kind {kind!r}")
+        return Note(str(url), kind, str(nid), job)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("signed notification is malformed", reason=str(exc))
+        return None
+
+
+async def _deliver(ctx: HostContext, sessions: CallbackSessions, note: Note) -> Called:
+    """Call the job's callback about ``note``, count it and record it in the job's history."""
+    # The job's owner gets its result and errors opened, as its handler did ([erased] once erased).
+    opened = await ctx.store.keys.reveal({"notification_id": note.nid, **note.job})
+    status = await call_callback(ctx, sessions, note.url, opened, note.kind, notification=note.nid)
+    ctx.metrics.notifications.labels(note.kind, _outcome(status)).inc()
+    await _record(ctx, note.job, note.kind, note.nid, note.url, status)
+    return status
 
 
 async def _record(

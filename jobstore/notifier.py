@@ -46,6 +46,9 @@ Kind = Literal["completed", "failed"]
 NOTIFY_RETRIES = 5
 QSTASH_BATCH = 100
 MAX_BACKOFF_SECONDS = 10.0
+BUNDLE_PATH: Final = envelope.NOTIFY_PATH + "/bundle"
+"""Where bundles go: a host that predates them answers 404 there, which QStash retries
+(at the notification path it would refuse one as malformed, for good)."""
 BUNDLE: Final = 50
 """Notifications in one QStash message at most (one delivery, one signature check)."""
 BUNDLE_BYTES: Final = 256 * 1024
@@ -132,12 +135,13 @@ class Notifier:
         """The QStash message of ``bundle``: its one notification, or them all together."""
         ids = [body["notification_id"] for body in bundle]
         if len(bundle) == 1:
-            body, dedup = bundle[0], ids[0].replace(":", "-")
+            body, dedup, path = bundle[0], ids[0].replace(":", "-"), envelope.NOTIFY_PATH
         else:
             body = {"notifications": bundle}
             dedup = "bundle-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:40]
+            path = BUNDLE_PATH
         return {
-            "url": self.config.public_url.rstrip("/") + envelope.NOTIFY_PATH,
+            "url": self.config.public_url.rstrip("/") + path,
             "body": body,
             "retries": NOTIFY_RETRIES,
             "deduplication_id": dedup,

@@ -126,6 +126,7 @@ SESSIONS: Final = web.AppKey("callback_sessions", CallbackSessions)
 def mount(app: web.Application) -> None:
     """Add the notification endpoint to ``app``, with its callback sessions."""
     app.router.add_post(jobstore.envelope.NOTIFY_PATH, notify)
+    app.router.add_post(notifier.BUNDLE_PATH, notify)
     app.cleanup_ctx.append(_sessions)
 
 
@@ -179,8 +180,8 @@ async def call_callback(
 
 
 async def notify(request: web.Request) -> web.Response:
-    """``POST NOTIFY_PATH``: QStash delivers a notification, or a bundle of them; call each
-    job's callback.
+    """``POST NOTIFY_PATH`` (and ``BUNDLE_PATH``): QStash delivers a notification, or a
+    bundle of them; call each job's callback.
 
     A bundle (``{"notifications": [...]}``, :mod:`jobstore.notifier`) is answered 200 when
     every call in it settled, else 500 and QStash delivers it again: then the calls the

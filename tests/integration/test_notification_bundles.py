@@ -25,6 +25,7 @@ from jobstore import job_events, notifier
 from tests.host_support import Host, dispatched, free_port, running_host
 
 NOTIFY = jobstore.envelope.NOTIFY_PATH
+BUNDLES = notifier.BUNDLE_PATH
 
 
 @dataclasses.dataclass
@@ -105,7 +106,7 @@ async def test_a_bundle_delivered_again_calls_only_the_callbacks_that_did_not_se
         ids = await failed_jobs(host, urls)
         bundle = {"notifications": [note(j, u) for j, u in zip(ids, urls, strict=True)]}
 
-        status, body, _ = await host.post(NOTIFY, bundle, headers={"Upstash-Retried": "0"})
+        status, body, _ = await host.post(BUNDLES, bundle, headers={"Upstash-Retried": "0"})
         assert status == 500, body
         assert sorted(receiver.paths) == ["/a", "/b", "/flaky"]
         assert [[n.result for n in await notified(host, j)] for j in ids] == [
@@ -114,12 +115,12 @@ async def test_a_bundle_delivered_again_calls_only_the_callbacks_that_did_not_se
             ["delivered"],
         ]
 
-        status, body, _ = await host.post(NOTIFY, bundle, headers={"Upstash-Retried": "1"})
+        status, body, _ = await host.post(BUNDLES, bundle, headers={"Upstash-Retried": "1"})
         assert status == 200, body
         assert sorted(receiver.paths) == ["/a", "/b", "/flaky", "/flaky"], "settled called again"
         assert [n.result for n in await notified(host, ids[1])] == ["error", "delivered"]
 
-        status, body, _ = await host.post(NOTIFY, bundle, headers={"Upstash-Retried": "2"})
+        status, body, _ = await host.post(BUNDLES, bundle, headers={"Upstash-Retried": "2"})
         assert status == 200, body
         assert len(receiver.paths) == 4
 
@@ -130,7 +131,7 @@ async def test_a_malformed_notification_in_a_bundle_does_not_sink_the_others(
     async with running_host(db_dsn, relay=False, notifier=False) as host:
         (job_id,) = await failed_jobs(host, [receiver.url("/a")])
         bundle = {"notifications": [{"kind": "nonsense"}, note(job_id, receiver.url("/a"))]}
-        status, body, _ = await host.post(NOTIFY, bundle)
+        status, body, _ = await host.post(BUNDLES, bundle)
         assert status == 200, body
         assert receiver.paths == ["/a"]
         assert [n.result for n in await notified(host, job_id)] == ["delivered"]
@@ -189,7 +190,7 @@ async def test_the_notifier_bundles_a_page_and_publishes_the_same_bundles_again(
         published.append(qstash.messages)
     first, again = published
     assert first == again
-    assert {m["url"] for m in first} == {"http://host.test" + NOTIFY}
+    assert [m["url"] for m in first] == ["http://host.test" + p for p in (BUNDLES, BUNDLES, NOTIFY)]
     *bundled, lone = first
     ids = [[n["notification_id"] for n in m["body"]["notifications"]] for m in bundled]
     assert ids == [[f"job{i}:1:completed" for i in range(j, j + 3)] for j in (0, 3)]

@@ -53,8 +53,6 @@ BUNDLE: Final = 50
 """Notifications in one QStash message at most (one delivery, one signature check)."""
 BUNDLE_BYTES: Final = 256 * 1024
 """Encoded bodies in one QStash message at most (its limit is 1 MiB)."""
-SETTLED: Final = ("delivered", "rejected", "refused")
-"""Results of a callback call (``JobNotified.result``) that are final: not called again."""
 
 
 def notification_id(job_id: str, dispatch: int, kind: Kind) -> str:
@@ -188,11 +186,14 @@ def bundles(bodies: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return groups
 
 
-async def settled(store: EventStore, notifications: Sequence[tuple[str, str]]) -> set[str]:
-    """Of these (job id, notification id), those whose callback call the log shows final."""
+async def settled(
+    store: EventStore, notifications: Sequence[tuple[str, str]], results: Sequence[str]
+) -> set[str]:
+    """Of these (job id, notification id), those with a ``JobNotified`` of one of ``results``
+    in their job's history (the host's final results: not called again)."""
     streams = sorted({job_state.stream_id(job_id) for job_id, _ in notifications})
     ids = [nid for _, nid in notifications]
-    rows = await store.pool.fetch(_Q["settled_notifications"], streams, ids, list(SETTLED))
+    rows = await store.pool.fetch(_Q["settled_notifications"], streams, ids, list(results))
     return {row["notification_id"] for row in rows}
 
 

@@ -212,20 +212,20 @@ async def notify(request: web.Request) -> web.Response:
         return respond(_answer(await _deliver(ctx, sessions, notes[0])))
     done: set[str] = set()
     if request.headers.get("Upstash-Retried", "") != "0":  # a repeat: skip what settled
-        done = await notifier.settled(ctx.store, [(n.job_id, n.nid) for n in notes])
+        done = await notifier.settled(ctx.store, [(n.job_id, n.nid) for n in notes], SETTLED)
     limit = asyncio.Semaphore(BUNDLE_CALLS)
 
-    async def deliver(note: Note) -> Answer:
+    async def deliver(note: Note) -> str:
         async with limit:
-            return _answer(await _deliver(ctx, sessions, note))
+            return _outcome(await _deliver(ctx, sessions, note))
 
-    answers = await asyncio.gather(*(deliver(n) for n in notes if n.nid not in done))
-    again = sum(1 for a in answers if a.status >= 500)
+    outcomes = await asyncio.gather(*(deliver(n) for n in notes if n.nid not in done))
+    again = sum(1 for outcome in outcomes if outcome not in SETTLED)
     if again:
         return respond(
             Answer(500, f"{again} of {len(notes)} callbacks failed; QStash will try them again")
         )
-    return respond(Answer(200, f"{len(answers)} callbacks called, {len(done)} settled before"))
+    return respond(Answer(200, f"{len(outcomes)} callbacks called, {len(done)} settled before"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +282,10 @@ async def _record(
         await ctx.store.append(job_state.stream_id(str(job["job_id"])), [event])
     except (KeyError, TypeError, ValueError, JobstoreError) as exc:
         log.warning("notification not recorded in the job's history", error=str(exc)[:300])
+
+
+SETTLED: Final = ("delivered", "rejected", "refused")
+"""The outcomes (``JobNotified.result``) after which QStash is not asked to try again."""
 
 
 def _outcome(status: Called) -> str:

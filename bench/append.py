@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import re
 import resource
 import shutil
 import socket
@@ -42,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jobstore
 from bench.common import Timer, bench_line, machine, quiet_logs, scratch_database
 from jobstore import job_events
-from jobstore.migrations import migrations_dir
 
 ROUNDS = 5
 MULTI_ROUNDS = 5
@@ -338,32 +338,66 @@ async def main(total: int) -> None:
     bench_line("append_batch100_vs_raw_ratio", batched / raw, "x")
 
 
-CHAIN_MIGRATIONS = (
-    "0026_chain_event_hashes.sql",
-    "0027_create_audit_anchors.sql",
-    "0032_faster_chain_trigger.sql",
-    "0033_inline_event_hash.sql",
+APPEND_FUNCTIONS = (
+    "jobtrail.append_events(text[], integer[], text[], text[], smallint[], json[], json[],"
+    " boolean)",
+    "jobtrail.append_events_each(text[], integer[], text[], timestamptz[], text[], text[],"
+    " smallint[], json[], json[])",
 )
+# What the chain added to the append functions (sql/0039): each event's hash, computed in
+# the statement, and SECURITY DEFINER with its search_path (so that the trigger may trust
+# the hash they store).  Each must be found exactly once in each function's definition.
+CHAIN_PARTS = (
+    (
+        re.compile(r"jobtrail\.chain\([^()]*\)\s+OVER\s+\(PARTITION BY p\.sid ORDER BY p\.ord\)"),
+        "NULL::bytea",
+    ),
+    (re.compile(r"^ SECURITY DEFINER\n", re.MULTILINE), ""),
+    (re.compile(r"^ SET search_path TO 'pg_catalog', 'pg_temp'\n", re.MULTILINE), ""),
+)
+UNCHAIN = """
+DROP TRIGGER events_chain_hash ON jobtrail.events;
+ALTER TABLE jobtrail.events ALTER COLUMN hash DROP NOT NULL;
+"""
+
+
+def unchained_definition(definition: str) -> str:
+    """An append function's definition (pg_get_functiondef) without what the chain added."""
+    for pattern, replacement in CHAIN_PARTS:
+        definition, found = pattern.subn(replacement, definition)
+        if found != 1:
+            raise RuntimeError(
+                f"{pattern.pattern!r} found {found} times in an append function (expected 1):"
+                " update bench/append.py's CHAIN_PARTS to the latest migration"
+            )
+    return definition
 
 
 @contextlib.asynccontextmanager
 async def _unchained_database(server_dsn: str) -> AsyncIterator[str]:
-    """A scratch database migrated without the hash chain (sql/0026, 0027, 0032, 0033)."""
-    folder = Path(tempfile.mkdtemp(prefix="jobtrail-bench-sql-"))
-    for migration in migrations_dir().glob("*.sql"):
-        if migration.name not in CHAIN_MIGRATIONS:
-            shutil.copy(migration, folder / migration.name)
+    """A scratch database with every migration, then the hash chain taken out (see
+    :func:`main_compare_chain`)."""
     name = f"jobtrail_bench_plain_{os.getpid()}"
     admin = await asyncpg.connect(server_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         dsn = server_dsn.rsplit("/", 1)[0] + f"/{name}"
-        await jobstore.migrate(dsn, folder)
+        await jobstore.migrate(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            async with conn.transaction():
+                await conn.execute(UNCHAIN)
+                for function in APPEND_FUNCTIONS:
+                    definition = await conn.fetchval(
+                        "SELECT pg_get_functiondef($1::regprocedure)", function
+                    )
+                    await conn.execute(unchained_definition(definition))
+        finally:
+            await conn.close()
         yield dsn
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def backend_pids(pool: asyncpg.Pool) -> list[int]:
@@ -409,6 +443,15 @@ async def _chain_round(
 
 async def main_compare_chain(total: int, rounds: int = ROUNDS) -> None:
     """Appends with the hash chain against the same schema without it, alternated, same run.
+
+    The unchained side has every migration, then the chain taken out: the row trigger
+    dropped, the hash column nullable, and the append functions as sql/0039 defines them
+    minus what the chain added there (the hash expression becomes NULL; no SECURITY DEFINER,
+    no SET search_path).  They still read each stream's head row (for its version, as any
+    append does; the hash comes from the same row) and still take position, xid and
+    recorded_at in the statement (what the column defaults would give, at the same cost).
+    So the difference is the chain as it stands: the hash of each event, the definer call,
+    the 32 bytes stored, and the trigger's WHEN test on each row.
 
     Besides events/s (what a user sees, but noisy on a shared machine), the server CPU each
     side's backends spent per event (/proc/PID/schedstat): far less disturbed by other work.
@@ -468,7 +511,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--compare-chain",
         action="store_true",
-        help="only: appends with the hash chain against the schema without it (sql/0026-0027)",
+        help="only: appends with the hash chain against the schema without it",
     )
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="--compare-chain rounds")
     parser.add_argument("--processes", type=int, default=4)

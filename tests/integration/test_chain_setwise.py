@@ -196,3 +196,128 @@ async def test_a_writer_cannot_have_a_hash_of_its_own_stored(
         )
 
     await assert_chained(pool, 3)
+
+
+APPEND_EVENTS = (
+    "SELECT * FROM jobtrail.append_events($1::text[], $2::integer[], $3::text[], $4::text[],"
+    " $5::smallint[], $6::text[]::json[], $7::text[]::json[], true)"
+)
+APPEND_EVENTS_EACH = (
+    "SELECT * FROM jobtrail.append_events_each($1::text[], $2::integer[], $3::text[],"
+    " $4::timestamptz[], $5::text[], $6::text[], $7::smallint[], $8::text[]::json[],"
+    " $9::text[]::json[])"
+)
+TRIGGER_CALLS = (
+    "SELECT coalesce(pg_stat_get_xact_function_calls('jobtrail.chain_event'::regproc), 0)"
+)
+
+
+def interleaved(streams: list[str]) -> tuple[list[str], list[str], list[int], list[str]]:
+    """Stream ids, event types, schema versions and data for one event per entry of
+    ``streams`` (non-ASCII text included: the hash takes UTF-8 bytes)."""
+    n = len(streams)
+    datas = [f'{{"n": {i}, "text": "größe ✓ {i}"}}' for i in range(n)]
+    return streams, ["test.noted"] * n, [1] * n, datas
+
+
+async def test_the_append_functions_hash_every_event_themselves(
+    store: jobstore.EventStore, pool: asyncpg.Pool
+) -> None:
+    """With the row trigger disabled, events appended through append_events and
+    append_events_each (many streams, interleaved, new and existing, tokens, a conflict)
+    carry Python's hashes: the functions compute the chain set-wise, in input order."""
+    a, b, c, d = (f"job-{new_job_id()}" for _ in range(4))
+    await store.append(a, [Noted(n=0), Noted(n=1)], jobstore.NO_STREAM)
+    await pool.execute("ALTER TABLE jobtrail.events DISABLE TRIGGER events_chain_hash")
+
+    streams, types, versions, datas = interleaved([a, b, c, a, b, a, c, b, a])
+    rows = await pool.fetch(
+        APPEND_EVENTS, [a, b], [2, 0], streams, types, versions, datas, ['{"t": 1}'] * 9
+    )
+    assert [r["out_stream_id"] for r in rows] == streams  # positions in input order
+    streams, types, versions, datas = interleaved([d, a, c, d, a, b, d])
+    rows = await pool.fetch(
+        APPEND_EVENTS_EACH,
+        [a, b, c, d],
+        [6, 0, 2, 0],  # b is at 3: a conflict, nothing written to it
+        ["tok-a", None, None, "tok-d"],
+        [datetime.now(UTC) + timedelta(days=1)] * 4,
+        streams,
+        types,
+        versions,
+        datas,
+        ["{}"] * 7,
+    )
+    written = [r["out_stream_id"] for r in rows if r["out_position"] is not None]
+    assert written == [d, a, c, d, a, d]
+    assert [r["out_stream_id"] for r in rows if r["out_position"] is None] == [b]
+
+    assert await store.stream_version(a) == 8
+    await assert_chained(pool, 8 + 3 + 3 + 3)
+
+
+async def test_the_row_trigger_runs_for_every_insert_but_the_append_functions(
+    store: jobstore.EventStore, pool: asyncpg.Pool
+) -> None:
+    """The trigger is skipped for the definer functions' rows (their hashes are computed
+    already) and runs for a direct insert, and for archiving's record; all are chained."""
+    job = new_job_id()
+    stream = f"job-{job}"
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL track_functions = 'pl'")
+        streams, types, versions, datas = interleaved([stream, "other", stream])
+        await conn.fetch(APPEND_EVENTS, [], [], streams, types, versions, datas, ["{}"] * 3)
+        await conn.fetch(
+            APPEND_EVENTS_EACH,
+            ["other"],
+            [1],
+            [None],
+            [None],
+            ["other"],
+            *interleaved(["o"])[1:],
+            ["{}"],
+        )
+        assert await conn.fetchval(TRIGGER_CALLS) == 0
+        await conn.execute(
+            "INSERT INTO jobtrail.events (stream_id, version, event_type, schema_version, data)"
+            " VALUES ($1, 3, 'test.noted', 1, '{}')",
+            stream,
+        )
+        assert await conn.fetchval(TRIGGER_CALLS) == 1
+    for event in (dispatched(job), started(), completed()):
+        await store.append(stream, [event])
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL track_functions = 'pl'")
+        archived = await conn.fetch(
+            "SELECT * FROM jobtrail.archive_streams($1::text[], $2, 30)",
+            [stream],
+            datetime.now(UTC) + timedelta(days=1),
+        )
+        assert len(archived) == 1
+        assert await conn.fetchval(TRIGGER_CALLS) == 1  # the log.streams_archived record
+
+    await assert_chained(pool, 6 + 2 + 1)
+
+
+async def test_the_application_role_appends_through_the_definer_functions(
+    store: jobstore.EventStore, pool: asyncpg.Pool, writer_pool: asyncpg.Pool
+) -> None:
+    """The append functions run as their owner: the application role (which holds EXECUTE,
+    not the owner's rights) appends through both, its search_path changes nothing, and its
+    events are chained like anyone's."""
+    stream = f"job-{new_job_id()}"
+    writer = jobstore.EventStore(writer_pool)
+    await writer.append(stream, [Noted(n=0), Noted(n=1)], jobstore.NO_STREAM)
+    await writer.append_streams([jobstore.StreamAppend(stream, [Noted(n=2)], 2)])
+    async with writer_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL search_path = pg_temp, public")
+        await conn.fetch(
+            "SELECT * FROM jobtrail.append_events_each($1::text[], $2::integer[], $3::text[],"
+            " $4::timestamptz[], $5::text[], $6::text[], $7::smallint[], $8::text[]::json[],"
+            " $9::text[]::json[])",
+            [stream], [3], [None], [None], [stream, stream], ["test.noted"] * 2, [1, 1],
+            ['{"n": 3}', '{"n": 4}'], ["{}", "{}"],
+        )  # fmt: skip
+
+    assert await store.stream_version(stream) == 5
+    await assert_chained(pool, 5)

@@ -321,3 +321,32 @@ async def test_the_application_role_appends_through_the_definer_functions(
 
     assert await store.stream_version(stream) == 5
     await assert_chained(pool, 5)
+
+
+async def test_the_callers_search_path_cannot_reach_into_the_append_functions(
+    store: jobstore.EventStore, pool: asyncpg.Pool, writer_pool: asyncpg.Pool
+) -> None:
+    """The append functions run as the log's owner: a function the application role puts
+    before pg_catalog in its search_path is not what they call (their search_path is
+    fixed), so it cannot run with the owner's rights or choose a hashed value."""
+    name = await writer_pool.fetchval("SELECT current_user")
+    schema = f"{name}_own"
+    await pool.execute(f'CREATE SCHEMA "{schema}" AUTHORIZATION "{name}"')
+    stream = f"job-{new_job_id()}"
+    async with writer_pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"""
+            CREATE FUNCTION "{schema}".clock_timestamp() RETURNS timestamptz
+            LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'hijacked as %', current_user; END; $$;
+            SET LOCAL search_path = "{schema}", pg_catalog;
+        """)
+        with pytest.raises(asyncpg.PostgresError, match="hijacked"):
+            async with conn.transaction():
+                await conn.fetchval("SELECT clock_timestamp()")  # the trap is armed
+        await conn.fetch(APPEND_EVENTS, [stream], [0], *interleaved([stream, stream]), ["{}"] * 2)
+        await conn.fetch(
+            APPEND_EVENTS_EACH, [stream], [2], [None], [None], *interleaved([stream]), ["{}"]
+        )
+
+    assert await store.stream_version(stream) == 3
+    await assert_chained(pool, 3)

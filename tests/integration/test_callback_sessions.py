@@ -124,3 +124,15 @@ async def test_past_its_size_the_least_recently_used_session_is_closed(
     assert kept == {"a.test", "c.test"}
     a_peers = [receiver.peers[i] for i in (0, 2, 4)]
     assert len(set(a_peers)) == 1, "the session in use was closed"
+
+
+async def test_an_address_is_not_looked_up_and_still_checked(
+    host: Host, receiver: Receiver, sessions: notification.CallbackSessions
+) -> None:
+    async def no_lookup(name: str, port: int) -> list[str]:
+        raise AssertionError(f"{name} looked up")
+
+    assert await call(host, sessions, receiver.url(), no_lookup) == 200
+    host.ctx.settings = host.settings.model_copy(update={"webhook_allow_private_targets": False})
+    assert await call(host, sessions, receiver.url(), no_lookup) == "refused"
+    assert len(receiver.peers) == 1

@@ -62,6 +62,8 @@ from workers import retention
 
 VIEW = retention.VIEW
 BORN = datetime(2026, 1, 1, tzinfo=UTC)  # the loader's first job; one job every 2 s
+ARCHIVE_FUNCTION = "jobtrail.archive_streams(text[], timestamptz, integer)"
+_PROCONFIG = "SELECT array_to_string(proconfig, ', ') FROM pg_proc WHERE oid = $1::regprocedure"
 
 
 # For the load only (a scratch database the bench owns): see the module's docstring.
@@ -418,6 +420,7 @@ async def main(
     keep: str | None,
     pace: retention.Pace,
     async_appends: bool = False,
+    wal_compression: str | None = None,
 ) -> None:
     jobs = events * 10 // EVENTS_PER_10_JOBS
     # Jobs 0 .. first_kept-1 hold archive_jobs finished ones (9 in 10 are finished).
@@ -427,6 +430,15 @@ async def main(
         try:
             with contextlib.suppress(asyncpg.PostgresError):  # only the figures need it
                 await pool.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            if wal_compression is not None:  # a comparison: archiving's WAL compressed or not
+                await pool.execute(
+                    f"ALTER FUNCTION {ARCHIVE_FUNCTION} SET wal_compression = '{wal_compression}'"
+                )
+            print(
+                "archive_streams runs with "
+                + (await pool.fetchval(_PROCONFIG, ARCHIVE_FUNCTION) or "the server's settings"),
+                flush=True,
+            )
             chosen = [p for p in catalog.builtin_projections() if p.name == VIEW]
             # Each party on a pool of its own, as on separate hosts: a slow append must not
             # make archiving wait for a connection, nor the other way round.
@@ -542,6 +554,11 @@ if __name__ == "__main__":
         help="keep the loaded log in database NAME and clone it in later runs",
     )
     parser.add_argument(
+        "--archive-wal-compression",
+        choices=["off", "pglz", "lz4", "zstd"],
+        help="run archive_streams with this wal_compression (default: as migrated)",
+    )
+    parser.add_argument(
         "--async-appends",
         action="store_true",
         help="diagnosis: appends commit with synchronous_commit=off (is it the WAL flush?)",
@@ -557,5 +574,6 @@ if __name__ == "__main__":
             args.keep_loaded,
             retention.Pace(args.batch, args.wal_mb_per_s),
             args.async_appends,
+            args.archive_wal_compression,
         )
     )

@@ -59,8 +59,6 @@ Called = int | Literal["refused", "unreachable"]
 TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5, sock_read=10)
 NOTIFICATION_ID_HEADER = "X-Jobtrail-Notification-Id"
 SESSIONS_KEPT = 64
-BUNDLE_CALLS = 16
-"""Callbacks of one bundle called at once at most."""
 """Receivers (URL scheme, host, port and checked addresses) a host keeps connections to."""
 log = structlog.get_logger("jobtrail.notification")
 Target = tuple[str, str, int, tuple[str, ...]]
@@ -229,13 +227,12 @@ async def notify(request: web.Request) -> web.Response:
     done: set[str] = set()
     if request.headers.get("Upstash-Retried", "") != "0":  # a repeat: skip what settled
         done = await notifier.settled(ctx.store, [(n.job_id, n.nid) for n in notes], SETTLED)
-    limit = asyncio.Semaphore(BUNDLE_CALLS)
-
-    async def deliver(note: Note) -> str:
-        async with limit:
-            return _outcome(await _deliver(ctx, sessions, note))
-
-    outcomes = await asyncio.gather(*(deliver(n) for n in notes if n.nid not in done))
+    # All at once (a bundle holds at most notifier.BUNDLE): the answer waits for the slowest
+    # call only, at most TIMEOUT (a lone notification's answer waits as long).
+    statuses = await asyncio.gather(
+        *(_deliver(ctx, sessions, n) for n in notes if n.nid not in done)
+    )
+    outcomes = [_outcome(status) for status in statuses]
     again = sum(1 for outcome in outcomes if outcome not in SETTLED)
     if again:
         return respond(

@@ -70,3 +70,24 @@ async def test_other_updates_and_deletes_still_fail_after_archiving(
                 await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def test_archiving_and_purging_write_their_wal_compressed(
+    store: jobstore.EventStore,
+) -> None:
+    """sql/0044: the two functions that move and delete old rows (mostly full-page images)
+    run with wal_compression, set on them alone (the app role archiving through them:
+    test_app_role.py)."""
+    rows = await store.pool.fetch(
+        "SELECT p.proname, p.proconfig FROM pg_proc p"
+        " WHERE p.pronamespace = 'jobtrail'::regnamespace"
+        " AND p.proname IN ('archive_streams', 'purge_archive')"
+    )
+    methods = await store.pool.fetchval(
+        "SELECT enumvals FROM pg_settings WHERE name = 'wal_compression'"
+    )
+    expected = "wal_compression=lz4" if "lz4" in methods else "wal_compression=pglz"
+    assert {r["proname"]: expected in r["proconfig"] for r in rows} == {
+        "archive_streams": True,
+        "purge_archive": True,
+    }

@@ -10,12 +10,13 @@ and the decision taken again (DESIGN.md, delivery rule 2), a bounded number of t
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from jobstore import errors, job_state, keyring, protect
+from jobstore import errors, job_state, protect
 from jobstore.event import Event
 from jobstore.job_state import JobState
 from jobstore.keyring import DeliveryKeys
@@ -79,11 +80,11 @@ async def load_with_key(store: EventStore, job_id: str) -> tuple[JobState, Deliv
     """The folded state of a job and its data key, read in one statement; None: no job."""
     if not is_job_id(job_id):
         return None
-    events, rows = await store.read_job(job_state.stream_id(job_id), job_id)
+    events, keys = await store.read_job(job_state.stream_id(job_id), job_id)
     state = job_state.fold(events)
     if state is None:
         return None
-    return state, keyring.delivery_keys(job_id, rows, state.dispatch)
+    return state, dataclasses.replace(keys, dispatch=state.dispatch)
 
 
 async def change(

@@ -134,15 +134,16 @@ class DeliveryKeys:
     exists: bool
     dispatch: int | None = None
     """The job's current dispatch in the state read together with the key (one statement,
-    one snapshot: :meth:`jobstore.store.EventStore.read_job`); None: not read together."""
+    one snapshot: :func:`jobstore.change.load_with_key`); None: not known, and then the key
+    is never used for sealing in place of a read."""
 
 
-def delivery_keys(job_id: str, rows: Sequence[asyncpg.Record], dispatch: int) -> DeliveryKeys:
+def delivery_keys(job_id: str, rows: Sequence[asyncpg.Record]) -> DeliveryKeys:
     """The key of ``job_id`` from the rows of a read of its stream that carried its key row
-    (columns ``job_id`` (NULL: no key row), ``wrapped_key``, ``master_key_id``, ``erased``),
-    read with the state whose current dispatch is ``dispatch``."""
+    (columns ``job_id`` (NULL: no key row), ``wrapped_key``, ``master_key_id``, ``erased``);
+    the reader sets ``dispatch`` once it has folded the events."""
     found = [rows[0]] if rows and rows[0]["job_id"] is not None else []
-    return DeliveryKeys(_keys_of(found) or {job_id: None}, bool(found), dispatch)
+    return DeliveryKeys(_keys_of(found) or {job_id: None}, bool(found))
 
 
 @dataclass(frozen=True, slots=True)

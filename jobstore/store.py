@@ -425,12 +425,12 @@ class EventStore:
 
     async def read_job(
         self, stream_id: str, job_id: str
-    ) -> tuple[list[RecordedEvent], list[asyncpg.Record]]:
-        """The events of a job's stream and, read with them in one statement, the rows of
-        its data key (for :func:`keyring.delivery_keys`)."""
+    ) -> tuple[list[RecordedEvent], keyring.DeliveryKeys]:
+        """The events of a job's stream and its data key, read together in one statement
+        (the key's ``dispatch`` is for the caller to set, from the folded events)."""
         _check_stream_id(stream_id)
         rows = await self._fetch(_Q["read_stream_with_key"], stream_id, job_id)
-        return [_record(row) for row in rows], rows
+        return [_record(row) for row in rows], keyring.delivery_keys(job_id, rows)
 
     async def _append_rows(
         self, conn: asyncpg.Connection, args: tuple[Any, ...]

@@ -1,9 +1,10 @@
 """A tamper-evident log: each event's hash chains to its stream's previous one; signed anchors.
 
 * **The chain** (``sql/0026_chain_event_hashes.sql``): the database stores with every event
-  ``sha256(previous hash || the event as stored)``, computed by a row trigger under the
-  stream's append lock, so it needs no lock of its own.  :func:`event_hash` is the same
-  definition in Python: the verifier recomputes every hash itself.
+  ``sha256(previous hash || the event as stored)``, computed set-wise by the append
+  functions (``sql/0039_setwise_chain.sql``) or, for any other insert, by a row trigger,
+  under the stream's append lock, so it needs no lock of its own.  :func:`event_hash` is
+  the same definition in Python: the verifier recomputes every hash itself.
 * **Anchors**: one host at a time (an :class:`jobstore.election.Election`) reads the log in
   the followers' order, below their horizon, and every ``interval`` seconds records an
   anchor: the heads (stream, version, position, hash) of the streams that changed since the

@@ -27,10 +27,11 @@ A handler that acts on a few event types declares them (``handles``, next to the
 acts on them): its follower then reads pages of every event but is sent, decodes and hands
 on only the events of those types, and its checkpoint still moves past the others, lazily:
 a page with none of them moves only the position the follower has seen (in memory), and
-that is written as its checkpoint with the next page it handles, or once
-``checkpoint_every`` seconds have passed since the last write (a follower gone idle writes
-it then, so the lag read from the database is right within that time), or at the end of
-:meth:`Follower.run_until_caught_up` and before it hands its role over.  Every event between
+that is written as its checkpoint with the next page it handles, once the log has been
+quiet for ``checkpoint_quiet`` seconds (so the lag read from the database is right soon
+after the log goes idle), at least once per ``checkpoint_every`` seconds under a steady
+trickle, at the end of :meth:`Follower.run_until_caught_up` and before it hands its role
+over.  Every event between
 the written checkpoint and the seen position is of other types: a follower that starts over
 from the checkpoint (a crash, a new leader) reads them again and skips them again.
 """
@@ -138,6 +139,9 @@ class FollowerConfig:
     checkpoint behind the position it has seen when the pages since held none of its types:
     at a trickle of other events it writes one checkpoint per this many seconds instead of
     one per page.  0 writes one per page."""
+    checkpoint_quiet: float = 0.1
+    """Seconds without a new event after which such a follower writes the position it has
+    seen (the log went idle: its lag in the database is right again)."""
 
 
 class Tail:
@@ -280,7 +284,7 @@ class Follower:
         self._saved = self._seen = Cursor(0, 0)
         """The checkpoint as last read or written, and the position handled or skipped up to
         (ahead of it only by events of other types than the handler's)."""
-        self._saved_at = 0.0
+        self._saved_at = self._active_at = 0.0
         retry = max(self.config.failure_retry, 0.001)
         self._stopped_delays = RetryPolicy(first=min(1.0, retry), cap=retry).delays()
         """Waits between tries at an event the follower stopped on (one retry policy)."""
@@ -378,11 +382,7 @@ class Follower:
             if covered < self.tail.batch_size:
                 if self._on_idle is not None:
                     await self._on_idle()
-                due = self._save_due()
-                if due is not None and due <= 0:
-                    await self._save()
-                    due = None
-                await self.tail.wait(due)
+                await self.tail.wait(await self._save_when_due(covered))
 
     async def _start(self) -> Cursor:
         self._failure_cleared = False  # another process may have recorded one meanwhile
@@ -405,11 +405,22 @@ class Follower:
             and now < self._saved_at + self.config.checkpoint_every
         )
 
-    def _save_due(self) -> float | None:
-        """Seconds until the seen position is due to be written (None: nothing to write)."""
+    async def _save_when_due(self, covered: int) -> float | None:
+        """Write the seen position if it is due, or the log has been quiet (nothing new for
+        ``checkpoint_quiet`` s); else the seconds until either (None: nothing to write)."""
+        now = asyncio.get_running_loop().time()
+        if covered:
+            self._active_at = now
         if self._seen == self._saved:
             return None
-        return self._saved_at + self.config.checkpoint_every - asyncio.get_running_loop().time()
+        due = min(
+            self._saved_at + self.config.checkpoint_every,
+            self._active_at + self.config.checkpoint_quiet,
+        )
+        if due > now:
+            return due - now
+        await self._save()
+        return None
 
     async def _save(self) -> None:
         """Write the seen position as the checkpoint, if it is ahead of it."""

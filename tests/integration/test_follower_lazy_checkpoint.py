@@ -62,9 +62,15 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return written
 
 
-def follower_of(store: jobstore.EventStore, dsn: str, every: float) -> jobstore.Follower:
+def follower_of(
+    store: jobstore.EventStore, dsn: str, every: float, quiet: float = 60.0
+) -> jobstore.Follower:
     config = jobstore.FollowerConfig(
-        batch_size=10, idle_poll=5.0, leader_retry=0.05, checkpoint_every=every
+        batch_size=10,
+        idle_poll=5.0,
+        leader_retry=0.05,
+        checkpoint_every=every,
+        checkpoint_quiet=quiet,
     )
     return jobstore.Follower(store, "noted", NotedRecorder(), dsn=dsn, config=config)
 
@@ -104,7 +110,7 @@ async def eventually(check: Any, within: float = 10.0) -> float:
 async def test_a_trickle_of_other_types_writes_few_checkpoints_and_idle_lag_reaches_zero(
     store: jobstore.EventStore, db_dsn: str, seen: asyncpg.Pool, writes: list[int]
 ) -> None:
-    follower = follower_of(store, db_dsn, every=0.6)
+    follower = follower_of(store, db_dsn, every=0.6)  # never quiet long enough: a minute
     async with running(follower):
         (first,) = await store.append("s-1", [Noted(n=1)])
         await eventually(lambda: _positions_are(seen, [first]))
@@ -117,7 +123,7 @@ async def test_a_trickle_of_other_types_writes_few_checkpoints_and_idle_lag_reac
         assert len(writes) <= 1, f"a checkpoint per page of other types: {writes}"
 
         waited = await eventually(lambda: _lag_is(seen, 0), within=5)
-        assert waited < 2.0, f"idle, the checkpoint reached the head only after {waited:.1f} s"
+        assert waited < 1.5, f"idle, the checkpoint reached the head only after {waited:.1f} s"
         assert (await jobstore.checkpoint.read(seen, "noted")) == await store.head()
 
         # The next event it handles moves the checkpoint from where it was written.
@@ -126,6 +132,25 @@ async def test_a_trickle_of_other_types_writes_few_checkpoints_and_idle_lag_reac
         await eventually(lambda: _positions_are(seen, [first, second]))
         assert writes[-1] == second
     assert await positions(seen) == [first, second]
+
+
+async def test_once_the_log_is_quiet_the_checkpoint_is_written_at_once(
+    store: jobstore.EventStore, db_dsn: str, seen: asyncpg.Pool, writes: list[int]
+) -> None:
+    """Not due for a minute, yet written as soon as the log has been quiet for a moment:
+    at a steady trickle it waits, at the end of one it does not."""
+    follower = follower_of(store, db_dsn, every=60, quiet=0.2)
+    async with running(follower):
+        (first,) = await store.append("s-1", [Noted(n=1)])
+        await eventually(lambda: _positions_are(seen, [first]))
+        writes.clear()
+        for i in range(10):  # closer together than the quiet time: a trickle
+            await store.append(f"aside-{i}", [Aside(n=i)])
+            await asyncio.sleep(0.02)
+        assert writes == [], "written during a trickle"
+        waited = await eventually(lambda: _lag_is(seen, 0), within=5)
+        assert 0.1 < waited < 1.0, f"written {waited:.2f} s after the trickle ended"
+        assert len(writes) == 1
 
 
 async def test_a_follower_starting_over_from_a_checkpoint_left_behind_hands_nothing_on_twice(

@@ -36,6 +36,7 @@ import orjson
 import structlog
 
 from jobstore import errors, query
+from jobstore.checkpoint import Connection
 from jobstore.cursor import START, Cursor
 from jobstore.election import Election
 from jobstore.settings import DEV_AUDIT_KEY, Settings
@@ -52,6 +53,7 @@ ARCHIVE_HEADS: Final = "audit_heads"
 """The metadata key under which archiving records the heads of the streams it moves."""
 _FIXED = struct.Struct(">qqihq")  # position, xid, version, schema_version, recorded_at (µs)
 _LENGTH = struct.Struct(">i")
+_HANDOVER: Final = b"jobtrail audit key hand-over\n"
 
 
 class AuditError(errors.JobstoreError):
@@ -82,14 +84,23 @@ def event_hash(
 
 @dataclass(frozen=True, slots=True)
 class AuditKey:
-    """The anchors' signing key (``JOBTRAIL_AUDIT_KEY``): HMAC-SHA256, never stored."""
+    """The anchors' signing key (``JOBTRAIL_AUDIT_KEY``): HMAC-SHA256, never stored.
+
+    ``previous``: the keys it replaced (``JOBTRAIL_AUDIT_PREVIOUS_KEYS``), which check the
+    anchors they signed and sign the hand-over to this key (see "Rotating the audit key" in
+    docs/concepts/audit-chain.md).
+    """
 
     secret: bytes = field(repr=False)
+    previous: tuple[AuditKey, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuditKey:
-        """The key the settings name."""
-        return cls(settings.audit_key.get_secret_value().encode())
+        """The key the settings name, with the previous keys they list."""
+        return cls(
+            settings.audit_key.get_secret_value().encode(),
+            tuple(cls(k.get_secret_value().encode()) for k in settings.audit_previous_keys),
+        )
 
     @property
     def is_dev_default(self) -> bool:
@@ -101,6 +112,17 @@ class AuditKey:
         """A short fingerprint naming the key in anchors (it reveals nothing of the key)."""
         return hashlib.sha256(b"jobtrail audit key id\n" + self.secret).hexdigest()[:16]
 
+    def named(self, key_id: str) -> AuditKey | None:
+        """This key or the previous one whose key id is ``key_id``, or None."""
+        return next((k for k in (self, *self.previous) if k.key_id == key_id), None)
+
+    def described(self) -> str:
+        """The key ids this key verifies, for messages: current first, then previous."""
+        text = f"JOBTRAIL_AUDIT_KEY has key id {self.key_id}"
+        if self.previous:
+            text += ", JOBTRAIL_AUDIT_PREVIOUS_KEYS " + ", ".join(k.key_id for k in self.previous)
+        return text
+
     def sign(self, digest: bytes) -> bytes:
         """The signature of an anchor's digest."""
         return hmac.new(self.secret, digest, hashlib.sha256).digest()
@@ -108,6 +130,25 @@ class AuditKey:
     def verifies(self, digest: bytes, signature: bytes) -> bool:
         """Whether ``signature`` was made by this key over ``digest``."""
         return hmac.compare_digest(self.sign(digest), signature)
+
+    def sign_handover(self, previous_digest: bytes, to_key_id: str) -> bytes:
+        """This (old) key's consent that the anchor after ``previous_digest`` be signed by
+        the key ``to_key_id``: only a holder of this key can make it."""
+        message = _HANDOVER + previous_digest + to_key_id.encode()
+        return hmac.new(self.secret, message, hashlib.sha256).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorProblem:
+    """What is wrong with one anchor; ``unchecked`` when it is signed by a key not held here,
+    so it is neither proven nor disproven (the key was dropped from the settings, or it is
+    someone else's)."""
+
+    text: str
+    unchecked: bool = False
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +184,14 @@ class Anchor:
             Head(str(sid), int(version), int(position), bytes.fromhex(str(hexhash)))
             for sid, version, position, hexhash in self.content().get("heads", [])
         ]
+
+    def handover(self) -> tuple[str, bytes] | None:
+        """The hand-over this anchor records (the previous key's id and its signature), if
+        it is the first anchor signed by a new key."""
+        value = self.content().get("handover")
+        if value is None:
+            return None
+        return str(value["from"]), bytes.fromhex(str(value["signature"]))
 
     def cursor(self) -> Cursor:
         """How far in the followers' order the log was read for this anchor."""
@@ -189,10 +238,20 @@ def make_anchor(
     events: int,
     heads: Iterable[Head],
     created_at: datetime,
+    handover_from: AuditKey | None = None,
 ) -> Anchor:
-    """Build and sign anchor ``seq`` chained to the previous anchor's digest."""
+    """Build and sign anchor ``seq`` chained to the previous anchor's digest.
+
+    ``handover_from``: the previous anchor's key, when it is not ``key``; it signs the
+    hand-over, which the anchor's body records (and ``key`` signs with the rest).
+    """
+    extra: dict[str, Any] = {}
+    if handover_from is not None:
+        signature = handover_from.sign_handover(previous, key.key_id)
+        extra["handover"] = {"from": handover_from.key_id, "signature": signature.hex()}
     body = orjson.dumps(
         {
+            **extra,
             "v": 1,
             "seq": seq,
             "previous": previous.hex(),
@@ -294,11 +353,10 @@ class Anchorer:
         async with self.pool.acquire() as conn, conn.transaction():
             last = await conn.fetchrow(_Q["last_anchor"])
             seq, previous, cursor = 1, GENESIS, START
+            handover_from: AuditKey | None = None
             if last is not None:
                 anchor = Anchor.from_row(last)
-                problem = anchor_problem(anchor, self.key)
-                if problem is not None:
-                    raise AuditError(f"the last anchor #{anchor.seq} {problem}: not extending it")
+                handover_from = await self._handover_from(conn, anchor)
                 seq, previous = anchor.seq + 1, anchor.digest
                 cursor = _cursor(last, "cursor_xid", "cursor_position")
             rows = await conn.fetch(_Q["unanchored_heads"], *cursor, self.config.max_events)
@@ -317,6 +375,7 @@ class Anchorer:
                     for sid, r in heads.items()
                 ),
                 datetime.now(UTC),
+                handover_from,
             )
             written = await conn.fetchval(
                 _Q["insert_anchor"],
@@ -329,19 +388,100 @@ class Anchorer:
                 anchor.key_id,
                 anchor.signature,
             )
-            return anchor if written is not None else None
+            if written is None:
+                return None
+            if handover_from is not None:
+                log.warning(
+                    "audit key handed over",
+                    anchor=anchor.seq,
+                    from_key_id=handover_from.key_id,
+                    to_key_id=self.key.key_id,
+                )
+            return anchor
+
+    async def _handover_from(self, conn: Connection, last: Anchor) -> AuditKey | None:
+        """The previous key to hand over from, if ``last`` was signed by one; raise if the
+        chain must not be extended (a bad last anchor, or a key this host does not hold)."""
+        problem = anchor_problem(last, self.key)
+        if problem is not None and problem.unchecked:
+            raise AuditError(
+                f"the last anchor #{last.seq} is signed by key id {last.key_id}, which is "
+                f"neither JOBTRAIL_AUDIT_KEY (key id {self.key.key_id}) nor in "
+                "JOBTRAIL_AUDIT_PREVIOUS_KEYS: add the key it was signed with to "
+                "JOBTRAIL_AUDIT_PREVIOUS_KEYS to hand over to the new key, or set "
+                "JOBTRAIL_AUDIT_KEY back to it"
+            )
+        if problem is not None:
+            raise AuditError(f"the last anchor #{last.seq} {problem}: not extending it")
+        if last.key_id == self.key.key_id:
+            return None
+        later = await conn.fetchval(_Q["first_anchor_signed_by"], self.key.key_id)
+        if later is not None:
+            raise AuditError(
+                f"the last anchor #{last.seq} is signed by the previous key id {last.key_id} "
+                f"although anchor #{later} was already signed by JOBTRAIL_AUDIT_KEY: a key is "
+                "handed over forward only (run jobtrail audit verify)"
+            )
+        return self.key.named(last.key_id)
 
 
 def _cursor(row: asyncpg.Record | None, xid: str, position: str) -> Cursor:
     return START if row is None else Cursor(int(row[xid]), int(row[position]))
 
 
-def anchor_problem(anchor: Anchor, key: AuditKey) -> str | None:
-    """What is wrong with one anchor on its own (digest, key, signature), or None."""
+def anchor_problem(anchor: Anchor, key: AuditKey) -> AnchorProblem | None:
+    """What is wrong with one anchor on its own (digest, key, signature), or None.
+
+    The signature is checked with the key its key id names: ``key`` or a previous one.
+    """
     if hashlib.sha256(anchor.body.encode()).digest() != anchor.digest:
-        return "does not match its digest (its body was changed)"
-    if anchor.key_id != key.key_id:
-        return f"was signed with another key (key id {anchor.key_id}, ours {key.key_id})"
-    if not key.verifies(anchor.digest, anchor.signature):
-        return "has a signature that JOBTRAIL_AUDIT_KEY did not make (forged or changed)"
+        return AnchorProblem("does not match its digest (its body was changed)")
+    signer = key.named(anchor.key_id)
+    if signer is None:
+        if any(k.verifies(anchor.digest, anchor.signature) for k in (key, *key.previous)):
+            return AnchorProblem(f"names key id {anchor.key_id}, not the key that signed it")
+        return AnchorProblem(
+            f"is signed by key id {anchor.key_id}, which is not among the keys set here "
+            f"({key.described()}): cannot check it; if that key is yours, add it to "
+            "JOBTRAIL_AUDIT_PREVIOUS_KEYS, else this anchor was made by someone else",
+            unchecked=True,
+        )
+    if not signer.verifies(anchor.digest, anchor.signature):
+        return AnchorProblem(
+            f"has a signature that its key (key id {anchor.key_id}) did not make "
+            "(forged or changed)"
+        )
+    return None
+
+
+def handover_problem(before: Anchor | None, anchor: Anchor, key: AuditKey) -> AnchorProblem | None:
+    """What is wrong with the key change (or its absence) from ``before`` to ``anchor``.
+
+    A new key may sign an anchor only if that anchor records a hand-over signed by the key
+    of the anchor before it: a database superuser cannot rotate to a key of their own.
+    """
+    try:
+        handover = anchor.handover()
+    except (AuditError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return AnchorProblem(f"has a hand-over that cannot be read: {exc}")
+    if before is None or before.key_id == anchor.key_id:
+        if handover is None:
+            return None
+        return AnchorProblem("records a hand-over although its key did not change (changed)")
+    change = (
+        f"changes the key from key id {before.key_id} (anchor #{before.seq}) to {anchor.key_id}"
+    )
+    if handover is None or handover[0] != before.key_id:
+        return AnchorProblem(
+            f"{change} without a hand-over signed by the old key: a forged rotation"
+        )
+    old = key.named(before.key_id)
+    if old is None:
+        return AnchorProblem(
+            f"{change}; that hand-over cannot be checked without the old key (add it to "
+            "JOBTRAIL_AUDIT_PREVIOUS_KEYS)",
+            unchecked=True,
+        )
+    if not hmac.compare_digest(old.sign_handover(before.digest, anchor.key_id), handover[1]):
+        return AnchorProblem(f"{change} with a hand-over the old key did not sign: forged")
     return None

@@ -79,3 +79,8 @@ SELECT coalesce((SELECT max(position) FROM jobtrail.events), 0) AS last_event,
        coalesce((SELECT max(position) FROM jobtrail.events_archive), 0) AS last_archived,
        (SELECT count(*) FROM jobtrail.events WHERE position > $1)
        + (SELECT count(*) FROM jobtrail.events_archive WHERE position > $1) AS total;
+
+-- name: first_anchor_signed_by
+-- params: key_id
+-- Whether a key already signed an anchor (rare: asked only when the key changes).
+SELECT min(seq) FROM jobtrail.audit_anchors WHERE key_id = $1;

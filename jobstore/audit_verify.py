@@ -22,10 +22,13 @@ from jobstore.audit import (
     ARCHIVE_HEADS,
     GENESIS,
     Anchor,
+    AnchorProblem,
     AuditError,
     AuditKey,
+    Head,
     anchor_problem,
     event_hash,
+    handover_problem,
 )
 from jobstore.cursor import START, Cursor
 
@@ -41,6 +44,8 @@ class Break:
     version: int | None = None
     position: int | None = None
     anchor: int | None = None
+    unchecked: bool = False
+    """An anchor signed by a key not set here: neither proven nor disproven."""
 
     def to_json(self) -> dict[str, Any]:
         """The break as JSON-compatible values."""
@@ -50,6 +55,7 @@ class Break:
             "position": self.position,
             "anchor": self.anchor,
             "problem": self.problem,
+            "unchecked": self.unchecked,
         }
 
     def __str__(self) -> str:
@@ -76,8 +82,18 @@ class Report:
 
     @property
     def intact(self) -> bool:
-        """Whether nothing is broken."""
+        """Whether everything was checked and nothing is broken."""
         return not self.breaks
+
+    @property
+    def unchecked_only(self) -> bool:
+        """Whether the only findings are anchors whose keys are not set here."""
+        return bool(self.breaks) and not self.more_breaks and all(b.unchecked for b in self.breaks)
+
+    @property
+    def unchecked_anchors(self) -> list[int]:
+        """The anchors whose signature (or hand-over) could not be checked, in order."""
+        return sorted({b.anchor for b in self.breaks if b.unchecked and b.anchor is not None})
 
     @property
     def first(self) -> Break | None:
@@ -100,6 +116,7 @@ class Report:
             "last_anchor": self.last_anchor,
             "last_anchor_at": self.last_anchor_at,
             "unanchored_events": self.unanchored_events,
+            "unchecked_anchors": self.unchecked_anchors,
         }
 
     def add(self, found: Break) -> None:
@@ -192,7 +209,7 @@ def _check_anchors(
     chain = {a.seq: a for a in in_db}
     for kept in exported or ():
         problem = anchor_problem(kept, key)
-        if problem is not None:
+        if problem is not None and not problem.unchecked:  # unchecked: reported in the chain
             report.add(Break(f"in the export: {problem}", anchor=kept.seq))
             continue
         found = chain.get(kept.seq)
@@ -201,32 +218,89 @@ def _check_anchors(
         elif found != kept:
             report.add(Break("differs from the exported one", anchor=kept.seq))
         chain[kept.seq] = kept  # the export is the reference
+    checked = _check_each(report, key, chain)
+    _hold_unchecked(checked)
     anchored: dict[str, _Anchored] = {}
     covered = START
-    previous = GENESIS
+    for one in checked:
+        if one.problem is not None:
+            text = one.problem.text
+            if one.held_by is not None:
+                text += (
+                    f"; its content is held by the chain of digests up to anchor "
+                    f"#{one.held_by}, whose signature was checked"
+                )
+            report.add(Break(text, anchor=one.anchor.seq, unchecked=one.problem.unchecked))
+            if one.held_by is None:
+                continue
+        for head in one.heads:
+            anchored[head.stream_id] = _Anchored(head.version, head.position, head.hash, one.seq)
+        covered = max(covered, one.cursor)
+        report.last_anchor, report.last_anchor_at = one.seq, one.created_at
+    return anchored, covered
+
+
+@dataclass(slots=True)
+class _Checked:
+    """One anchor as :func:`_check_each` found it."""
+
+    anchor: Anchor
+    problem: AnchorProblem | None
+    follows: bool = False
+    """Whether its body names the digest of the anchor just before it."""
+    heads: list[Head] = field(default_factory=list)
+    cursor: Cursor = START
+    created_at: str | None = None
+    held_by: int | None = None
+    """For an unchecked anchor: the checked anchor whose chain of digests holds it."""
+
+    @property
+    def seq(self) -> int:
+        return self.anchor.seq
+
+
+def _check_each(report: Report, key: AuditKey, chain: dict[int, Anchor]) -> list[_Checked]:
+    """Check every anchor's digest, signature, hand-over and link to the one before it."""
+    checked: list[_Checked] = []
+    before: Anchor | None = None
     for expected, seq in enumerate(sorted(chain), 1):
         anchor = chain[seq]
         report.anchors_checked += 1
         if seq != expected:
             report.add(Break(f"is missing (the next anchor is #{seq})", anchor=expected))
-        problem = anchor_problem(anchor, key)
+        one = _Checked(anchor, anchor_problem(anchor, key))
         try:
             content = anchor.content()
-            heads, cursor = anchor.heads(), anchor.cursor()
+            one.heads, one.cursor = anchor.heads(), anchor.cursor()
+            one.created_at = content.get("created_at")
         except (AuditError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            problem = problem or f"cannot be read: {exc}"
-        if problem is not None:
-            report.add(Break(problem, anchor=seq))
-            previous = anchor.digest
-            continue
-        if content.get("previous") != previous.hex() and seq == expected:
-            report.add(Break("does not follow the anchor before it", anchor=seq))
-        previous = anchor.digest
-        for head in heads:
-            anchored[head.stream_id] = _Anchored(head.version, head.position, head.hash, seq)
-        covered = max(covered, cursor)
-        report.last_anchor, report.last_anchor_at = seq, content.get("created_at")
-    return anchored, covered
+            one.problem = AnchorProblem(f"cannot be read: {exc}")
+        if one.problem is None or one.problem.unchecked:
+            change = handover_problem(before, anchor, key)
+            if change is not None and (one.problem is None or not change.unchecked):
+                one.problem = change  # a forged hand-over outweighs an unknown key
+        if one.problem is None or one.problem.unchecked:
+            previous = before.digest if before is not None else GENESIS
+            one.follows = content.get("previous") == previous.hex() and seq == expected
+            if not one.follows and seq == expected:
+                report.add(Break("does not follow the anchor before it", anchor=seq))
+        before = anchor
+        checked.append(one)
+    return checked
+
+
+def _hold_unchecked(checked: list[_Checked]) -> None:
+    """Mark each unchecked anchor held by a later checked one through unbroken digest links:
+    its content cannot have changed since that anchor was signed."""
+    holder: int | None = None
+    for one in reversed(checked):
+        if one.problem is None:
+            holder = one.seq if one.follows else None
+        elif one.problem.unchecked:
+            one.held_by = holder
+            holder = holder if one.follows else None
+        else:
+            holder = None
 
 
 def _check_event(report: Report, scan: _Scan, row: asyncpg.Record, *, archived: bool) -> None:

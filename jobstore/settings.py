@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # QStash's published development credentials (the same as Upstash's own dev server).
 DEV_QSTASH_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="
@@ -36,6 +36,7 @@ def default_data_dir() -> Path:
 # The default signing key of the audit anchors: public, so safe only on loopback
 # (workers/safety.py).
 DEV_AUDIT_KEY = "jobtrail-dev-audit-key"
+AUDIT_KEY_MIN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -267,10 +268,16 @@ class Settings(BaseSettings):
     )
     audit_key: SecretStr = Field(
         default=SecretStr(DEV_AUDIT_KEY),
-        min_length=16,
+        min_length=AUDIT_KEY_MIN_LENGTH,
         validation_alias=AliasChoices("JOBTRAIL_AUDIT_KEY", "audit_key"),
         description="HMAC-SHA256 key signing the log's audit anchors; keep it out of the "
         "database and away from its administrators (jobtrail audit verify needs it).",
+    )
+    audit_previous_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        validation_alias=AliasChoices("JOBTRAIL_AUDIT_PREVIOUS_KEYS", "audit_previous_keys"),
+        description="Earlier JOBTRAIL_AUDIT_KEYs, comma-separated: verify checks the anchors "
+        "they signed, and the anchorer hands the chain over from them to JOBTRAIL_AUDIT_KEY.",
     )
     audit_anchor_interval_seconds: float = Field(
         default=30.0,
@@ -282,6 +289,34 @@ class Settings(BaseSettings):
         description="Seconds between audit anchors: the window in which an edit of the log "
         "is caught by its hashes only, not yet by a signed anchor.",
     )
+
+    @field_validator("audit_previous_keys", mode="before")
+    @classmethod
+    def _split_previous_keys(cls, value: object) -> object:
+        """A comma-separated list from the environment (blanks around commas ignored)."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("audit_previous_keys", mode="after")
+    @classmethod
+    def _check_previous_keys(
+        cls, keys: tuple[SecretStr, ...], info: ValidationInfo
+    ) -> tuple[SecretStr, ...]:
+        """Each previous audit key is validated as JOBTRAIL_AUDIT_KEY is, and is not it."""
+        current = info.data.get("audit_key")
+        for number, key in enumerate(keys, 1):
+            secret = key.get_secret_value()
+            if len(secret) < AUDIT_KEY_MIN_LENGTH:
+                raise ValueError(
+                    f"key {number} has {len(secret)} characters; an audit key needs at "
+                    f"least {AUDIT_KEY_MIN_LENGTH}"
+                )
+            if isinstance(current, SecretStr) and secret == current.get_secret_value():
+                raise ValueError(
+                    f"key {number} is JOBTRAIL_AUDIT_KEY itself; list only the keys it replaced"
+                )
+        return keys
 
     @property
     def exports_dir(self) -> Path:

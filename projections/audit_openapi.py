@@ -20,8 +20,9 @@ _BREAK = {
         "position": _NULLABLE_COUNT,
         "anchor": _NULLABLE_COUNT,
         "problem": {"type": "string"},
+        "unchecked": {"type": "boolean"},
     },
-    "required": ["stream_id", "version", "position", "anchor", "problem"],
+    "required": ["stream_id", "version", "position", "anchor", "problem", "unchecked"],
 }
 
 
@@ -38,6 +39,7 @@ def schemas() -> dict[str, Any]:
         "last_anchor": _NULLABLE_COUNT,
         "last_anchor_at": {"type": "string", "nullable": True},
         "unanchored_events": _COUNT,
+        "unchecked_anchors": {"type": "array", "items": {"type": "integer", "minimum": 1}},
     }
     anchor = {
         "seq": {"type": "integer", "minimum": 1},

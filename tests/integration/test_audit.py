@@ -292,8 +292,10 @@ async def test_anchors_made_with_another_key_do_not_verify(
     report = await audit_verify.verify(pool, other)
 
     assert report.first is not None and report.first.anchor == 1
-    assert "another key" in report.first.problem
-    with pytest.raises(audit.AuditError, match="not extending it"):
+    assert f"is signed by key id {KEY.key_id}, which is not among" in report.first.problem
+    assert "JOBTRAIL_AUDIT_PREVIOUS_KEYS" in report.first.problem
+    assert not report.intact and report.first.unchecked
+    with pytest.raises(audit.AuditError, match=f"signed by key id {KEY.key_id}, which is neither"):
         await audit.Anchorer(pool, db_dsn, other).anchor_once()
 
 

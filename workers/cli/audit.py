@@ -1,7 +1,9 @@
 """``jobtrail audit verify|export|anchor``: prove the event log was not altered.
 
 ``verify`` exits 0 when the log is intact, 3 when something is broken (the first broken
-place is printed: stream, version, position), 1 when it cannot verify at all.
+place is printed: stream, version, position), 4 when nothing is broken but some anchors
+are signed by keys not set here (JOBTRAIL_AUDIT_PREVIOUS_KEYS), so they could not be
+checked, 1 when it cannot verify at all.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ audit_app = typer.Typer(
 )
 
 BROKEN: Final = 3
+UNCHECKED: Final = 4
 PROGRESS_LINE_SECONDS: Final = 5.0
 """Off a terminal, how often verify prints how far it got (to stderr)."""
 
@@ -56,7 +59,8 @@ def verify(
     """Check every event's hash, the signed anchors and that every anchored stream is there.
 
     Prints "intact", or the first broken place (stream, version, position) and how many
-    there are.  Needs JOBTRAIL_AUDIT_KEY, the key the anchors were signed with.
+    there are.  Needs JOBTRAIL_AUDIT_KEY, the key the anchors were signed with, and
+    JOBTRAIL_AUDIT_PREVIOUS_KEYS, the keys it replaced, for the anchors signed before.
     """
     settings = database.load_settings()
     key = audit.AuditKey.from_settings(settings)
@@ -81,7 +85,7 @@ def verify(
     else:
         _print(database.console(), report)
     if not report.intact:
-        raise typer.Exit(code=BROKEN)
+        raise typer.Exit(code=UNCHECKED if report.unchecked_only else BROKEN)
 
 
 @audit_app.command("export")
@@ -201,6 +205,12 @@ def _print(out: Console, report: audit_verify.Report) -> None:
     first = report.first
     assert first is not None
     count = len(report.breaks) + report.more_breaks
+    if report.unchecked_only:
+        unchecked = ", ".join(f"#{seq}" for seq in report.unchecked_anchors)
+        out.print(f"[yellow]not verified[/]: anchor(s) {unchecked} could not be checked")
+        out.print(f"  {escape(str(first))}")
+        out.print(f"nothing found broken; checked {checked}")
+        return
     out.print(f"[red]broken[/] at {escape(str(first))}")
     out.print(f"{count:,} broken place(s) in all; checked {checked}")
     for found in sorted(report.breaks, key=audit_verify.break_order)[1:20]:

@@ -231,7 +231,7 @@ def _check_anchors(
                     f"#{one.held_by}, whose signature was checked"
                 )
             report.add(Break(text, anchor=one.anchor.seq, unchecked=one.problem.unchecked))
-            if one.held_by is None:
+            if not one.problem.unchecked or not (one.signed or one.held_by is not None):
                 continue
         for head in one.heads:
             anchored[head.stream_id] = _Anchored(head.version, head.position, head.hash, one.seq)
@@ -246,6 +246,8 @@ class _Checked:
 
     anchor: Anchor
     problem: AnchorProblem | None
+    signed: bool = False
+    """Whether its signature was checked (its hand-over may still be unchecked)."""
     follows: bool = False
     """Whether its body names the digest of the anchor just before it."""
     heads: list[Head] = field(default_factory=list)
@@ -268,7 +270,8 @@ def _check_each(report: Report, key: AuditKey, chain: dict[int, Anchor]) -> list
         report.anchors_checked += 1
         if seq != expected:
             report.add(Break(f"is missing (the next anchor is #{seq})", anchor=expected))
-        one = _Checked(anchor, anchor_problem(anchor, key))
+        problem = anchor_problem(anchor, key)
+        one = _Checked(anchor, problem, signed=problem is None)
         try:
             content = anchor.content()
             one.heads, one.cursor = anchor.heads(), anchor.cursor()
@@ -294,12 +297,14 @@ def _hold_unchecked(checked: list[_Checked]) -> None:
     its content cannot have changed since that anchor was signed."""
     holder: int | None = None
     for one in reversed(checked):
-        if one.problem is None:
-            holder = one.seq if one.follows else None
-        elif one.problem.unchecked:
+        if one.problem is not None and not one.problem.unchecked:
+            holder = None  # broken: it holds nothing, and nothing holds what is before it
+            continue
+        if one.problem is not None and not one.signed:
             one.held_by = holder
-            holder = holder if one.follows else None
-        else:
+        if one.signed:
+            holder = one.seq
+        if not one.follows:
             holder = None
 
 

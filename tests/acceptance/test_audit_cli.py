@@ -113,3 +113,38 @@ async def test_a_bad_anchors_file_is_one_line_and_exit_2(db_dsn: str, tmp_path: 
     one_line_error(result, 2, str(bad), "line 1", "needs seq, body, digest, key_id, signature")
     missing = await jobtrail(db_dsn, "audit", "verify", "--anchors", str(tmp_path / "none"))
     one_line_error(missing, 2, "cannot read the anchors file")
+
+
+async def test_rotating_the_key_keeps_the_anchors_and_their_export_verifiable(
+    db_dsn: str, store: jobstore.EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anchor under one key; a new key alone is refused in one line saying what to set; with
+    the old key as previous the chain is handed over and verifies (the export too); with the
+    old key dropped verify names the anchors it cannot check and exits 4."""
+    streams = await two_jobs(store)
+    assert (await jobtrail(db_dsn, "audit", "anchor")).code == 0
+    await store.append(streams[0], [completed()])
+    new_key = "cli-test-new-audit-key-0123456789abcdef"
+    monkeypatch.setenv("JOBTRAIL_AUDIT_KEY", new_key)
+
+    refused = await jobtrail(db_dsn, "audit", "anchor")
+    one_line_error(refused, 1, "is neither JOBTRAIL_AUDIT_KEY", "JOBTRAIL_AUDIT_PREVIOUS_KEYS")
+
+    monkeypatch.setenv("JOBTRAIL_AUDIT_PREVIOUS_KEYS", f"some-older-key-0123456789, {KEY}")
+    handed_over = await jobtrail(db_dsn, "audit", "anchor")
+    assert handed_over.code == 0, handed_over.err
+    exported = tmp_path / "anchors.jsonl"
+    assert (await jobtrail(db_dsn, "audit", "export", "--out", str(exported))).code == 0
+    verified = await jobtrail(db_dsn, "audit", "verify", "--anchors", str(exported))
+    assert verified.code == 0, verified.out
+    assert verified.out.startswith("intact: 7 event(s)")
+
+    monkeypatch.delenv("JOBTRAIL_AUDIT_PREVIOUS_KEYS")
+    unchecked = await jobtrail(db_dsn, "audit", "verify", "--anchors", str(exported))
+    assert unchecked.code == 4, unchecked
+    lines = unchecked.out.splitlines()
+    assert re.fullmatch(r"not verified: anchor\(s\) #1(, #\d+)* could not be checked", lines[0])
+    assert "which is not among the keys set here" in lines[1]
+    assert "add it to JOBTRAIL_AUDIT_PREVIOUS_KEYS" in unchecked.out
+    as_json = json.loads((await jobtrail(db_dsn, "audit", "verify", "--json")).out)
+    assert as_json["intact"] is False and as_json["unchecked_anchors"][0] == 1

@@ -66,10 +66,10 @@ def verify(
     key = audit.AuditKey.from_settings(settings)
     exported = _read_export(Path(anchors_file)) if anchors_file is not None else None
     err = Console(stderr=True, soft_wrap=True)
-    if key.is_dev_default:
+    if key.is_dev_default or any(k.is_dev_default for k in key.previous):
         err.print(
-            "[yellow]warning:[/] JOBTRAIL_AUDIT_KEY is the public development key: "
-            "anchors it signed prove nothing to anyone else"
+            "[yellow]warning:[/] JOBTRAIL_AUDIT_KEY or a previous key is the public "
+            "development key: anchors it signed prove nothing to anyone else"
         )
 
     async def main() -> audit_verify.Report:
@@ -208,8 +208,9 @@ def _print(out: Console, report: audit_verify.Report) -> None:
     if report.unchecked_only:
         unchecked = ", ".join(f"#{seq}" for seq in report.unchecked_anchors)
         out.print(f"[yellow]not verified[/]: anchor(s) {unchecked} could not be checked")
-        out.print(f"  {escape(str(first))}")
-        out.print(f"nothing found broken; checked {checked}")
+        for found in sorted(report.breaks, key=audit_verify.break_order)[:20]:
+            out.print(f"  {escape(str(found))}")
+        out.print(f"nothing else found broken; checked {checked}")
         return
     out.print(f"[red]broken[/] at {escape(str(first))}")
     out.print(f"{count:,} broken place(s) in all; checked {checked}")

@@ -63,3 +63,37 @@ async def test_verify_and_anchors_over_http_need_the_admin_scope(
         status, report = await get("/audit/verify")
         assert status == 200 and isinstance(report, dict) and report["intact"] is False
         assert report["first_break"]["stream_id"] == "notes-1"
+
+
+async def test_verify_over_http_checks_anchors_of_the_previous_keys_from_the_settings(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    """The host's key comes from the settings: JOBTRAIL_AUDIT_PREVIOUS_KEYS verifies the
+    anchors they signed; without it the report names them as unchecked."""
+    await store.append("notes-0", [Noted(n=0)])
+    await audit.Anchorer(pool, db_dsn, KEY).anchor_through()
+    await store.append("notes-1", [Noted(n=1)])
+    rotated = jobstore.Settings(
+        audit_key="api-test-new-audit-key-0123456789",
+        audit_previous_keys=KEY.secret.decode(),
+    )
+    new_key = audit.AuditKey.from_settings(rotated)
+    handed_over = await audit.Anchorer(pool, db_dsn, new_key).anchor_through()
+    assert handed_over[0].handover() is not None
+
+    for key, intact, unchecked in (
+        (new_key, True, []),
+        (audit.AuditKey(new_key.secret), False, [1, 2]),
+    ):
+        host = web.Application()
+        host.add_subapp("/api/v1", projections.api_app(TOKENS))
+        host[projections.API_CONTEXT] = projections.ApiContext(pool, jobstore.Dispatcher(store))
+        host[projections.AUDIT_KEY] = key
+        async with TestClient(TestServer(host)) as client:
+            headers = {"Authorization": f"Bearer {ADMIN}"}
+            async with client.get("/api/v1/audit/verify", headers=headers) as response:
+                assert response.status == 200
+                report = await response.json()
+        assert report["intact"] is intact, report
+        assert report["unchecked_anchors"] == unchecked
+        assert all(b["unchecked"] for b in report["breaks"])

@@ -271,13 +271,16 @@ class Settings(BaseSettings):
         min_length=AUDIT_KEY_MIN_LENGTH,
         validation_alias=AliasChoices("JOBTRAIL_AUDIT_KEY", "audit_key"),
         description="HMAC-SHA256 key signing the log's audit anchors; keep it out of the "
-        "database and away from its administrators (jobtrail audit verify needs it).",
+        "database and away from its administrators (jobtrail audit verify needs it). To "
+        "change it, list the old one in JOBTRAIL_AUDIT_PREVIOUS_KEYS.",
     )
     audit_previous_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         default=(),
         validation_alias=AliasChoices("JOBTRAIL_AUDIT_PREVIOUS_KEYS", "audit_previous_keys"),
-        description="Earlier JOBTRAIL_AUDIT_KEYs, comma-separated: verify checks the anchors "
-        "they signed, and the anchorer hands the chain over from them to JOBTRAIL_AUDIT_KEY.",
+        description="Earlier JOBTRAIL_AUDIT_KEYs, comma-separated (default: none): verify "
+        "checks the anchors they signed, and the anchorer hands the chain over from the last "
+        "one's key to JOBTRAIL_AUDIT_KEY; anchors under a key dropped from here cannot be "
+        "checked (verify exits 4).",
     )
     audit_anchor_interval_seconds: float = Field(
         default=30.0,

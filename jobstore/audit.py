@@ -13,6 +13,10 @@
   who rewrites a stream, even recomputing its hashes, cannot make a valid anchor for it.
   Anchors are exported (``jobtrail audit export``) to be kept outside the database, so
   that cutting anchors back is noticed too.
+* **Rotation**: each anchor names its key by key id.  With the old key among
+  ``JOBTRAIL_AUDIT_PREVIOUS_KEYS``, the first anchor under a new key records a hand-over,
+  an HMAC by the old key over the last old anchor's digest and the new key id, so nobody
+  without the old key can switch the chain to a key of their own.
 * **Verification** (:mod:`jobstore.audit_verify`) checks the anchors, every event's hash,
   that every anchored head is still there (or archived and purged on record), and that no
   event the anchors cover is missing from them; it reports each broken place.

@@ -5,7 +5,11 @@ outside the database, when given), recomputes every event's hash from its stored
 and its stream's previous hash (in the log and the archive), and checks that every
 anchored head is still there with the hash the anchor signed (or was archived, with its
 head recorded by the archive event, and purged on record), and that no event the anchors
-cover is missing from them.  It reports each broken place, the first one first.
+cover is missing from them.  It reports each broken place, the first one first.  Each
+anchor is checked with the key its key id names (current or previous), each change of key
+against the hand-over the old key signed; an anchor under a key not set here is reported
+as unchecked, and its heads still count when a later checked anchor holds it through the
+chain of digests (docs/concepts/audit-chain.md, "Rotating the audit key").
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
     GET /audit/verify[?from=POSITION]     the verification report (200 whether intact or not)
     GET /audit/anchors[?after=SEQ&limit=N] signed anchors in order, to keep outside the database
 
-The host puts its ``JOBTRAIL_AUDIT_KEY`` on the app under :data:`AUDIT_KEY`.
+The host puts its ``JOBTRAIL_AUDIT_KEY`` (with its ``JOBTRAIL_AUDIT_PREVIOUS_KEYS``) on the
+app under :data:`AUDIT_KEY`.
 """
 
 from __future__ import annotations

@@ -447,7 +447,8 @@ def anchor_problem(anchor: Anchor, key: AuditKey) -> AnchorProblem | None:
         return AnchorProblem(
             f"is signed by key id {anchor.key_id}, which is not among the keys set here "
             f"({key.described()}): cannot check it; if that key is yours, add it to "
-            "JOBTRAIL_AUDIT_PREVIOUS_KEYS, else this anchor was made by someone else",
+            "JOBTRAIL_AUDIT_PREVIOUS_KEYS (or make it JOBTRAIL_AUDIT_KEY if it replaced "
+            "yours), else this anchor was made by someone else",
             unchecked=True,
         )
     if not signer.verifies(anchor.digest, anchor.signature):

@@ -218,3 +218,18 @@ async def test_an_export_across_a_rotation_verifies(
     report = await audit_verify.verify(pool, NEW, exported=audit.load_export(lines))
 
     assert report.intact, report.breaks
+
+
+async def test_two_rotations_verify_with_both_previous_keys(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    streams, _, _ = await rotated(store, pool, db_dsn)
+    newest = audit.AuditKey(b"newest-audit-key-0123456789abcdef", previous=(NEW_ALONE, OLD))
+    await store.append(streams[1], [Noted(n=2)])
+    last = await anchor_with(newest, pool, db_dsn)
+
+    handover = last[0].handover()
+    assert handover is not None and handover[0] == NEW.key_id
+    assert (await audit_verify.verify(pool, newest)).intact
+    without_old = await audit_verify.verify(pool, audit.AuditKey(newest.secret, (NEW_ALONE,)))
+    assert without_old.unchecked_only and without_old.unchecked_anchors[0] == 1

@@ -42,7 +42,9 @@ AUDIT_KEY_MIN_LENGTH = 16
 class Settings(BaseSettings):
     """Every setting jobtrail reads, with Upstash's own names for the QStash ones."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     database_url: str | None = Field(
         default=None,

@@ -102,6 +102,13 @@ def unsafe_configuration(settings: Settings, *, listen_host: str, webhooks: bool
             f"default key ({where}); set JOBTRAIL_AUDIT_KEY to a long random secret kept "
             "outside the database"
         )
+    if any(k.get_secret_value() == DEV_AUDIT_KEY for k in settings.audit_previous_keys):
+        return (
+            "refusing to start: JOBTRAIL_AUDIT_PREVIOUS_KEYS lists the public default audit "
+            f"key ({where}), so anchors signed with it would verify; run `jobtrail audit "
+            "anchor` once (on loopback) to hand the chain over to JOBTRAIL_AUDIT_KEY, then "
+            "remove it"
+        )
     return None
 
 

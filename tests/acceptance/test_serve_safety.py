@@ -14,6 +14,7 @@ import pytest
 
 import jobstore
 import qstash_local
+from jobstore.settings import DEV_AUDIT_KEY
 from qstash_local import signature
 from tests.host_support import free_port
 from tests.processes import Process, env_for, processes, wait_http
@@ -103,6 +104,19 @@ def production_env(**values: str) -> dict[str, str]:
             },
             ["--no-qstash"],
             ["JOBTRAIL_AUDIT_KEY"],
+        ),
+        (
+            "a key of our own, but the public audit key kept as a previous one",
+            {
+                "QSTASH_URL": "https://qstash.example.com",
+                "JOBTRAIL_WEBHOOK_SECRET": "a-long-random-webhook-secret-of-ours",
+                "JOBTRAIL_DATA_KEY": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+                "JOBTRAIL_AUDIT_KEY": "a-long-random-audit-key-of-ours",
+                "JOBTRAIL_AUDIT_PREVIOUS_KEYS": f"an-older-audit-key-of-ours,{DEV_AUDIT_KEY}",
+                **REAL_LOOKING,
+            },
+            ["--no-qstash"],
+            ["JOBTRAIL_AUDIT_PREVIOUS_KEYS"],
         ),
         (
             "real QStash and webhook secrets but the public data key",

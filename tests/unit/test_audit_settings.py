@@ -50,3 +50,24 @@ def test_a_bad_previous_audit_key_is_refused_by_its_place(
     monkeypatch.setenv("JOBTRAIL_AUDIT_PREVIOUS_KEYS", previous)
     with pytest.raises(ValidationError, match=message):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("JOBTRAIL_AUDIT_KEY", "leaky-7"),
+        ("JOBTRAIL_AUDIT_PREVIOUS_KEYS", "a-long-old-key-0123,leaky-7"),
+    ],
+)
+def test_a_refused_secret_is_not_repeated_in_the_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """A configuration error names the setting and what is wrong, never the secret given."""
+    monkeypatch.setenv("JOBTRAIL_AUDIT_KEY", CURRENT)
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+
+    assert "leaky-7" not in str(raised.value)
+    assert name.removeprefix("JOBTRAIL_").lower() in str(raised.value).lower()

@@ -249,11 +249,7 @@ class Note:
     kind: Kind
     nid: str
     job: Mapping[str, Any]
-
-    @property
-    def job_id(self) -> str:
-        """The notified job's id."""
-        return str(self.job["job_id"])
+    job_id: str
 
 
 def _parse(item: Any) -> Note | None:
@@ -262,7 +258,7 @@ def _parse(item: Any) -> Note | None:
         url, kind, nid, job = item["url"], item["kind"], item["notification_id"], item["job"]
         if kind not in ("completed", "failed") or not isinstance(job, dict):
             raise ValueError(f"unknown notification kind {kind!r}")
-        return Note(str(url), kind, str(nid), job)
+        return Note(str(url), kind, str(nid), job, str(job["job_id"]))
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("signed notification is malformed", reason=str(exc))
         return None

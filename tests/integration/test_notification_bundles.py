@@ -130,8 +130,15 @@ async def test_a_malformed_notification_in_a_bundle_does_not_sink_the_others(
 ) -> None:
     async with running_host(db_dsn, relay=False, notifier=False) as host:
         (job_id,) = await failed_jobs(host, [receiver.url("/a")])
-        bundle = {"notifications": [{"kind": "nonsense"}, note(job_id, receiver.url("/a"))]}
+        no_job_id = note(job_id, receiver.url("/b"))
+        del no_job_id["job"]["job_id"]
+        bundle = {
+            "notifications": [{"kind": "nonsense"}, no_job_id, note(job_id, receiver.url("/a"))]
+        }
         status, body, _ = await host.post(BUNDLES, bundle)
+        assert status == 200, body
+        assert receiver.paths == ["/a"]
+        status, body, _ = await host.post(BUNDLES, bundle, headers={"Upstash-Retried": "1"})
         assert status == 200, body
         assert receiver.paths == ["/a"]
         assert [n.result for n in await notified(host, job_id)] == ["delivered"]

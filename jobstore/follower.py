@@ -31,9 +31,9 @@ that is written as its checkpoint with the next page it handles, once the log ha
 quiet for ``checkpoint_quiet`` seconds (so the lag read from the database is right soon
 after the log goes idle), at least once per ``checkpoint_every`` seconds under a steady
 trickle, at the end of :meth:`Follower.run_until_caught_up` and before it hands its role
-over.  Every event between
-the written checkpoint and the seen position is of other types: a follower that starts over
-from the checkpoint (a crash, a new leader) reads them again and skips them again.
+over.  Every event between the written checkpoint and the seen position is of other types:
+a follower that starts over from the checkpoint (a crash, a new leader) reads them again
+and skips them again.
 """
 
 from __future__ import annotations

@@ -25,7 +25,12 @@ async def _writer(pool: asyncpg.Pool, store: jobstore.EventStore, w: int) -> lis
         async with pool.acquire() as conn, conn.transaction():
             # Pause at random before and after inserting, inside the transaction: a
             # position taken early and committed late is exactly what a tailing reader
-            # could skip.
+            # could skip.  Half the writers write something else first, as a caller's own
+            # transaction does (EventStore.transaction): their transaction id is older than
+            # positions others take meanwhile, so reading order and position order differ
+            # for certain, not only when two appends interleave inside one statement.
+            if w % 2:
+                await conn.fetchval("SELECT pg_current_xact_id()")
             await asyncio.sleep(rng.random() * 0.004)
             events = [Noted(n=w * 1000 + t, text=str(i)) for i in range(rng.randint(1, 3))]
             positions += await store.append(f"w{w}-{t % 5}", events, connection=conn)

@@ -26,7 +26,6 @@ to exactly the addresses that check passed.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -84,8 +83,6 @@ class CallbackSessions:
     ) -> aiohttp.ClientSession:
         """A session that reaches only ``url``'s host, at addresses ``policy`` passed now."""
         host, port = target.check_url(url, policy)
-        if _is_address(host):  # no lookup (getaddrinfo in a thread) for an address itself
-            lookup = _itself
         addresses = await target.resolve_checked(host, port, policy=policy, lookup=lookup)
         key = (url.scheme, host.rstrip(".").lower(), port, tuple(addresses))
         session = self._sessions.get(key)
@@ -111,19 +108,6 @@ class CallbackSessions:
         self._sessions.clear()
         for session in sessions:
             await session.close()
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-async def _itself(host: str, port: int) -> list[str]:
-    """The lookup of an IP address: the address."""
-    return [host]
 
 
 async def _close_after(session: aiohttp.ClientSession, seconds: float) -> None:

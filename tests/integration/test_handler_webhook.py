@@ -23,7 +23,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr, ValidationError
 
-from jobstore import BaseJob, BaseJobMetadata, NonRetryableJobError, Settings, payloads
+from jobstore import (
+    AddressPolicy,
+    BaseJob,
+    BaseJobMetadata,
+    NonRetryableJobError,
+    Settings,
+    payloads,
+)
 from workers import handlers
 
 SECRET = "whk-test-secret"
@@ -258,6 +265,28 @@ async def test_connection_goes_to_the_checked_address_without_a_second_lookup(
     assert result == {"status": 200}
     [(_, headers, _)] = receiver.requests
     assert headers["Host"] == f"hooks.example:{receiver.server.port}"
+
+
+async def test_an_address_is_not_looked_up_and_still_checked(receiver: Receiver) -> None:
+    """A webhook to an IP address calls no lookup; the policy still judges the address."""
+
+    async def no_lookup(host: str, port: int) -> list[str]:
+        raise AssertionError(f"{host} looked up")
+
+    handle = handlers.webhook_handler(settings(allow_private=True), lookup=no_lookup)
+    assert await handle(webhook(receiver.url("/status/200")), make_job()) == {"status": 200}
+
+    strict = AddressPolicy(allow_private=False, ports=None)
+    for host in ["127.0.0.1", "10.0.0.1", "::1"]:
+        with pytest.raises(handlers.WebhookTargetRefusedError, match="may only go to public"):
+            await handlers.target.resolve_checked(host, 80, policy=strict, lookup=no_lookup)
+    assert await handlers.target.resolve_checked(
+        "93.184.216.34", 443, policy=strict, lookup=no_lookup
+    ) == ["93.184.216.34"]
+    handle = handlers.webhook_handler(settings(allow_private=False), lookup=no_lookup)
+    with pytest.raises(handlers.WebhookTargetRefusedError, match="may only go to public"):
+        await handle(webhook(receiver.url("/status/200")), make_job())
+    assert len(receiver.requests) == 1
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/upload", "file:///etc/passwd"])

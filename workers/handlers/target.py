@@ -18,7 +18,7 @@ import aiohttp
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from jobstore import AddressPolicy
+from jobstore import AddressPolicy, address
 from workers.handlers import error
 
 Lookup = Callable[[str, int], Awaitable[list[str]]]
@@ -52,12 +52,15 @@ def check_url(url: yarl.URL, policy: AddressPolicy) -> tuple[str, int]:
 async def resolve_checked(
     host: str, port: int, *, policy: AddressPolicy, lookup: Lookup = getaddrinfo_lookup
 ) -> list[str]:
-    """Resolve ``host`` and return its addresses once every one of them passes ``policy``."""
-    try:
-        async with asyncio.timeout(DNS_TIMEOUT_SECONDS):
-            addresses = await lookup(host, port)
-    except (OSError, TimeoutError) as exc:
-        raise error.WebhookDeliveryError(f"could not resolve host {host!r}: {exc}") from exc
+    """Resolve ``host`` and return its addresses once every one of them passes ``policy``.
+
+    A host that is an IP address is its own answer: ``lookup`` is not called (getaddrinfo
+    in a thread costs ~80 µs of CPU for nothing), and the address is checked all the same.
+    """
+    if address.literal_address(host) is not None:
+        addresses = [host]
+    else:
+        addresses = await _resolve(host, port, lookup)
     if not addresses:
         raise error.WebhookDeliveryError(f"host {host!r} resolved to no address")
     for text in addresses:
@@ -65,6 +68,14 @@ async def resolve_checked(
         if refusal is not None:
             raise error.WebhookTargetRefusedError(f"host {host!r} resolves to {text}: {refusal}")
     return addresses
+
+
+async def _resolve(host: str, port: int, lookup: Lookup) -> list[str]:
+    try:
+        async with asyncio.timeout(DNS_TIMEOUT_SECONDS):
+            return await lookup(host, port)
+    except (OSError, TimeoutError) as exc:
+        raise error.WebhookDeliveryError(f"could not resolve host {host!r}: {exc}") from exc
 
 
 async def pinned_connector(

@@ -96,7 +96,6 @@ async def change(
     token: DeliveryToken | None = None,
     metadata: Mapping[str, Any] | None = None,
     rounds: int = MAX_ROUNDS,
-    keyless_dispatch: int | None = None,
     key: JobKey | None = None,
 ) -> Change[T] | None:
     """Decide on the job's current state and append what the decision says; None: no job.
@@ -104,15 +103,10 @@ async def change(
     ``known`` is a state the caller already holds (the first round decides on it without
     reading the stream again).  ``token`` is a one-time delivery token recorded with the
     events (TokenUsedError when it was used before).  After ``rounds`` lost races the job
-    is too contended: JobError ``CONTENDED``.  ``keyless_dispatch``: the caller read the
-    key table after that dispatch of the job was committed and found no key
-    (:class:`jobstore.keyring.DeliveryKeys`); an append against a state whose current
-    dispatch is still that one is made ``keyless`` (the rule: ``KeyRing.seal``).  ``key``:
-    every read of the stream reads the job's key with it, and appends are sealed with it
-    (:class:`JobKey`).
+    is too contended: JobError ``CONTENDED``.  ``key``: every read of the stream reads the
+    job's key with it, and an append against a state whose current dispatch is the one the
+    key was read with is sealed with it (:class:`JobKey`; the rule: ``KeyRing.seal``).
     """
-    if key is None and keyless_dispatch is not None:
-        key = JobKey(DeliveryKeys({job_id: None}, exists=False, dispatch=keyless_dispatch))
     state = known
     for _ in range(rounds):
         if state is None and key is not None:

@@ -179,11 +179,6 @@ class KeyRing:
         found = _keys_of(rows)
         return {k: found.get(k) for k in ids}
 
-    async def for_delivery(self, job_id: str) -> DeliveryKeys:
-        """The key of ``job_id`` read for a delivery of its current dispatch."""
-        rows = await self._fetch(None, _Q["read_keys"], [job_id]) if is_uuid(job_id) else []
-        return DeliveryKeys(_keys_of(rows) or {job_id: None}, exists=bool(rows))
-
     async def reveal(self, value: Any, connection: asyncpg.Connection | None = None) -> Any:
         """``value`` with every sealed value opened (``[erased]`` where the key is gone)."""
         kids = protect.kids_in(value)

@@ -149,7 +149,8 @@ async def test_a_failed_schedule_creation_leaves_no_key_behind(
     assert await store.pool.fetchval("SELECT count(*) FROM jobtrail.data_keys") == 0
 
 
-# -- outcomes of jobs without a key (the host's path: jobstore.change with keyless) --------
+# -- outcomes of jobs without a key (the host's path: jobstore.change with the key read
+# with the job's stream) ----------------------------------------------------------------
 
 
 async def _away(pool: asyncpg.Pool) -> None:
@@ -160,14 +161,24 @@ async def _back(pool: asyncpg.Pool) -> None:
     await pool.execute("ALTER TABLE jobtrail.data_keys_away RENAME TO data_keys")
 
 
+async def _delivery_key(store: jobstore.EventStore, job_id: str) -> change.JobKey:
+    """The job's key as a delivery reads it: with the job's stream, in one statement."""
+    read = await change.load_with_key(store, job_id)
+    assert read is not None
+    return change.JobKey(read[1])
+
+
+def _keyless(dispatch: int) -> change.JobKey:
+    """A key read that found no key row while ``dispatch`` was the job's current one."""
+    return change.JobKey(keyring.DeliveryKeys({}, exists=False, dispatch=dispatch))
+
+
 async def _outcome(
-    store: jobstore.EventStore, job_id: str, events: list[Any], keyless: int | None
+    store: jobstore.EventStore, job_id: str, events: list[Any], key: change.JobKey | None
 ) -> Any:
     state = await change.load(store, job_id)
     assert isinstance(state, JobState)
-    return await change.change(
-        store, job_id, lambda s: (events, None), known=state, keyless_dispatch=keyless
-    )
+    return await change.change(store, job_id, lambda s: (events, None), known=state, key=key)
 
 
 async def test_an_outcome_of_a_job_known_without_key_reads_no_key(
@@ -177,13 +188,15 @@ async def test_an_outcome_of_a_job_known_without_key_reads_no_key(
     at the key table (renamed away here to catch one) while dispatch 1 is current."""
     job_id = new_job_id()
     await store.append(f"job-{job_id}", [dispatched(job_id), started()])
+    key = await _delivery_key(store, job_id)
+    assert key.read is not None and (key.read.exists, key.read.dispatch) == (False, 1)
     await _away(store.pool)
     try:
-        changed = await _outcome(store, job_id, [completed()], keyless=1)
+        changed = await _outcome(store, job_id, [completed()], key)
         assert changed is not None and len(changed.positions) == 1
         with pytest.raises(jobstore.EventStoreError, match="the data key table failed"):
             # Not known keyless for a later dispatch: the key table is read.
-            await _outcome(store, job_id, [dispatched(job_id, dispatch=2)], keyless=1)
+            await _outcome(store, job_id, [dispatched(job_id, dispatch=2)], key)
     finally:
         await _back(store.pool)
 
@@ -191,21 +204,20 @@ async def test_an_outcome_of_a_job_known_without_key_reads_no_key(
 async def test_a_job_with_a_key_gets_its_error_sealed_on_the_hosts_outcome_path(
     store: jobstore.EventStore, dispatcher: jobstore.Dispatcher
 ) -> None:
-    """What the host does for a job whose delivery found its key: no hint, the key is read,
-    and the error quoting the address is sealed; a hint for a dispatch that is not the
-    current one is ignored (a later dispatch may have made a key)."""
+    """What the host does for a job whose delivery found its key: the error quoting the
+    address is sealed with it; a key read that found none for a dispatch that is not the
+    current one is ignored (a later dispatch may have made a key): the key is read."""
     job_id = await dispatcher.send_welcome_email_async(
         {"to": ADDRESS, "recipient_name": "Grace"}, {"user_id": USER}
     )
-    read = await store.keys.for_delivery(job_id)
-    assert read.exists and read.keys[job_id] is not None
+    key = await _delivery_key(store, job_id)
+    assert key.read is not None and key.read.exists and key.keys[job_id] is not None
     await store.append(f"job-{job_id}", [started()])
     refused = attempt_failed(message=f"550 <{ADDRESS}>: no such user", will_retry=True)
-    keyless = None if read.exists else 1  # as workers.attempt.deliver decides
-    await _outcome(store, job_id, [refused], keyless)
-    await _outcome(store, job_id, [started(attempt=2)], keyless=2)
+    await _outcome(store, job_id, [refused], key)
+    await _outcome(store, job_id, [started(attempt=2)], _keyless(2))
     again = attempt_failed(attempt=2, message=f"550 <{ADDRESS}>: again", will_retry=True)
-    await _outcome(store, job_id, [again], keyless=2)  # the current dispatch is 1: ignored
+    await _outcome(store, job_id, [again], _keyless(2))  # the current dispatch is 1: ignored
 
     stored = await store.pool.fetch(
         "SELECT data::text FROM jobtrail.events WHERE stream_id = $1", f"job-{job_id}"
@@ -228,7 +240,8 @@ async def test_a_delivery_tells_a_job_without_key_from_an_erased_one(
     )
     await erasure.erase(store, "job", erased)
 
-    without, gone = await store.keys.for_delivery(plain), await store.keys.for_delivery(erased)
+    without, gone = await _delivery_key(store, plain), await _delivery_key(store, erased)
 
-    assert (without.exists, without.keys) == (False, {plain: None})
-    assert (gone.exists, gone.keys) == (True, {erased: None})
+    assert without.read is not None and gone.read is not None
+    assert (without.read.exists, without.keys) == (False, {plain: None})
+    assert (gone.read.exists, gone.keys) == (True, {erased: None})

@@ -23,7 +23,7 @@ import dataclasses
 import hashlib
 import os
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -127,7 +127,7 @@ class DeliveryKeys:
     ``keys`` open the payload for the handler; ``exists``: the job has a key row (a key, or
     the tombstone of an erased one).  Without one, the job has no key while its current
     dispatch is the one delivered (see :meth:`KeyRing.seal`): the delivery's outcome is
-    appended ``keyless``, and the key table is not read a second time.
+    appended knowing that (``known``), and the key table is not read a second time.
     """
 
     keys: dict[str, AESGCM | None]
@@ -211,7 +211,6 @@ class KeyRing:
         streams: Sequence[tuple[str, Sequence[Event]]],
         connection: asyncpg.Connection | None = None,
         *,
-        keyless: Collection[str] = (),
         known: Mapping[str, DeliveryKeys] | None = None,
         new_keys: list[NewKey] | None = None,
     ) -> list[Sequence[Event]]:
@@ -223,20 +222,18 @@ class KeyRing:
         with JobError ``ERASED``.
 
         The key table is read only when an event needs a key that this append does not make,
-        and not for a job the caller knows has none: one whose first dispatch, without personal
-        fields, is in the same append, or a job stream in ``keyless`` (appended without a
-        dispatch).  A caller may name a job ``keyless`` when, reading the key table after the
-        job's current dispatch was committed, it found no row for the job, and the append is
-        made against a state whose current dispatch is still that one: a key is made only
-        by a dispatch's append and committed no later than that dispatch, so the read saw every
-        key the job's dispatches so far made (:class:`DeliveryKeys`; a new dispatch changes
-        the job's version, so an append against the old one is refused and decided again).
-
-        Under the same rule a caller may give the key it read with the job's stream
-        (``known``, by stream: :class:`DeliveryKeys`), for an append without a dispatch: no
-        row, the job is keyless; else its events are sealed with that key, not read again (the
-        key a read found stays the job's key; if it was erased since, what it seals opens
-        nowhere, like the ``[erased]`` a fresh read would have stored).
+        and not for a job known to have none: one whose first dispatch, without personal
+        fields, is in the same append, or one whose key the caller read (``known``, by
+        stream: :class:`DeliveryKeys`).  A caller may give the key it read with the job's
+        stream, for an append without a dispatch, when it read the key table after the job's
+        current dispatch was committed and the append is made against a state whose current
+        dispatch is still that one: a key is made only by a dispatch's append and committed
+        no later than that dispatch, so the read saw every key the job's dispatches so far
+        made (a new dispatch changes the job's version, so an append against the old one is
+        refused and decided again).  No row: the job is keyless; else its events are sealed
+        with that key, not read again (the key a read found stays the job's key; if it was
+        erased since, what it seals opens nowhere, like the ``[erased]`` a fresh read would
+        have stored).
 
         With ``new_keys``, the keys of jobs whose first dispatch is in the append are made
         here and not stored: they are added to ``new_keys`` for the append's own statement to
@@ -258,7 +255,7 @@ class KeyRing:
                 made[kid] = _wanted(kid, schedule_id, events)
                 if new_keys is not None and schedule_id is None and _first_dispatch(events):
                     fresh[kid] = stream_id
-            elif "read" not in uses or _known_keyless(stream_id in keyless, events):
+            elif "read" not in uses or _first_dispatch(events):  # it made none: keyless
                 continue
             elif given is not None and given.dispatch is not None and not _dispatches(events):
                 if given.exists:
@@ -403,16 +400,6 @@ def _first_dispatch(events: Sequence[Event]) -> bool:
     """Whether ``events`` hold a job's first dispatch (its key cannot exist unless an
     earlier try of the same dispatch made it: the append's statement finds that)."""
     return any(isinstance(e, JobDispatched) and e.dispatch == 1 for e in events)
-
-
-def _known_keyless(named: bool, events: Sequence[Event]) -> bool:
-    """Whether ``events`` are known to belong to a job without a key (the rule is
-    :meth:`KeyRing.seal`'s): the caller named the job keyless and no dispatch is among them,
-    or they hold the job's first dispatch (it did not make a key, so the job has none)."""
-    dispatches = [e for e in events if isinstance(e, JobDispatched)]
-    if named and not dispatches:
-        return True
-    return any(e.dispatch == 1 for e in dispatches)
 
 
 def _refuse_redispatch(job_id: str, events: Sequence[Event]) -> None:

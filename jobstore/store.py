@@ -81,8 +81,6 @@ class StreamAppend:
     expected_version: ExpectedVersion = ANY
     metadata: Mapping[str, Any] = field(default_factory=dict)
     token: DeliveryToken | None = None
-    keyless: bool = False
-    """The caller knows the job has no data key (the rule: :meth:`keyring.KeyRing.seal`)."""
     key: keyring.DeliveryKeys | None = None
     """The job's key as the caller read it with the job's stream (``known`` of
     :meth:`keyring.KeyRing.seal`, under its rule)."""
@@ -181,22 +179,18 @@ class EventStore:
         metadata: Mapping[str, Any] | None = None,
         connection: asyncpg.Connection | None = None,
         token: DeliveryToken | None = None,
-        keyless: bool = False,
         key: keyring.DeliveryKeys | None = None,
     ) -> list[int]:
         """Append ``events`` to one stream in one transaction; return their positions.
 
         With ``token``, the token is recorded in the same transaction, and the append is
         refused with TokenUsedError (nothing written) when the token was recorded before.
-        ``keyless``: the caller knows the job has no data key, so sealing need not look;
         ``key``: the job's key as the caller read it with its stream (:meth:`read_job`), so
-        sealing need not read it again (both only under the rule of
+        sealing need not read it again (only under the rule of
         :meth:`keyring.KeyRing.seal`).  A job's first dispatch stores the key it makes in
         the append's own statement.
         """
-        request = StreamAppend(
-            stream_id, events, expected_version, metadata or {}, token, keyless, key
-        )
+        request = StreamAppend(stream_id, events, expected_version, metadata or {}, token, key)
         if connection is not None:
             if token is not None:
                 raise errors.InvalidEventError("a delivery token cannot go with a connection")
@@ -406,7 +400,6 @@ class EventStore:
         sealed = await self.keys.seal(
             [(r.stream_id, r.events) for r in requests],
             connection,
-            keyless={r.stream_id for r in requests if r.keyless},
             known={r.stream_id: r.key for r in requests if r.key is not None},
             new_keys=new_keys,
         )

@@ -470,6 +470,40 @@ async def verify(
     return list(rows)
 
 
+STALL_S = 5.0
+"""Seconds without a completion, everything enqueued, before a phase reports what waits."""
+
+
+async def report_stall(pool: asyncpg.Pool, name: str, start: int, last_type: str) -> None:
+    """Print what a stalled phase's unfinished jobs and the database's sessions are doing."""
+    async with pool.acquire() as conn:
+        jobs = await conn.fetch(
+            "SELECT stream_id, array_agg(event_type ORDER BY version) AS events,"
+            " max(recorded_at) AS last_at FROM jobtrail.events"
+            " WHERE position > $1 AND stream_id LIKE 'job-%' GROUP BY stream_id"
+            " HAVING NOT bool_or(event_type = $2) ORDER BY 3 LIMIT 20",
+            start,
+            last_type,
+        )
+        sessions = await conn.fetch(
+            "SELECT pid, application_name, state, wait_event_type, wait_event,"
+            " round(extract(epoch FROM now() - xact_start)::numeric, 1) AS xact_s,"
+            " left(query, 160) AS query FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND state <> 'idle' ORDER BY xact_start"
+        )
+        waits = await conn.fetch(
+            "SELECT pid, locktype, mode, objid FROM pg_locks WHERE NOT granted"
+        )
+    print(f"  {name}: STALLED for {STALL_S:.0f} s; unfinished jobs (oldest first):", flush=True)
+    for row in jobs:
+        print(f"    {row['stream_id']} {list(row['events'])} last {row['last_at']}", flush=True)
+    for row in sessions:
+        print(f"    session {dict(row)}", flush=True)
+    for row in waits:
+        print(f"    lock wait {dict(row)}", flush=True)
+
+
 async def run_phase(
     name: str,
     pool: asyncpg.Pool,
@@ -489,6 +523,8 @@ async def run_phase(
     enqueue_s = 0.0
     last_print = 0.0
     done = 0
+    moved = (0, 0.0)  # completions seen, and when that count last changed
+    reported = False
     try:
         while True:
             await asyncio.sleep(0.2)
@@ -498,6 +534,11 @@ async def run_phase(
             done = await completed_after(pool, start, history[-1])
             if producer.done() and done >= expected:
                 break
+            if done != moved[0]:
+                moved = (done, timer.elapsed)
+            elif producer.done() and not reported and timer.elapsed - moved[1] > STALL_S:
+                reported = True  # once per phase: what the unfinished jobs wait on
+                await report_stall(pool, name, start, history[-1])
             if timer.elapsed - last_print >= 1.0:
                 last_print = timer.elapsed
                 print(

@@ -6,7 +6,7 @@ from projections.api_context import API_ACCESS, API_CONTEXT, ApiContext
 from projections.attempt_view import AttemptView
 from projections.audit_route import AUDIT_KEY
 from projections.catalog import builtin_projections
-from projections.collector import relaxed_gc
+from projections.collector import relaxed_gc, settle_for_serving
 from projections.errors import (
     InvalidCursorError,
     InvalidFilterError,
@@ -92,6 +92,7 @@ __all__ = [
     "rebuild",
     "relaxed_gc",
     "replay_jobs",
+    "settle_for_serving",
     "tokens_from_settings",
     "trend",
     "wait_for_position",

@@ -23,6 +23,7 @@ from qstash import AsyncQStash
 from qstash.errors import QStashError
 
 import jobstore
+import projections
 import qstash_local
 from jobstore import JobRegistry, Settings
 from workers.cli import runtime
@@ -104,6 +105,7 @@ async def _serve(
             await web.TCPSite(runner, host, port).start()
         except OSError as exc:
             runtime.fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        projections.settle_for_serving()
         where = f"embedded PostgreSQL in {settings.pgdata_dir}" if embedded else "DATABASE_URL"
         typer.echo(
             f"jobtrail host on {settings.public_url} (database: {where}; "

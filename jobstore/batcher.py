@@ -1,4 +1,5 @@
-"""Group commit for single-stream appends made concurrently in one process.
+"""Group commit for single-stream appends made concurrently in one process, and the same
+coalescing for reads of jobs' streams.
 
 Each commit waits for its WAL flush, so one transaction per append would cap a process at
 one append per flush per connection.  The batcher queues the appends that arrive while a
@@ -7,31 +8,39 @@ version check is reported to its own caller only.  A lone caller is flushed at o
 timer, no added latency.  Up to ``max_flushes`` batches are in flight at once (appends no
 longer serialise in the database, see ``store.py``): while one waits for its commit, the
 next is already on its way, so a process is not idle for a round trip per batch.
+
+Reads are coalesced the same way (``EventStore.read_job``): the deliveries that arrive while
+a read is out read their jobs together in the next statement, so a flood costs a statement
+(a round trip, a send, a pooled connection) per batch instead of per delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-Outcome = list[int] | BaseException
-RunBatch = Callable[[Sequence[Any]], Awaitable[list[Outcome]]]
+T = TypeVar("T")
+RunBatch = Callable[[Sequence[Any]], Awaitable[list[T | BaseException]]]
+"""Runs a batch of requests (each with a ``stream_id``, at most one per stream) in one
+statement; one outcome per request, in order: its result or its own error."""
 
 
-class AppendBatcher:
-    """Coalesces concurrent single-stream append requests into shared transactions."""
+class AppendBatcher(Generic[T]):
+    """Coalesces concurrent single-stream requests (appends, reads) into shared statements."""
 
-    def __init__(self, run_batch: RunBatch, *, max_batch: int = 256, max_flushes: int = 2) -> None:
+    def __init__(
+        self, run_batch: RunBatch[T], *, max_batch: int = 256, max_flushes: int = 2
+    ) -> None:
         self._run_batch = run_batch
         self._max_batch = max_batch
         self._max_flushes = max_flushes
-        self._pending: list[tuple[Any, asyncio.Future[list[int]]]] = []
+        self._pending: list[tuple[Any, asyncio.Future[T]]] = []
         self._flushers: set[asyncio.Task[None]] = set()
 
-    async def submit(self, request: Any) -> list[int]:
-        """Queue one stream's append and wait for its positions (or its error)."""
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+    async def submit(self, request: Any) -> T:
+        """Queue one stream's request and wait for its outcome (or its error)."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
         if len(self._flushers) < self._max_flushes:
             flusher = asyncio.create_task(self._flush_all())
@@ -62,10 +71,10 @@ class AppendBatcher:
                 else:
                     fut.set_result(outcome)
 
-    def _take_batch(self) -> list[tuple[Any, asyncio.Future[list[int]]]]:
+    def _take_batch(self) -> list[tuple[Any, asyncio.Future[T]]]:
         """The oldest requests, at most one per stream (a later one waits for the next)."""
-        batch: list[tuple[Any, asyncio.Future[list[int]]]] = []
-        rest: list[tuple[Any, asyncio.Future[list[int]]]] = []
+        batch: list[tuple[Any, asyncio.Future[T]]] = []
+        rest: list[tuple[Any, asyncio.Future[T]]] = []
         streams: set[str] = set()
         for item in self._pending:
             stream_id = item[0].stream_id

@@ -41,6 +41,7 @@ from jobstore import codec, database, errors, keyring, query, tracing
 from jobstore.batcher import AppendBatcher
 from jobstore.cursor import START, Cursor, Page
 from jobstore.event import Event, RecordedEvent, decode
+from jobstore.ids import is_uuid
 
 log = structlog.get_logger("jobtrail.store")
 
@@ -161,6 +162,7 @@ class EventStore:
         seconds (the host: JOBTRAIL_DATABASE_RIDE_OUT_SECONDS) before raising
         DatabaseUnavailableError."""
         self._batcher = AppendBatcher(self._append_each)
+        self._job_reads = AppendBatcher(self._read_jobs)
         self._announcer = _Announcer(pool)
         self.keys = keyring.KeyRing(pool, self.runner)
         """The jobs' data keys: appends seal personal data with them (:mod:`jobstore.protect`)."""
@@ -420,10 +422,31 @@ class EventStore:
         self, stream_id: str, job_id: str
     ) -> tuple[list[RecordedEvent], keyring.DeliveryKeys]:
         """The events of a job's stream and its data key, read together in one statement
-        (the key's ``dispatch`` is for the caller to set, from the folded events)."""
+        (the key's ``dispatch`` is for the caller to set, from the folded events).
+
+        Concurrent calls are read together, in one statement (:mod:`jobstore.batcher`).
+        """
         _check_stream_id(stream_id)
-        rows = await self._fetch(_Q["read_stream_with_key"], stream_id, job_id)
+        if is_uuid(job_id):
+            rows = await self._job_reads.submit(_JobRead(stream_id, job_id))
+        else:  # the statement refuses it, for this caller alone
+            rows = await self._fetch(_Q["read_stream_with_key"], stream_id, job_id)
         return [_record(row) for row in rows], keyring.delivery_keys(job_id, rows)
+
+    async def _read_jobs(
+        self, reads: Sequence[_JobRead]
+    ) -> list[list[asyncpg.Record] | BaseException]:
+        """The rows of :meth:`read_job` for each of ``reads`` (one per stream), one statement."""
+        if len(reads) == 1:
+            (read,) = reads
+            return [await self._fetch(_Q["read_stream_with_key"], read.stream_id, read.job_id)]
+        rows = await self._fetch(
+            _Q["read_streams_with_keys"], [r.stream_id for r in reads], [r.job_id for r in reads]
+        )
+        by_stream: dict[str, list[asyncpg.Record]] = {}
+        for row in rows:
+            by_stream.setdefault(row["stream_id"], []).append(row)
+        return [by_stream.get(r.stream_id, []) for r in reads]
 
     async def _append_rows(
         self, conn: asyncpg.Connection, args: tuple[Any, ...]
@@ -503,6 +526,14 @@ def _dedupe(requests: Sequence[StreamAppend]) -> Sequence[StreamAppend]:
             "a stream appears twice in one append_streams call; put its events in one request"
         )
     return requests
+
+
+@dataclass(frozen=True, slots=True)
+class _JobRead:
+    """One job's stream and data key to read (:meth:`EventStore.read_job`)."""
+
+    stream_id: str
+    job_id: str
 
 
 class _KeyKept(Exception):

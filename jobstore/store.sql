@@ -160,6 +160,19 @@ SELECT e.position, e.stream_id, e.version, e.event_type, e.schema_version, e.dat
  WHERE e.stream_id = $1
  ORDER BY e.version;
 
+-- name: read_streams_with_keys
+-- params: stream_ids, key_ids
+-- read_stream_with_key for several jobs at once (concurrent deliveries' reads, coalesced by
+-- the store: jobstore.batcher): one statement, so one snapshot for every job's events and
+-- key, under the same rule.
+SELECT e.position, e.stream_id, e.version, e.event_type, e.schema_version, e.data, e.metadata,
+       e.recorded_at, e.xid, k.job_id::text AS job_id, k.wrapped_key, k.master_key_id,
+       k.erased_at IS NOT NULL AS erased
+  FROM unnest($1::text[], $2::uuid[]) AS r(stream_id, key_id)
+  JOIN jobtrail.events e ON e.stream_id = r.stream_id
+  LEFT JOIN jobtrail.data_keys k ON k.job_id = r.key_id
+ ORDER BY e.stream_id, e.version;
+
 -- name: append_events_each_making_keys
 -- params: check_streams, check_versions, token_ids, token_expiries, stream_ids, event_types, schema_versions, datas, metadatas, key_streams, key_ids, user_ids, organization_ids, wrapped_keys, master_key_id
 -- append_events_each storing, in the same statement, the data keys made for the first

@@ -143,8 +143,9 @@ async def test_a_follower_whose_lock_connection_is_killed_leads_again_and_repeat
         await eventually(lambda: _at(seen, first[-1]))
         await seen.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_locks "
-            "WHERE locktype = 'advisory' AND classid = 72440125 AND granted"
-        )
+            "WHERE locktype = 'advisory' AND classid = 72440125 AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )  # this test's leader only: pg_locks lists every database's locks
         later = await store.append("notes-2", [Noted(n=i) for i in range(3)])
         await eventually(lambda: _at(seen, later[-1]))
     assert await positions(seen) == first + later

@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -131,4 +132,10 @@ def respond(answer: Answer) -> web.Response:
         body = {"error": answer.reason}
     elif answer.result is not None:
         body["result"] = answer.result
-    return web.json_response(body, status=answer.status, headers=headers)
+    return web.json_response(body, status=answer.status, headers=headers, dumps=_json)
+
+
+def _json(value: Any) -> str:
+    """``value`` as JSON text, by orjson (the standard library's encoder took ~1.5 % of a
+    host's CPU; a result is stored only once orjson has encoded it: ``attempt._storable``)."""
+    return orjson.dumps(value).decode()

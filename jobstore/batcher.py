@@ -42,7 +42,11 @@ class AppendBatcher(Generic[T]):
         """Queue one stream's request and wait for its outcome (or its error)."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
-        if len(self._flushers) < self._max_flushes:
+        # A flusher whose loop has ended is done at once, but leaves the set only when
+        # asyncio runs its done-callbacks, later: counted as running, it would leave this
+        # request queued with nobody to flush it until another request came.
+        running = sum(not f.done() for f in self._flushers)
+        if running < self._max_flushes:
             flusher = asyncio.create_task(self._flush_all())
             self._flushers.add(flusher)
             flusher.add_done_callback(self._flushers.discard)

@@ -31,6 +31,8 @@ class LogReader:
     async def after(self, cursor: Cursor) -> Page:
         """The next page after ``cursor`` (raises what ``EventStore.read_after`` raises)."""
         future = self._reads.get(cursor)
+        if future is not None and future.done() and not _kept(future, self.batch_size):
+            future = None  # a short batch just read: its done-callback has not dropped it yet
         if future is None:
             future = asyncio.ensure_future(self.store.read_after(cursor, self.batch_size))
             future.add_done_callback(lambda done: self._settle(cursor, done))
@@ -41,9 +43,7 @@ class LogReader:
 
     def _settle(self, cursor: Cursor, done: asyncio.Future[Page]) -> None:
         """Keep a full batch; forget a short one, a failure or a cancelled read."""
-        keep = not done.cancelled() and done.exception() is None
-        keep = keep and done.result().size == self.batch_size
-        if not keep and self._reads.get(cursor) is done:
+        if not _kept(done, self.batch_size) and self._reads.get(cursor) is done:
             del self._reads[cursor]
 
     def close(self) -> None:
@@ -53,3 +53,11 @@ class LogReader:
             with contextlib.suppress(BaseException):
                 future.exception()
         self._reads.clear()
+
+
+def _kept(read: asyncio.Future[Page], batch_size: int) -> bool:
+    """Whether a finished read may be handed to later readers: a full batch only (a short
+    one is the head of the log then, and more may have come since)."""
+    if read.cancelled() or read.exception() is not None:
+        return False
+    return read.result().size == batch_size

@@ -9,7 +9,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from jobstore import JobError
+from jobstore import JobError, job_state
 from projections import errors, openapi, personal, reader, replay, serializer, stats
 from projections.api_context import actor, context_of, cursor_key, error, reading, require
 from projections.filter import FILTER_PARAMETERS, JobFilter, check_job_id
@@ -74,8 +74,9 @@ async def get_job(request: web.Request) -> web.Response:
     async with reading(request) as conn:
         execution = await reader.get_job_execution(conn, job_id)
         attempts = await reader.get_job_attempts(conn, job_id)
-    if execution is None:
-        execution = await ctx.dispatcher.get_job_execution_by_job_id(job_id)
+    if execution is None:  # folded from its stream, sealed as stored: shown() opens or masks
+        state = await ctx.dispatcher.load(job_id)
+        execution = None if state is None else job_state.JobExecution.from_state(state)
     if execution is None:
         raise JobError(f"no job with id {job_id!r}", "JOB_NOT_FOUND", job_id)
     body = {

@@ -34,6 +34,30 @@ async def _call(
         return answer.status, await answer.json(), text
 
 
+async def test_a_job_the_views_have_not_caught_up_with_is_masked_for_others_too(
+    host: Host,
+) -> None:
+    """GET /jobs/{id} folds a job the views do not hold yet from its stream: that copy
+    must be opened or masked by the caller's scope like the views' (it was served opened,
+    so a reader saw the address whenever the views lagged)."""
+    address = f"lag-{uuid.uuid4().hex}@example.com"
+    job_id = await host.dispatcher.enqueue(
+        "send-email",
+        {"template": "welcome", "to": address, "data": {"recipient_name": "Ada"}},
+        {"user_id": USER},
+        {"retries": 0},
+    )
+    await host.wait_status(job_id, "failed", within=30)
+    pool = host.dispatcher.store.pool
+    await pool.execute("DELETE FROM jobtrail.job_executions WHERE job_id = $1", job_id)
+
+    status, reader_view, text = await _call(host, "GET", f"/jobs/{job_id}", READER)
+    assert status == 200 and reader_view["payload"]["to"] == "[personal]"
+    assert address not in text and '"$enc"' not in text
+    status, admin_view, _ = await _call(host, "GET", f"/jobs/{job_id}", ADMIN)
+    assert status == 200 and admin_view["payload"]["to"] == address
+
+
 async def test_admins_read_personal_data_others_see_it_masked_and_after_erasure_nobody(
     host: Host,
 ) -> None:

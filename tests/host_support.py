@@ -215,6 +215,18 @@ def test_registry(handler: TestHandler, settings: jobstore.Settings) -> jobstore
 
 
 @contextlib.asynccontextmanager
+async def serving(app: web.Application, port: int) -> AsyncIterator[None]:
+    """``app`` served on 127.0.0.1:``port`` for the block (a test's stand-in server)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
 async def running_host(
     db_dsn: str,
     *,

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from tests.host_support import Host, free_port, running_host
+from tests.host_support import Host, free_port, running_host, serving
 from workers import notification
 from workers.handlers import target
 
@@ -40,13 +40,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_post("/done", record)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", got.port).start()
-    try:
+    async with serving(app, got.port):
         yield got
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

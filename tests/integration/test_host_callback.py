@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from jobstore import job_events
-from tests.host_support import Host, dispatched, free_port, running_host
+from tests.host_support import Host, dispatched, free_port, running_host, serving
 from workers import decision
 from workers.handlers import verify_signature
 
@@ -62,13 +62,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_route("*", "/{name}", record)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", got.port).start()
-    try:
+    async with serving(app, got.port):
         yield got
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

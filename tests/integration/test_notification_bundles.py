@@ -22,7 +22,7 @@ from aiohttp import web
 
 import jobstore
 from jobstore import job_events, notifier
-from tests.host_support import Host, dispatched, free_port, running_host
+from tests.host_support import Host, dispatched, free_port, running_host, serving
 
 NOTIFY = jobstore.envelope.NOTIFY_PATH
 BUNDLES = notifier.BUNDLE_PATH
@@ -58,13 +58,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_post("/{name}", record)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", got.port).start()
-    try:
+    async with serving(app, got.port):
         yield got
-    finally:
-        await runner.cleanup()
 
 
 def note(job_id: str, url: str) -> dict[str, Any]:

@@ -9,8 +9,8 @@ import uuid
 
 from aiohttp import web
 
-from jobstore import BaseJob, job_events
-from tests.host_support import TEST_PATH, Host, running_host
+from jobstore import BaseJob
+from tests.host_support import TEST_PATH, Host, dispatched, running_host
 from workers.attempt import Heartbeat
 
 TOKENS = "boss:admin:" + "a" * 40  # the dashboard is mounted at / (it has routes under /jobs)
@@ -18,19 +18,8 @@ TOKENS = "boss:admin:" + "a" * 40  # the dashboard is mounted at / (it has route
 
 async def _dispatched(host: Host) -> str:
     job_id = str(uuid.uuid4())
-    await host.ctx.store.append(
-        f"job-{job_id}",
-        [
-            job_events.JobDispatched(
-                job_id=job_id,
-                dispatch=1,
-                job_type="test-job",
-                payload={},
-                options={"endpoint": TEST_PATH, "retries": 2, "timeout": 60.0},
-            )
-        ],
-        "no_stream",
-    )
+    event = dispatched(job_id, retries=2, timeout=60.0)
+    await host.ctx.store.append(f"job-{job_id}", [event], "no_stream")
     return job_id
 
 

@@ -34,13 +34,8 @@ async def _call(
         return answer.status, await answer.json(), text
 
 
-async def test_a_job_the_views_have_not_caught_up_with_is_masked_for_others_too(
-    host: Host,
-) -> None:
-    """GET /jobs/{id} folds a job the views do not hold yet from its stream: that copy
-    must be opened or masked by the caller's scope like the views' (it was served opened,
-    so a reader saw the address whenever the views lagged)."""
-    address = f"lag-{uuid.uuid4().hex}@example.com"
+async def _failed_email(host: Host, address: str) -> str:
+    """A send-email job of USER to ``address``, failed (no SMTP server on port 1)."""
     job_id = await host.dispatcher.enqueue(
         "send-email",
         {"template": "welcome", "to": address, "data": {"recipient_name": "Ada"}},
@@ -48,6 +43,17 @@ async def test_a_job_the_views_have_not_caught_up_with_is_masked_for_others_too(
         {"retries": 0},
     )
     await host.wait_status(job_id, "failed", within=30)
+    return job_id
+
+
+async def test_a_job_the_views_have_not_caught_up_with_is_masked_for_others_too(
+    host: Host,
+) -> None:
+    """GET /jobs/{id} folds a job the views do not hold yet from its stream: that copy
+    must be opened or masked by the caller's scope like the views' (it was served opened,
+    so a reader saw the address whenever the views lagged)."""
+    address = f"lag-{uuid.uuid4().hex}@example.com"
+    job_id = await _failed_email(host, address)
     pool = host.dispatcher.store.pool
     await pool.execute("DELETE FROM jobtrail.job_executions WHERE job_id = $1", job_id)
 
@@ -62,13 +68,7 @@ async def test_admins_read_personal_data_others_see_it_masked_and_after_erasure_
     host: Host,
 ) -> None:
     address = f"api-{uuid.uuid4().hex}@example.com"
-    job_id = await host.dispatcher.enqueue(
-        "send-email",
-        {"template": "welcome", "to": address, "data": {"recipient_name": "Ada"}},
-        {"user_id": USER},
-        {"retries": 0},
-    )
-    await host.wait_status(job_id, "failed", within=30)  # no SMTP server on port 1
+    job_id = await _failed_email(host, address)
 
     status, admin_view, _ = await _call(host, "GET", f"/jobs/{job_id}", ADMIN)
     assert status == 200 and admin_view["payload"]["to"] == address

@@ -456,23 +456,17 @@ class EventStore:
     async def _append_each(self, encoded: Sequence[_Encoded]) -> list[list[int] | BaseException]:
         """Commit independent single-stream appends together (group commit)."""
 
-        async def run(conn: asyncpg.Connection, a: tuple[Any, ...]) -> list[asyncpg.Record]:
-            return list(await conn.fetch(_Q["append_events_each"], *a))
-
-        async def run_making_keys(
-            conn: asyncpg.Connection, a: tuple[Any, ...]
-        ) -> list[asyncpg.Record]:
-            return list(await conn.fetch(_Q["append_events_each_making_keys"], *a))
-
         new_keys = sorted((e.new_key for e in encoded if e.new_key), key=lambda k: k.key_id)
+        # With keys to store, the statement that stores them with the dispatches.
+        sql = _Q["append_events_each_making_keys" if new_keys else "append_events_each"]
         arguments = _arguments_each(encoded)
         if new_keys:
-            keys = _key_arguments(new_keys)
-            rows: list[asyncpg.Record] = await self._run(
-                run_making_keys, (*arguments, *keys), None, rerun=False
-            )
-        else:
-            rows = await self._run(run, arguments, None, rerun=False)
+            arguments = (*arguments, *_key_arguments(new_keys))
+
+        async def run(conn: asyncpg.Connection, a: tuple[Any, ...]) -> list[asyncpg.Record]:
+            return list(await conn.fetch(sql, *a))
+
+        rows: list[asyncpg.Record] = await self._run(run, arguments, None, rerun=False)
         self._announcer.wake()
         positions: dict[str, list[int]] = {}
         conflicts: dict[str, int] = {}

@@ -3,10 +3,12 @@ schedule whose job type declares personal fields), wrapped by a master key.
 
 Keys live in ``jobtrail.data_keys`` (``sql/0028``, ``sql/0036``), indexed by job (or
 schedule), user and organization, wrapped with the master key from settings
-(``JOBTRAIL_DATA_KEY``: 32 random bytes, base64).  The event store seals what it appends
-(:meth:`KeyRing.seal`); readers allowed to see personal data open it
-(:meth:`KeyRing.reveal`); erasure destroys keys (:mod:`jobstore.erasure`).  Keys are never
-cached: an erasure in another process takes effect at the next read.  One read serves a
+(``JOBTRAIL_DATA_KEY``: 32 random bytes, base64); keys wrapped by a master key it replaced
+(``JOBTRAIL_DATA_PREVIOUS_KEYS``) still open, until :mod:`jobstore.rotation` rewraps them.
+The event store seals what it appends (:meth:`KeyRing.seal`); readers allowed to see
+personal data open it (:meth:`KeyRing.reveal`); erasure destroys keys
+(:mod:`jobstore.erasure`).  Keys are never cached: an erasure in another process takes
+effect at the next read.  One read serves a
 whole delivery: the key read with the job's stream opens the payload for the handler and
 seals the attempt's outcome (erased meanwhile, what it sealed opens nowhere).
 
@@ -17,8 +19,6 @@ the job's stream (:func:`delivery_keys`).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import hashlib
 import os
@@ -37,7 +37,7 @@ from jobstore.event import Event, RecordedEvent
 from jobstore.ids import is_uuid
 from jobstore.job_events import JobDispatched
 from jobstore.schedule_events import ScheduleCreated
-from jobstore.settings import DEV_DATA_KEY, Settings
+from jobstore.settings import DATA_KEY_FORMAT, DEV_DATA_KEY, Settings, decode_data_key
 
 _Q = query.load("jobstore", "keyring.sql")
 _JOB_STREAM: Final = "job-"
@@ -53,51 +53,87 @@ class DataKeyError(errors.JobstoreError):
 
 
 class MasterKey:
-    """The key that wraps every data key; from ``JOBTRAIL_DATA_KEY`` (base64, 32 bytes)."""
+    """The key that wraps every data key (``JOBTRAIL_DATA_KEY``: 32 bytes, base64), with the
+    keys it replaced (``JOBTRAIL_DATA_PREVIOUS_KEYS``).
 
-    def __init__(self, encoded: str) -> None:
-        try:
-            raw = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != 32:
-            raise DataKeyError(
-                "JOBTRAIL_DATA_KEY must be 32 random bytes in base64 (44 characters), e.g. "
-                'the output of: python -c "import os,base64;print(base64.b64encode('
-                'os.urandom(32)).decode())"'
-            )
-        self._aead = AESGCM(raw)
-        self.key_id = hashlib.sha256(b"jobtrail master key\x00" + raw).hexdigest()[:16]
-        """A fingerprint of the key, stored with each data key it wraps (not secret)."""
+    New data keys are always wrapped by the current key; a stored one is unwrapped by the key
+    its row names (``master_key_id``), current or previous, so a rotation is transparent to
+    readers until ``jobtrail keys rewrap`` has wrapped every data key with the current key.
+    """
+
+    def __init__(self, encoded: str, previous: Sequence[str] = ()) -> None:
+        self.key_id, self._aead = _aead(encoded)
+        """A fingerprint of the current key, stored with each data key it wraps (not secret)."""
+        earlier = [_aead(k) for k in previous]
+        self.previous_ids = tuple(key_id for key_id, _ in earlier)
+        """The fingerprints of the previous keys, in the order given."""
+        self._held = {self.key_id: self._aead, **dict(earlier)}
+
+    def holds(self, key_id: str) -> bool:
+        """Whether this process can unwrap a data key wrapped by master key ``key_id``."""
+        return key_id in self._held
 
     def wrap(self, data_key: bytes, job_id: str) -> bytes:
-        """``data_key`` encrypted for storage, bound to ``job_id``."""
+        """``data_key`` encrypted for storage by the current key, bound to ``job_id``."""
         nonce = os.urandom(_NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, data_key, job_id.encode())
 
     def unwrap(self, wrapped: bytes, job_id: str, key_id: str) -> AESGCM:
-        """The data key of ``job_id`` from its stored form."""
-        if key_id != self.key_id:
-            raise DataKeyError(
-                f"the data key of job {job_id} was wrapped by master key {key_id}, and this "
-                f"process has master key {self.key_id}: set JOBTRAIL_DATA_KEY to the key "
-                "the data keys were made with"
-            )
+        """The data key of ``job_id`` from its stored form, wrapped by master key ``key_id``."""
+        return AESGCM(self._open(wrapped, job_id, key_id))
+
+    def rewrap(self, wrapped: bytes, job_id: str, key_id: str) -> bytes:
+        """The data key of ``job_id``, wrapped by master key ``key_id``, wrapped anew by the
+        current key."""
+        return self.wrap(self._open(wrapped, job_id, key_id), job_id)
+
+    def not_held(self, key_id: str, what: str) -> DataKeyError:
+        """The error for ``what`` (the data key of a job, or a count of them) wrapped by a
+        master key this process does not hold: which keys it holds, and what to set."""
+        held = ", ".join(
+            [f"{self.key_id} (JOBTRAIL_DATA_KEY)"]
+            + [f"{k} (JOBTRAIL_DATA_PREVIOUS_KEYS)" for k in self.previous_ids]
+        )
+        return DataKeyError(
+            f"master key {key_id} wrapped {what}, and this process does not hold it (it holds "
+            f"{held}): set JOBTRAIL_DATA_KEY to the key the data keys were made with, or list "
+            "that key in JOBTRAIL_DATA_PREVIOUS_KEYS"
+        )
+
+    def _open(self, wrapped: bytes, job_id: str, key_id: str) -> bytes:
+        aead = self._held.get(key_id)
+        if aead is None:
+            raise self.not_held(key_id, f"the data key of job {job_id}")
         try:
             nonce, sealed = wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:]
-            raw = self._aead.decrypt(nonce, sealed, job_id.encode())
+            return aead.decrypt(nonce, sealed, job_id.encode())
         except InvalidTag:
             raise DataKeyError(f"the stored data key of job {job_id} is damaged") from None
-        return AESGCM(raw)
+
+
+def _aead(encoded: str) -> tuple[str, AESGCM]:
+    """A master key's fingerprint and cipher, from its base64 form."""
+    try:
+        raw = decode_data_key(encoded)
+    except ValueError:
+        raise DataKeyError(
+            f"JOBTRAIL_DATA_KEY must be {DATA_KEY_FORMAT}, e.g. "
+            'the output of: python -c "import os,base64;print(base64.b64encode('
+            'os.urandom(32)).decode())"'
+        ) from None
+    return hashlib.sha256(b"jobtrail master key\x00" + raw).hexdigest()[:16], AESGCM(raw)
 
 
 _master = MasterKey(DEV_DATA_KEY)
 
 
 def configure(settings: Settings) -> None:
-    """Use the master key of ``settings`` in this process (called once, at the edge)."""
+    """Use the master keys of ``settings`` in this process (called once, at the edge)."""
     global _master
-    _master = MasterKey(settings.data_key.get_secret_value())
+    _master = MasterKey(
+        settings.data_key.get_secret_value(),
+        [k.get_secret_value() for k in settings.data_previous_keys],
+    )
 
 
 def master_key() -> MasterKey:

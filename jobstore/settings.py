@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,6 +21,19 @@ DEV_NEXT_SIGNING_KEY = "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"
 DEV_WEBHOOK_SECRET = "jobtrail-dev-webhook-secret"
 # The default master key of personal data: public, so safe only on loopback (workers/safety.py).
 DEV_DATA_KEY = "am9idHJhaWwtZGV2LWRhdGEta2V5LXB1YmxpYyEhISE="
+DATA_KEY_FORMAT = "32 random bytes in base64 (44 characters)"
+"""What a master data key (JOBTRAIL_DATA_KEY, JOBTRAIL_DATA_PREVIOUS_KEYS) must be."""
+
+
+def decode_data_key(encoded: str) -> bytes:
+    """The 32 bytes of a master data key given in base64; ValueError if it is not one."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(f"is not {DATA_KEY_FORMAT}")
+    return raw
 
 
 def default_data_dir() -> Path:
@@ -125,7 +141,15 @@ class Settings(BaseSettings):
         default=SecretStr(DEV_DATA_KEY),
         validation_alias=AliasChoices("JOBTRAIL_DATA_KEY", "data_key"),
         description="Master key wrapping each job's data key (32 random bytes, base64); "
-        "back it up with the database: without it no personal field can be read.",
+        "back it up with the database: without it no personal field can be read. To change "
+        "it, list the old one in JOBTRAIL_DATA_PREVIOUS_KEYS and run `jobtrail keys rewrap`.",
+    )
+    data_previous_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        validation_alias=AliasChoices("JOBTRAIL_DATA_PREVIOUS_KEYS", "data_previous_keys"),
+        description="Earlier JOBTRAIL_DATA_KEYs, comma-separated (default: none): data keys "
+        "they wrapped still open, until `jobtrail keys rewrap` wraps them with "
+        "JOBTRAIL_DATA_KEY; `jobtrail keys status` says when one may be dropped.",
     )
     stripe_webhook_secret: SecretStr | None = Field(
         default=None,
@@ -295,7 +319,7 @@ class Settings(BaseSettings):
         "is caught by its hashes only, not yet by a signed anchor.",
     )
 
-    @field_validator("audit_previous_keys", mode="before")
+    @field_validator("audit_previous_keys", "data_previous_keys", mode="before")
     @classmethod
     def _split_previous_keys(cls, value: object) -> object:
         """A comma-separated list from the environment (blanks around commas ignored)."""
@@ -305,23 +329,23 @@ class Settings(BaseSettings):
 
     @field_validator("audit_previous_keys", mode="after")
     @classmethod
-    def _check_previous_keys(
+    def _check_previous_audit_keys(
         cls, keys: tuple[SecretStr, ...], info: ValidationInfo
     ) -> tuple[SecretStr, ...]:
         """Each previous audit key is validated as JOBTRAIL_AUDIT_KEY is, and is not it."""
-        current = info.data.get("audit_key")
-        for number, key in enumerate(keys, 1):
-            secret = key.get_secret_value()
-            if len(secret) < AUDIT_KEY_MIN_LENGTH:
-                raise ValueError(
-                    f"key {number} has {len(secret)} characters; an audit key needs at "
-                    f"least {AUDIT_KEY_MIN_LENGTH}"
-                )
-            if isinstance(current, SecretStr) and secret == current.get_secret_value():
-                raise ValueError(
-                    f"key {number} is JOBTRAIL_AUDIT_KEY itself; list only the keys it replaced"
-                )
-        return keys
+        return _checked_previous_keys(
+            keys, info.data.get("audit_key"), "JOBTRAIL_AUDIT_KEY", _audit_key_bytes
+        )
+
+    @field_validator("data_previous_keys", mode="after")
+    @classmethod
+    def _check_previous_data_keys(
+        cls, keys: tuple[SecretStr, ...], info: ValidationInfo
+    ) -> tuple[SecretStr, ...]:
+        """Each previous data key is a master key as JOBTRAIL_DATA_KEY is, and is not it."""
+        return _checked_previous_keys(
+            keys, info.data.get("data_key"), "JOBTRAIL_DATA_KEY", decode_data_key
+        )
 
     @property
     def exports_dir(self) -> Path:
@@ -332,3 +356,42 @@ class Settings(BaseSettings):
     def pgdata_dir(self) -> Path:
         """Where the embedded PostgreSQL keeps its data."""
         return self.data_dir / "pgdata"
+
+
+def _audit_key_bytes(secret: str) -> bytes:
+    if len(secret) < AUDIT_KEY_MIN_LENGTH:
+        raise ValueError(
+            f"has {len(secret)} characters; an audit key needs at least {AUDIT_KEY_MIN_LENGTH}"
+        )
+    return secret.encode()
+
+
+def _checked_previous_keys(
+    keys: tuple[SecretStr, ...],
+    current: object,
+    setting: str,
+    key_bytes: Callable[[str], bytes],
+) -> tuple[SecretStr, ...]:
+    """``keys`` when each is a valid key (``key_bytes`` gives its bytes, or raises ValueError
+    saying what is wrong), none is the current key of ``setting`` and none is listed twice.
+
+    Errors name a key by its place in the list, never by its value (a secret).
+    """
+    try:
+        current_bytes = (
+            key_bytes(current.get_secret_value()) if isinstance(current, SecretStr) else None
+        )
+    except ValueError:
+        current_bytes = None  # the current key's own validation reports it
+    seen: dict[bytes, int] = {}
+    for number, key in enumerate(keys, 1):
+        try:
+            raw = key_bytes(key.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(f"key {number} {exc}") from None
+        if raw == current_bytes:
+            raise ValueError(f"key {number} is {setting} itself; list only the keys it replaced")
+        if raw in seen:
+            raise ValueError(f"key {number} is key {seen[raw]} again; list each key once")
+        seen[raw] = number
+    return keys

@@ -96,6 +96,12 @@ def unsafe_configuration(settings: Settings, *, listen_host: str, webhooks: bool
             f"({where}); set JOBTRAIL_DATA_KEY to 32 random bytes in base64 and back it up "
             "with the database"
         )
+    if any(k.get_secret_value() == DEV_DATA_KEY for k in settings.data_previous_keys):
+        return (
+            "refusing to start: JOBTRAIL_DATA_PREVIOUS_KEYS lists the public default data "
+            f"key ({where}), so data keys it wrapped open for anyone who reads the database; "
+            "run `jobtrail keys rewrap` once to wrap them with JOBTRAIL_DATA_KEY, then remove it"
+        )
     if settings.audit_key.get_secret_value() == DEV_AUDIT_KEY:
         return (
             "refusing to start: the log's audit anchors would be signed with the public "

@@ -15,6 +15,7 @@ from . import enqueue as enqueue_command
 from . import erase as erase_command
 from . import events as events_command
 from . import jobs as jobs_command
+from . import keys as keys_command
 from . import monitoring as monitoring_command
 from . import projections as projections_command
 from . import relay as relay_command
@@ -43,6 +44,7 @@ relay_command.register(app)
 retention_command.register(app)
 events_command.register(app)
 erase_command.register(app)
+keys_command.register(app)
 audit_command.register(app)
 demo.register(app)
 dashboard.register(app)

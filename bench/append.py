@@ -2,6 +2,7 @@
 
     python bench/append.py [--events 20000] [--only single|multi]
     python bench/append.py --compare-chain [--rounds 5]   # the hash chain's cost, same run
+                                                          # (appends while it is computed)
 
 Single process, on DATABASE_URL's server (or the embedded one): events/s for raw asyncpg
 ``executemany`` in batches of 100 (the reference), for ``EventStore.append`` with 100
@@ -22,7 +23,6 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
-import re
 import resource
 import shutil
 import socket
@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jobstore
 from bench.common import Timer, bench_line, machine, quiet_logs, scratch_database
-from jobstore import job_events
+from jobstore import audit, job_events
 
 ROUNDS = 5
 MULTI_ROUNDS = 5
@@ -338,66 +338,40 @@ async def main(total: int) -> None:
     bench_line("append_batch100_vs_raw_ratio", batched / raw, "x")
 
 
-APPEND_FUNCTIONS = (
-    "jobtrail.append_events(text[], integer[], text[], text[], smallint[], json[], json[],"
-    " boolean)",
-    "jobtrail.append_events_each(text[], integer[], text[], timestamptz[], text[], text[],"
-    " smallint[], json[], json[])",
-)
-# What the chain added to the append functions (sql/0039): each event's hash, computed in
-# the statement, and SECURITY DEFINER with its search_path (so that the trigger may trust
-# the hash they store).  Each must be found exactly once in each function's definition.
-CHAIN_PARTS = (
-    (
-        re.compile(r"jobtrail\.chain\([^()]*\)\s+OVER\s+\(PARTITION BY p\.sid ORDER BY p\.ord\)"),
-        "NULL::bytea",
-    ),
-    (re.compile(r"^ SECURITY DEFINER\n", re.MULTILINE), ""),
-    (re.compile(r"^ SET search_path TO 'pg_catalog', 'pg_temp'\n", re.MULTILINE), ""),
-)
-UNCHAIN = """
-DROP TRIGGER events_chain_hash ON jobtrail.events;
-ALTER TABLE jobtrail.events ALTER COLUMN hash DROP NOT NULL;
-"""
-
-
-def unchained_definition(definition: str) -> str:
-    """An append function's definition (pg_get_functiondef) without what the chain added."""
-    for pattern, replacement in CHAIN_PARTS:
-        definition, found = pattern.subn(replacement, definition)
-        if found != 1:
-            raise RuntimeError(
-                f"{pattern.pattern!r} found {found} times in an append function (expected 1):"
-                " update bench/append.py's CHAIN_PARTS to the latest migration"
-            )
-    return definition
+CHAIN_EVERY = 0.2
+"""Seconds between the bench's chaining rounds (production: every anchor interval, 30 s by
+default): often, so that chaining overlaps the appends it competes with."""
 
 
 @contextlib.asynccontextmanager
-async def _unchained_database(server_dsn: str) -> AsyncIterator[str]:
-    """A scratch database with every migration, then the hash chain taken out (see
-    :func:`main_compare_chain`)."""
+async def _second_database(server_dsn: str) -> AsyncIterator[str]:
+    """Another scratch database with every migration, on the same server."""
     name = f"jobtrail_bench_plain_{os.getpid()}"
     admin = await asyncpg.connect(server_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         dsn = server_dsn.rsplit("/", 1)[0] + f"/{name}"
         await jobstore.migrate(dsn)
-        conn = await asyncpg.connect(dsn)
-        try:
-            async with conn.transaction():
-                await conn.execute(UNCHAIN)
-                for function in APPEND_FUNCTIONS:
-                    definition = await conn.fetchval(
-                        "SELECT pg_get_functiondef($1::regprocedure)", function
-                    )
-                    await conn.execute(unchained_definition(definition))
-        finally:
-            await conn.close()
         yield dsn
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@dataclass(slots=True)
+class _Chainer:
+    """Chains what the appends write while they run, as the anchorer does (sql/0045)."""
+
+    pool: asyncpg.Pool
+    chained: int = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Chain every :data:`CHAIN_EVERY` seconds until ``stop``, then what is left."""
+        while not stop.is_set():
+            self.chained += await audit.chain_pending(self.pool)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), CHAIN_EVERY)
+        self.chained += await audit.chain_pending(self.pool)
 
 
 async def backend_pids(pool: asyncpg.Pool) -> list[int]:
@@ -422,55 +396,77 @@ def backends_cpu(pids: list[int]) -> float | None:
 
 
 async def _chain_round(
-    pool: asyncpg.Pool, pids: list[int], total: int, round_: int
+    pool: asyncpg.Pool,
+    pids: list[int],
+    total: int,
+    round_: int,
+    chainer: tuple[_Chainer, list[int]] | None,
 ) -> dict[str, float]:
-    """One side's round: events/s, and server CPU µs per event when it can be read."""
+    """One side's round: events/s, server CPU µs per event of the appends' backends and, with
+    a ``chainer`` (and its backend's pid) running meanwhile, of the chaining."""
     store = jobstore.EventStore(pool)
     figures: dict[str, float] = {}
-    cpu = backends_cpu(pids)
-    figures["batch100"] = await append_batches(store, total, round_)
-    after = backends_cpu(pids)
-    if cpu is not None and after is not None:
-        figures["batch100_cpu"] = (after - cpu) / total * 1e6
-    count = total // 4
-    cpu = after
-    figures["single"] = await append_single(store, count, 8, f"r{round_}")
-    after = backends_cpu(pids)
-    if cpu is not None and after is not None:
-        figures["single_cpu"] = (after - cpu) / (count // 8 * 8) * 1e6
+    cases: list[tuple[str, int, Callable[[], Awaitable[float]]]] = [
+        ("batch100", total, lambda: append_batches(store, total, round_)),
+        ("single", total // 4 // 8 * 8, lambda: append_single(store, total // 4, 8, f"r{round_}")),
+    ]
+    for case, count, append in cases:
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(chainer[0].run(stop)) if chainer else None
+        cpu, chain_cpu = backends_cpu(pids), backends_cpu(chainer[1]) if chainer else None
+        figures[case] = await append()
+        after = backends_cpu(pids)
+        stop.set()
+        if running is not None:
+            await running
+        if cpu is not None and after is not None:
+            figures[f"{case}_cpu"] = (after - cpu) / count * 1e6
+        if chainer is not None and chain_cpu is not None:
+            chain_after = backends_cpu(chainer[1])
+            assert chain_after is not None
+            figures[f"{case}_chain_cpu"] = (chain_after - chain_cpu) / count * 1e6
     return figures
 
 
 async def main_compare_chain(total: int, rounds: int = ROUNDS) -> None:
-    """Appends with the hash chain against the same schema without it, alternated, same run.
+    """Appends while the chain is computed beside them, against appends alone, same run.
 
-    The unchained side has every migration, then the chain taken out: the row trigger
-    dropped, the hash column nullable, and the append functions as sql/0039 defines them
-    minus what the chain added there (the hash expression becomes NULL; no SECURITY DEFINER,
-    no SET search_path).  They still read each stream's head row (for its version, as any
-    append does; the hash comes from the same row) and still take position, xid and
-    recorded_at in the statement (what the column defaults would give, at the same cost).
-    So the difference is the chain as it stands: the hash of each event, the definer call,
-    the 32 bytes stored, and the trigger's WHEN test on each row.
+    The chain is computed off the append path (sql/0045): both databases have every
+    migration and the same append functions.  On the chained side a chainer chains the new
+    events every :data:`CHAIN_EVERY` seconds while the appends run (each round ends with
+    what is left chained); on the plain side nothing is chained.  The difference is what
+    the chain costs the appends: the chainer's competition for the server (and, on this
+    2-core machine, for the cores the client and the appends' backend use).
 
     Besides events/s (what a user sees, but noisy on a shared machine), the server CPU each
-    side's backends spent per event (/proc/PID/schedstat): far less disturbed by other work.
+    side's append backends spent per event, and the chainer's own per chained event
+    (/proc/PID/schedstat): the chain's whole price in server CPU.
     """
     async with scratch_database() as chained_dsn:
         server_dsn = chained_dsn.rsplit("/", 1)[0] + "/postgres"
-        async with _unchained_database(server_dsn) as plain_dsn:
+        async with _second_database(server_dsn) as plain_dsn:
             pools = {
                 "chained": await jobstore.create_pool(chained_dsn, min_size=8, max_size=8),
                 "plain": await jobstore.create_pool(plain_dsn, min_size=8, max_size=8),
             }
+            chain_pool = await jobstore.create_pool(chained_dsn, min_size=1, max_size=1)
             figures: dict[tuple[str, str], list[float]] = {}
             try:
                 pids = {side: await backend_pids(pool) for side, pool in pools.items()}
+                chain_pid = await chain_pool.fetchval("SELECT pg_backend_pid()")
+                pids["chained"] = [p for p in pids["chained"] if p != chain_pid]
+                chainer = _Chainer(chain_pool)
                 for round_ in range(rounds):
                     # Alternate which side goes first, so a noisy moment is shared out.
                     order = ["chained", "plain"] if round_ % 2 == 0 else ["plain", "chained"]
                     for side in order:
-                        got = await _chain_round(pools[side], pids[side], total // rounds, round_)
+                        got = await _chain_round(
+                            pools[side],
+                            pids[side],
+                            total // rounds,
+                            round_,
+                            (chainer, [chain_pid]) if side == "chained" else None,
+                        )
                         for case, value in got.items():
                             figures.setdefault((side, case), []).append(value)
                     print(
@@ -480,10 +476,16 @@ async def main_compare_chain(total: int, rounds: int = ROUNDS) -> None:
                             for side in ("plain", "chained")
                             for case in ("batch100", "single")
                         )
-                        + " events/s",
+                        + f" events/s; {chainer.chained:,} events chained so far",
                         flush=True,
                     )
+                unchained = await pools["chained"].fetchval(
+                    "SELECT count(*) FROM jobtrail.events e WHERE NOT EXISTS"
+                    " (SELECT 1 FROM jobtrail.event_hashes h WHERE h.position = e.position)"
+                )
+                print(f"chained side: {chainer.chained:,} events chained, {unchained} left")
             finally:
+                await chain_pool.close()
                 for pool in pools.values():
                     await pool.close()
     for case, name in (("batch100", "batch100"), ("single", "single_8tasks")):
@@ -495,11 +497,13 @@ async def main_compare_chain(total: int, rounds: int = ROUNDS) -> None:
         if (cpu_key := ("plain", f"{case}_cpu")) in figures:
             plain_cpu = statistics.median(figures[cpu_key])
             chained_cpu = statistics.median(figures[("chained", f"{case}_cpu")])
+            chain_cpu = statistics.median(figures[("chained", f"{case}_chain_cpu")])
             bench_line(f"append_{name}_unchained_server_cpu_us_per_event", plain_cpu, "us")
             bench_line(f"append_{name}_chained_server_cpu_us_per_event", chained_cpu, "us")
+            bench_line(f"chain_{name}_server_cpu_us_per_event", chain_cpu, "us")
             bench_line(
                 f"cost_hash_chain_server_cpu_{name}_pct",
-                (chained_cpu - plain_cpu) / plain_cpu * 100,
+                (chained_cpu + chain_cpu - plain_cpu) / plain_cpu * 100,
                 "%",
             )
 
@@ -511,7 +515,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--compare-chain",
         action="store_true",
-        help="only: appends with the hash chain against the schema without it",
+        help="only: appends while the hash chain is computed beside them, against alone",
     )
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="--compare-chain rounds")
     parser.add_argument("--processes", type=int, default=4)

@@ -63,7 +63,7 @@ import projections
 import qstash_local
 from bench.common import Timer, bench_line, haproxy_config, percentile, scratch_database
 from bench.e2e_app import NOOP, PERSONAL, registry
-from jobstore import Dispatcher, JobRequest
+from jobstore import Dispatcher, JobRequest, audit
 from jobstore.database import init_connection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -986,8 +986,10 @@ async def measure_costs(
     * notifications: jobs with a completion ``callback`` (the notifier publishes, QStash
       delivers to the host's notify endpoint, the host calls a receiver in this process and
       records ``job.notified``) against jobs without one;
-    * the hash chain: the chain's trigger disabled on the scratch database (bench-only;
-      the log of that database no longer verifies) against enabled.
+    * the hash chain: computed off the append path (sql/0045), so no flood runs without
+      it; its price is the CPU of chaining what the round's floods appended
+      (``audit.chain_pending``, as the anchorer does every interval), per job of the
+      plain flood's shape (its events per job).
 
     Replay protection (delivery tokens) has no switch short of changing the product.
     """
@@ -1024,16 +1026,10 @@ async def measure_costs(
                 options=callback,
                 history=NOTIFIED,
             )
-            await chain(pool, on=False)
-            try:
-                unchained = await cost_flood(
-                    args, pool, meter, dispatcher, f"chain's trigger off, round {round_}"
-                )
-            finally:
-                await chain(pool, on=True)
+            chained = await chain_cost(pool, meter)
             gaps["personal_fields"].append(difference(sealed, plain))
             gaps["notifications"].append(difference(notified, plain))
-            gaps["hash_chain"].append(difference(plain, unchained))
+            gaps["hash_chain"].append(chained)
     finally:
         await runner.cleanup()
     for feature, rounds in gaps.items():
@@ -1079,16 +1075,17 @@ async def cost_flood(
     return {name: us for name, us, _ in result.cpu}
 
 
-async def chain(pool: asyncpg.Pool, *, on: bool) -> None:
-    """Enable or disable the hash chain's trigger on the scratch database (bench only)."""
-    async with pool.acquire() as conn:
-        if on:
-            await conn.execute("ALTER TABLE jobtrail.events ENABLE TRIGGER events_chain_hash")
-        else:  # the column is NOT NULL because the trigger always fills it
-            await conn.execute(
-                "ALTER TABLE jobtrail.events DISABLE TRIGGER events_chain_hash;"
-                " ALTER TABLE jobtrail.events ALTER COLUMN hash DROP NOT NULL"
-            )
+async def chain_cost(pool: asyncpg.Pool, meter: CpuMeter) -> dict[str, float]:
+    """CPU µs per job by process of chaining what is pending (the floods just run): per
+    chained event, times a plain job's events (:data:`HISTORY`)."""
+    before = await meter.sample()
+    events = await audit.chain_pending(pool)
+    after = await meter.sample()
+    if not events:
+        return {}
+    per_event = CpuMeter.per_job(before, after, events)
+    print(f"  chained {events:,} events", flush=True)
+    return {name: us * len(HISTORY) for name, us, _ in per_event}
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """A tamper-evident log: each event's hash chains to its stream's previous one; signed anchors.
 
-* **The chain** (``sql/0026_chain_event_hashes.sql``): the database stores with every event
-  ``sha256(previous hash || the event as stored)``, computed set-wise by the append
-  functions (``sql/0039_setwise_chain.sql``) or, for any other insert, by a row trigger,
-  under the stream's append lock, so it needs no lock of its own.  :func:`event_hash` is
-  the same definition in Python: the verifier recomputes every hash itself.
-* **Anchors**: one host at a time (an :class:`jobstore.election.Election`) reads the log in
-  the followers' order, below their horizon, and every ``interval`` seconds records an
-  anchor: the heads (stream, version, position, hash) of the streams that changed since the
-  previous anchor, the cursor it read up to, and the previous anchor's digest, signed with
+* **The chain** (``sql/0026_chain_event_hashes.sql``): the database stores for every event
+  ``sha256(previous hash || the event as stored)`` in ``jobtrail.event_hashes``, computed
+  in bulk off the append path by :func:`chain_pending` (``jobtrail.chain_events``,
+  ``sql/0045_chain_off_the_append_path.sql``) just before each anchor: appends pay nothing
+  for it, and an event is protected from the moment an anchor covers it, as before.
+  :func:`event_hash` is the same definition in Python: the verifier recomputes every hash.
+* **Anchors**: one host at a time (an :class:`jobstore.election.Election`) chains what was
+  appended since, in the followers' order below their horizon, and every ``interval``
+  seconds records an anchor: the heads (stream, version, position, hash) of the streams
+  that changed since the previous anchor, the cursor it read up to, and the previous
+  anchor's digest, signed with
   HMAC-SHA256 under ``JOBTRAIL_AUDIT_KEY``, a key that never goes into the database.  Anyone
   who rewrites a stream, even recomputing its hashes, cannot make a valid anchor for it.
   Anchors are exported (``jobtrail audit export``) to be kept outside the database, so
@@ -58,6 +60,8 @@ ARCHIVE_HEADS: Final = "audit_heads"
 _FIXED = struct.Struct(">qqihq")  # position, xid, version, schema_version, recorded_at (µs)
 _LENGTH = struct.Struct(">i")
 _HANDOVER: Final = b"jobtrail audit key hand-over\n"
+MAX_EVENTS: Final = 10_000
+"""Events one anchor, and one chaining transaction, cover at most (by default)."""
 
 
 class AuditError(errors.JobstoreError):
@@ -293,10 +297,11 @@ async def anchors(pool: asyncpg.Pool, after_seq: int = 0, limit: int | None = No
 
 @dataclass(frozen=True, slots=True)
 class AnchorConfig:
-    """How often the anchorer anchors, and how many events one anchor covers at most."""
+    """How often the anchorer chains and anchors, and how many events one anchor (and one
+    chaining transaction) covers at most."""
 
     interval: float = 30.0
-    max_events: int = 10_000
+    max_events: int = MAX_EVENTS
     leader_retry: float = 1.0
 
 
@@ -312,11 +317,13 @@ class Anchorer:
         self.election = Election(dsn, ANCHOR_ROLE, self.config.leader_retry)
 
     async def run(self) -> None:
-        """Anchor every ``interval`` seconds while holding the role, until cancelled."""
+        """Chain and anchor every ``interval`` seconds while holding the role, until
+        cancelled.  The chain does not need the key: it goes on when anchoring cannot."""
         while True:
             try:
                 async with self.election.lead() as lease:
                     while lease.held:
+                        await chain_pending(self.pool, self.config.max_events)
                         await self.anchor_pending()
                         await asyncio.sleep(self.config.interval)
             except AuditError as exc:  # a chain we must not extend: say so, try later
@@ -336,13 +343,14 @@ class Anchorer:
         return made
 
     async def anchor_through(self, target: Cursor | None = None) -> list[Anchor]:
-        """Anchor up to ``target`` (default: every event committed now), waiting for events
-        a running transaction holds back (see sql/0019).  For tools and tests."""
+        """Chain and anchor up to ``target`` (default: every event committed now), waiting
+        for events a running transaction holds back (see sql/0019).  For tools and tests."""
         made: list[Anchor] = []
         if target is None:
             row = await self.pool.fetchrow(_Q["log_head"])
             target = START if row is None else Cursor(int(row["xid"]), int(row["position"]))
         while True:
+            await chain_pending(self.pool, self.config.max_events)
             made += await self.anchor_pending()
             row = await self.pool.fetchrow(_Q["last_anchor"])
             reached = (
@@ -427,6 +435,44 @@ class Anchorer:
                 "handed over forward only (run jobtrail audit verify)"
             )
         return self.key.named(last.key_id)
+
+
+async def chain_pending(pool: asyncpg.Pool, max_events: int = MAX_EVENTS) -> int:
+    """Chain every event readable now (``jobtrail.chain_events``, ``max_events`` per
+    transaction); return how many were chained.  Any host may call it: the chain's cursor
+    row is locked while a batch is chained, so two callers never chain the same events."""
+    chained = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_Q["chain_events"], max_events)
+        chained += len(rows)
+        if len(rows) < max_events:
+            return chained
+
+
+async def chain_through(
+    pool: asyncpg.Pool, target: Cursor | None = None, *, wait: float = 5.0
+) -> bool:
+    """Chain up to ``target`` (default: the log's newest event now), waiting up to
+    ``wait`` seconds for events a running transaction holds back (see sql/0019); return
+    whether the chain got there."""
+    if target is None:
+        target = _cursor(await pool.fetchrow(_Q["log_head"]), "xid", "position")
+    clock = asyncio.get_running_loop().time
+    deadline = clock() + wait
+    while True:
+        await chain_pending(pool)
+        if await chain_cursor(pool) >= target:
+            return True
+        if clock() >= deadline:
+            return False
+        await asyncio.sleep(HELD_BACK_RETRY)
+
+
+async def chain_cursor(pool: asyncpg.Pool) -> Cursor:
+    """How far the chain has reached, in the followers' order."""
+    row = await pool.fetchrow(_Q["chain_cursor"])
+    return _cursor(row, "cursor_xid", "cursor_position")
 
 
 def _cursor(row: asyncpg.Record | None, xid: str, position: str) -> Cursor:

@@ -15,14 +15,29 @@ SELECT seq, body, digest, key_id, signature
 
 -- name: unanchored_heads
 -- params: after_xid, after_position, limit
--- The events an anchor covers next: after the last anchor's cursor, in the followers' order
--- and below their horizon (sql/0019), so no event can commit behind an anchor's cursor.
-SELECT e.xid, e.position, e.stream_id, e.version, e.hash
+-- The events an anchor covers next: after the last anchor's cursor, in the followers' order,
+-- as far as the chain has reached (jobtrail.chain_events reads below the followers' horizon,
+-- sql/0019, so no event can commit behind either cursor).
+SELECT e.xid, e.position, e.stream_id, e.version, h.hash
   FROM jobtrail.events e
+  JOIN jobtrail.event_hashes h ON h.position = e.position
  WHERE (e.xid, e.position) > ($1::xid8, $2::bigint)
-   AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+   AND (e.xid, e.position) <= (SELECT p.cursor_xid, p.cursor_position
+                                 FROM jobtrail.chain_progress p)
  ORDER BY e.xid, e.position
  LIMIT $3;
+
+-- name: chain_events
+-- params: max_events
+-- Chain the next events (sql/0045); each with its hash, in reading order.
+SELECT out_xid AS xid, out_position AS position, out_stream_id AS stream_id,
+       out_version AS version, out_hash AS hash
+  FROM jobtrail.chain_events($1);
+
+-- name: chain_cursor
+-- params:
+-- How far the chain has reached, in the followers' order.
+SELECT cursor_xid, cursor_position FROM jobtrail.chain_progress;
 
 -- name: insert_anchor
 -- params: seq, cursor_xid, cursor_position, events, body, digest, key_id, signature
@@ -36,21 +51,28 @@ RETURNING seq;
 
 -- name: scan_events
 -- params: after_position, limit
--- The log in position order, each event with its stream's previous event's hash (in the
--- log, else in the archive: a stream continued after archiving, sql/0024).  Stored fields
--- come as stored: json as its text, the time in microseconds (the hash's own encoding).
+-- The log in position order, each event with its hash (NULL: not chained) and with its
+-- stream's previous event: whether it is there, and its hash (in the log, else in the
+-- archive: a stream continued after archiving, sql/0024).  Stored fields come as stored:
+-- json as its text, the time in microseconds (the hash's own encoding).
 SELECT e.position, e.xid, e.stream_id, e.version, e.event_type, e.schema_version,
        e.data::text AS data, e.metadata::text AS metadata,
        CASE WHEN isfinite(e.recorded_at)
             THEN (extract(epoch FROM e.recorded_at) * 1000000)::bigint END AS recorded_us,
-       e.hash,
-       CASE WHEN e.version > 1 THEN
-           coalesce((SELECT p.hash FROM jobtrail.events p
-                      WHERE p.stream_id = e.stream_id AND p.version = e.version - 1),
-                    (SELECT a.hash FROM jobtrail.events_archive a
-                      WHERE a.stream_id = e.stream_id AND a.version = e.version - 1))
-       END AS previous_hash
+       h.hash,
+       p.found IS NOT NULL AS previous_found,
+       p.hash AS previous_hash
   FROM jobtrail.events e
+  LEFT JOIN jobtrail.event_hashes h ON h.position = e.position
+  LEFT JOIN LATERAL (
+        (SELECT true AS found, ph.hash
+           FROM jobtrail.events pe
+           LEFT JOIN jobtrail.event_hashes ph ON ph.position = pe.position
+          WHERE pe.stream_id = e.stream_id AND pe.version = e.version - 1)
+        UNION ALL
+        (SELECT true, a.hash FROM jobtrail.events_archive a
+          WHERE a.stream_id = e.stream_id AND a.version = e.version - 1)
+        LIMIT 1) p ON e.version > 1
  WHERE e.position > $1
  ORDER BY e.position
  LIMIT $2;
@@ -63,11 +85,12 @@ SELECT a.position, a.xid, a.stream_id, a.version, a.event_type, a.schema_version
        CASE WHEN isfinite(a.recorded_at)
             THEN (extract(epoch FROM a.recorded_at) * 1000000)::bigint END AS recorded_us,
        a.hash,
-       CASE WHEN a.version > 1 THEN
-           (SELECT p.hash FROM jobtrail.events_archive p
-             WHERE p.stream_id = a.stream_id AND p.version = a.version - 1)
-       END AS previous_hash
+       p.found IS NOT NULL AS previous_found,
+       p.hash AS previous_hash
   FROM jobtrail.events_archive a
+  LEFT JOIN LATERAL (
+        SELECT true AS found, pa.hash FROM jobtrail.events_archive pa
+         WHERE pa.stream_id = a.stream_id AND pa.version = a.version - 1) p ON a.version > 1
  WHERE a.position > $1
  ORDER BY a.position
  LIMIT $2;

@@ -81,6 +81,8 @@ class Report:
     last_anchor: int | None = None
     last_anchor_at: str | None = None
     unanchored_events: int = 0
+    unchained_events: int = 0
+    """Events after the chain's cursor: appended since the last chaining, no hash yet."""
     breaks: list[Break] = field(default_factory=list)
     more_breaks: int = 0
 
@@ -120,6 +122,7 @@ class Report:
             "last_anchor": self.last_anchor,
             "last_anchor_at": self.last_anchor_at,
             "unanchored_events": self.unanchored_events,
+            "unchained_events": self.unchained_events,
             "unchecked_anchors": self.unchecked_anchors,
         }
 
@@ -158,6 +161,10 @@ class _Scan:
     anchored: dict[str, _Anchored]
     covered: Cursor
     from_position: int
+    chained: Cursor = START
+    """How far every event must have a hash: the chain's cursor, or the anchors' when they
+    reach further (the cursor row is in the database too: it cannot excuse an event the
+    anchors cover)."""
     reached: set[str] = field(default_factory=set)
     archived_heads: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     purged: list[tuple[int, int]] = field(default_factory=list)
@@ -184,7 +191,9 @@ async def verify(
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             in_db = [Anchor.from_row(r) for r in await conn.fetch(_Q["anchors"], 0, None)]
             anchored, covered = _check_anchors(report, key, in_db, exported)
-            scan = _Scan(anchored, covered, from_position)
+            chain = await conn.fetchrow(_Q["chain_cursor"])
+            reached = START if chain is None else Cursor(int(chain[0]), int(chain[1]))
+            scan = _Scan(anchored, covered, from_position, max(reached, covered))
             extent = await conn.fetchrow(_Q["log_extent"], from_position - 1)
             assert extent is not None
             done = 0
@@ -321,12 +330,20 @@ def _check_event(report: Report, scan: _Scan, row: asyncpg.Record, *, archived: 
         report.events_checked += 1
     stored = bytes(row["hash"]) if row["hash"] is not None else None
     problem, place = None, version
+    unchained = stored is None and Cursor(int(row["xid"]), position) > scan.chained
     if row["recorded_us"] is None:
         problem = "its time is not a finite timestamp (changed)"
-    elif version > 1 and row["previous_hash"] is None:
+    elif version > 1 and not row["previous_found"]:
         problem = f"is missing (removed); version {version} follows it at this position"
         place = version - 1
-    elif stored is None or stored != event_hash(
+    elif unchained:
+        report.unchained_events += 1
+    elif stored is None:
+        problem = (
+            "has no hash although the chain has passed its place in the log: inserted "
+            "behind the chain, or its hash was removed"
+        )
+    elif stored != event_hash(
         row["previous_hash"],
         position,
         int(row["xid"]),

@@ -27,6 +27,8 @@ SELECT t.table_name,
            WHERE has_table_privilege($1::name, t.table_name, p.privilege)) AS held
   FROM (VALUES ('jobtrail.events', ARRAY['UPDATE', 'DELETE', 'TRUNCATE', 'TRIGGER']),
                ('jobtrail.events_archive',
+                ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'TRIGGER']),
+               ('jobtrail.event_hashes',
                 ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'TRIGGER']))
        AS t(table_name, privileges),
        unnest(t.privileges) WITH ORDINALITY AS p(privilege, ord)
@@ -58,21 +60,22 @@ WITH needed (what, object, held) AS (
     SELECT p, 'jobtrail.events', has_table_privilege($1::name, 'jobtrail.events', p)
       FROM unnest(ARRAY['SELECT', 'INSERT']) AS p
     UNION ALL
-    SELECT 'SELECT', 'jobtrail.events_archive',
-           has_table_privilege($1::name, 'jobtrail.events_archive', 'SELECT')
+    SELECT 'SELECT', 'jobtrail.' || t, has_table_privilege($1::name, 'jobtrail.' || t, 'SELECT')
+      FROM unnest(ARRAY['events_archive', 'event_hashes', 'chain_progress']) AS t
     UNION ALL
     SELECT p, 'jobtrail.' || quote_ident(c.relname), has_table_privilege($1::name, c.oid, p)
       FROM pg_class c, unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p
      WHERE c.relnamespace = 'jobtrail'::regnamespace
        AND c.relkind IN ('r', 'p')
        AND c.relname NOT IN ('events', 'events_archive', 'schema_migrations',
-                             'projection_tables', 'app_roles')
+                             'projection_tables', 'app_roles', 'event_hashes', 'chain_progress')
     UNION ALL
     SELECT 'EXECUTE', 'function jobtrail.' || quote_ident(f.proname),
            has_function_privilege($1::name, f.oid, 'EXECUTE')
       FROM pg_proc f
      WHERE f.pronamespace = 'jobtrail'::regnamespace
-       AND f.proname IN ('append_events', 'append_events_each', 'archive_streams')
+       AND f.proname IN ('append_events', 'append_events_each', 'archive_streams',
+                         'chain_events')
 )
 SELECT string_agg(DISTINCT what, ', ') AS privileges, object
   FROM needed

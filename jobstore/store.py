@@ -37,7 +37,7 @@ import asyncpg
 import orjson
 import structlog
 
-from jobstore import codec, database, errors, keyring, query, tracing
+from jobstore import audit, codec, database, errors, keyring, query, tracing
 from jobstore.batcher import AppendBatcher
 from jobstore.cursor import START, Cursor, Page
 from jobstore.event import Event, RecordedEvent, decode
@@ -284,8 +284,15 @@ class EventStore:
 
         The database checks each stream again: only job streams whose last event finished
         the job before ``finished_before`` move.  A ``log.streams_archived`` event records
-        them in the same transaction.
+        them in the same transaction.  Only chained streams move (their hashes go with them,
+        sql/0045): the chain is first brought up to the candidates' newest event, not left
+        for the anchorer's next round (waiting a little for transactions that hold it back).
         """
+        newest = await self._fetch(_Q["streams_newest"], list(stream_ids))
+        if newest:
+            await audit.chain_through(
+                self.pool, Cursor(int(newest[0]["xid"]), newest[0]["position"])
+            )
         rows = await self._fetch(
             _Q["archive_streams"], list(stream_ids), finished_before, retention_days
         )

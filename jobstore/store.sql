@@ -135,6 +135,15 @@ SELECT DISTINCT stream_id FROM jobtrail.events
 -- params: name
 SELECT position FROM jobtrail.checkpoints WHERE name = $1;
 
+-- name: streams_newest
+-- params: stream_ids
+-- The newest event of these streams in the followers' order (how far the chain must reach
+-- before they can be archived).
+SELECT e.xid, e.position FROM jobtrail.events e
+ WHERE e.stream_id = ANY($1::text[])
+ ORDER BY e.xid DESC, e.position DESC
+ LIMIT 1;
+
 -- name: archive_streams
 -- params: candidates, finished_before, retention_days
 SELECT archived_stream_id FROM jobtrail.archive_streams($1::text[], $2, $3);

@@ -15,7 +15,7 @@ import pytest
 
 import jobstore
 import projections
-from jobstore import job_events, role
+from jobstore import audit, job_events, role
 from jobstore.dispatcher import Dispatcher
 from projections import checkpoint
 
@@ -183,6 +183,7 @@ async def test_the_callers_search_path_cannot_reach_into_archiving(
         store_pool = await jobstore.create_pool(app_role.dsn, min_size=1, max_size=2)
         try:
             done = await finished_job(Dispatcher(jobstore.EventStore(store_pool)))
+            assert await audit.chain_through(store_pool), "only chained streams are archived"
         finally:
             await store_pool.close()
         await conn.execute(f"""

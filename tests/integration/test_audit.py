@@ -93,6 +93,7 @@ async def test_an_untouched_log_verifies_intact_and_counts_what_is_not_anchored_
 
     assert report.intact, report.breaks
     assert (report.events_checked, report.unanchored_events) == (10, 1)
+    assert report.unchained_events == 1, "appended after the last chaining: no hash yet"
     assert report.anchors_checked == report.last_anchor == anchors[-1].seq
 
 
@@ -130,14 +131,17 @@ async def test_an_edit_with_recomputed_hashes_is_caught_by_the_signed_anchor(
     for version in (2, 3):  # recompute the rest of the stream's chain, as an attacker would
         await superuser(
             db_dsn,
-            f"""
-            UPDATE jobtrail.events e SET hash = jobtrail.event_hash(
-                   p.hash, e.position, e.xid, e.stream_id, e.version, e.event_type,
+            """
+            UPDATE jobtrail.event_hashes h SET hash = jobtrail.event_hash(
+                   ph.hash, e.position, e.xid, e.stream_id, e.version, e.event_type,
                    e.schema_version, e.data, e.metadata, e.recorded_at)
-              FROM jobtrail.events p
-             WHERE e.stream_id = '{streams[0]}' AND e.version = {version}
+              FROM jobtrail.events e, jobtrail.events p, jobtrail.event_hashes ph
+             WHERE h.position = e.position AND e.stream_id = $1 AND e.version = $2
                AND p.stream_id = e.stream_id AND p.version = e.version - 1
+               AND ph.position = p.position
             """,
+            streams[0],
+            version,
         )
 
     report = await audit_verify.verify(pool, KEY)
@@ -200,8 +204,10 @@ async def test_an_inserted_event_with_a_made_up_hash_is_reported_at_its_place(
     await superuser(
         db_dsn,
         """
-        INSERT INTO jobtrail.events (stream_id, version, event_type, schema_version, data, hash)
-        VALUES ($1, 4, 'job.completed', 1, '{"forged": true}', sha256('anything'))
+        WITH forged AS (
+            INSERT INTO jobtrail.events (stream_id, version, event_type, schema_version, data)
+            VALUES ($1, 4, 'job.completed', 1, '{"forged": true}') RETURNING position)
+        INSERT INTO jobtrail.event_hashes SELECT position, sha256('anything') FROM forged
         """,
         streams[2],
     )
@@ -219,22 +225,63 @@ async def test_an_event_inserted_behind_an_anchor_with_a_correct_hash_is_reporte
     forged event claims a place in the log they already covered."""
     await three_jobs(store)
     await anchored(pool, db_dsn)
-    conn = await asyncpg.connect(db_dsn)
-    try:  # the trigger computes a correct hash; only the writer's xid is forged
-        await conn.execute("ALTER TABLE jobtrail.events DROP CONSTRAINT events_xid_is_writer")
-        await conn.execute(
-            """INSERT INTO jobtrail.events (stream_id, version, event_type, schema_version,
-                                            data, xid)
-               VALUES ('job-forged', 1, 'job.completed', 1, '{}', '1')"""
-        )
-    finally:
-        await conn.close()
+    await superuser(  # a correct hash, stored with it; only the writer's xid is forged
+        db_dsn,
+        """
+        WITH forged AS (
+            INSERT INTO jobtrail.events (stream_id, version, event_type, schema_version,
+                                         data, xid)
+            VALUES ('job-forged', 1, 'job.completed', 1, '{}', '1') RETURNING *)
+        INSERT INTO jobtrail.event_hashes
+        SELECT position, jobtrail.event_hash(NULL, position, xid, stream_id, version,
+                                             event_type, schema_version, data, metadata,
+                                             recorded_at)
+          FROM forged
+        """,
+    )
     forged = await place(pool, "job-forged", 1)
 
     report = await audit_verify.verify(pool, KEY)
 
     assert first(report) == ("job-forged", 1, forged, None)
     assert "not in any anchor" in report.breaks[0].problem
+    assert len(report.breaks) == 1, "its hash is right: only its place gives it away"
+
+
+async def test_an_event_inserted_behind_the_chain_without_a_hash_is_reported(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    """The chain is computed after appends: a row slipped in behind its cursor (a forged old
+    transaction id) is never chained, and verification says so."""
+    await three_jobs(store)
+    await audit.chain_pending(pool)  # chained, not anchored: the chain's cursor alone
+    await superuser(
+        db_dsn,
+        """INSERT INTO jobtrail.events (stream_id, version, event_type, schema_version,
+                                        data, xid)
+           VALUES ('job-forged', 1, 'job.completed', 1, '{}', '1')""",
+    )
+    forged = await place(pool, "job-forged", 1)
+
+    report = await audit_verify.verify(pool, KEY)
+
+    assert first(report) == ("job-forged", 1, forged, None)
+    assert "has no hash although the chain has passed" in report.breaks[0].problem
+    assert report.unchained_events == 0
+
+
+async def test_a_removed_hash_is_reported_at_its_event(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    streams = await three_jobs(store)
+    await anchored(pool, db_dsn)
+    target = await place(pool, streams[0], 2)
+    await superuser(db_dsn, "DELETE FROM jobtrail.event_hashes WHERE position = $1", target)
+
+    report = await audit_verify.verify(pool, KEY)
+
+    assert first(report) == (streams[0], 2, target, None)
+    assert "has no hash" in report.breaks[0].problem
 
 
 async def test_archived_streams_still_verify_and_a_purge_without_record_is_reported(
@@ -352,6 +399,7 @@ async def test_concurrent_appends_to_shared_streams_chain_without_a_global_lock(
 
     async def anchoring() -> None:
         for _ in range(10):
+            await audit.chain_pending(pool, 50)
             await anchorer.anchor_pending()
             await asyncio.sleep(0)
 
@@ -361,10 +409,10 @@ async def test_concurrent_appends_to_shared_streams_chain_without_a_global_lock(
     report = await audit_verify.verify(pool, KEY)
     assert report.intact, report.breaks
     assert report.events_checked == 8 * 30 * 2
-    assert report.unanchored_events == 0
+    assert report.unanchored_events == report.unchained_events == 0
 
 
-async def test_anchors_are_append_only_short_of_disabling_the_triggers(
+async def test_anchors_and_hashes_are_append_only_short_of_disabling_the_triggers(
     store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
 ) -> None:
     await three_jobs(store)
@@ -375,5 +423,12 @@ async def test_anchors_are_append_only_short_of_disabling_the_triggers(
         "TRUNCATE jobtrail.audit_anchors",
     ):
         with pytest.raises(asyncpg.PostgresError, match="audit_anchors is append-only"):
+            await pool.execute(sql)
+    for sql in (
+        "UPDATE jobtrail.event_hashes SET hash = sha256('mine')",
+        "DELETE FROM jobtrail.event_hashes",
+        "TRUNCATE jobtrail.event_hashes",
+    ):
+        with pytest.raises(asyncpg.PostgresError, match="event_hashes is append-only"):
             await pool.execute(sql)
     assert (await audit_verify.verify(pool, KEY)).intact

@@ -17,7 +17,7 @@ import pytest
 
 import jobstore
 import projections
-from jobstore import job_events
+from jobstore import audit, job_events
 from jobstore.dispatcher import Dispatcher
 from tests.events import Noted
 from tests.pg import until_readable
@@ -178,6 +178,7 @@ async def test_archiving_keeps_appends_out_of_the_streams_it_moves(
     lost silently nor written into the log as a fragment of the moved stream (an archived
     stream keeps its place: its versions count, and nothing more joins it)."""
     stream, version = await completed_job(store)
+    assert await audit.chain_through(store.pool), "only chained streams are archived"
     archiver = await asyncpg.connect(db_dsn)
     try:
         async with archiver.transaction():
@@ -206,6 +207,7 @@ async def test_an_archived_stream_takes_no_more_events_and_the_views_go_on(
     """Whatever version an append expects, an archived stream refuses it: a fragment in the
     log would stop every view ("starts with job.notified, not job.dispatched")."""
     stream, version = await completed_job(store)
+    assert await audit.chain_through(store.pool), "only chained streams are archived"
     await store.pool.fetch(
         "SELECT * FROM jobtrail.archive_streams($1, $2, 30)",
         [stream],

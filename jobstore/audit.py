@@ -68,6 +68,11 @@ class AuditError(errors.JobstoreError):
     """The audit trail cannot be extended or read as asked."""
 
 
+class AnchoringRefusedError(AuditError, errors.MisconfiguredError):
+    """The last anchor must not be extended by this host (its key, or the anchor itself):
+    anchoring stops until the settings are mended; the chain goes on."""
+
+
 def event_hash(
     previous: bytes | None,
     position: int,
@@ -318,7 +323,9 @@ class Anchorer:
 
     async def run(self) -> None:
         """Chain and anchor every ``interval`` seconds while holding the role, until
-        cancelled.  The chain does not need the key: it goes on when anchoring cannot."""
+        cancelled or anchoring is refused (:class:`AnchoringRefusedError`, raised after the
+        chain was brought up to date: the host's supervisor reports the task down with that
+        error and runs it again after a delay, so the chain goes on while anchoring cannot)."""
         while True:
             try:
                 async with self.election.lead() as lease:
@@ -326,7 +333,9 @@ class Anchorer:
                         await chain_pending(self.pool, self.config.max_events)
                         await self.anchor_pending()
                         await asyncio.sleep(self.config.interval)
-            except AuditError as exc:  # a chain we must not extend: say so, try later
+            except AnchoringRefusedError:
+                raise
+            except AuditError as exc:  # an anchor that cannot be made now: say so, try later
                 log.error("audit anchors stopped", error=str(exc))
                 await asyncio.sleep(self.config.interval)
             except Exception as exc:  # the database went away: start over
@@ -416,7 +425,7 @@ class Anchorer:
         chain must not be extended (a bad last anchor, or a key this host does not hold)."""
         problem = anchor_problem(last, self.key)
         if problem is not None and problem.unchecked:
-            raise AuditError(
+            raise AnchoringRefusedError(
                 f"the last anchor #{last.seq} is signed by key id {last.key_id}, which is "
                 f"neither JOBTRAIL_AUDIT_KEY (key id {self.key.key_id}) nor in "
                 "JOBTRAIL_AUDIT_PREVIOUS_KEYS: add the key it was signed with to "
@@ -424,12 +433,12 @@ class Anchorer:
                 "JOBTRAIL_AUDIT_KEY back to it"
             )
         if problem is not None:
-            raise AuditError(f"the last anchor #{last.seq} {problem}: not extending it")
+            raise AnchoringRefusedError(f"the last anchor #{last.seq} {problem}: not extending it")
         if last.key_id == self.key.key_id:
             return None
         later = await conn.fetchval(_Q["first_anchor_signed_by"], self.key.key_id)
         if later is not None:
-            raise AuditError(
+            raise AnchoringRefusedError(
                 f"the last anchor #{last.seq} is signed by the previous key id {last.key_id} "
                 f"although anchor #{later} was already signed by JOBTRAIL_AUDIT_KEY: a key is "
                 "handed over forward only (run jobtrail audit verify)"
@@ -443,10 +452,9 @@ async def chain_pending(pool: asyncpg.Pool, max_events: int = MAX_EVENTS) -> int
     row is locked while a batch is chained, so two callers never chain the same events."""
     chained = 0
     while True:
-        async with pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_Q["chain_events"], max_events)
-        chained += len(rows)
-        if len(rows) < max_events:
+        done = int(await pool.fetchval(_Q["chain_events"], max_events))
+        chained += done
+        if done < max_events:
             return chained
 
 

@@ -29,10 +29,8 @@ SELECT e.xid, e.position, e.stream_id, e.version, h.hash
 
 -- name: chain_events
 -- params: max_events
--- Chain the next events (sql/0045); each with its hash, in reading order.
-SELECT out_xid AS xid, out_position AS position, out_stream_id AS stream_id,
-       out_version AS version, out_hash AS hash
-  FROM jobtrail.chain_events($1);
+-- Chain the next events (sql/0045); how many.
+SELECT jobtrail.chain_events($1);
 
 -- name: chain_cursor
 -- params:

@@ -97,6 +97,11 @@ def unavailable(exc: BaseException, what: str) -> DatabaseUnavailableError:
     return DatabaseUnavailableError(f"{what}: {type(exc).__name__}: {exc}"[:500])
 
 
+class MisconfiguredError(JobstoreError):
+    """The settings do not fit what the database holds; the message says what to set (a
+    background task that stops on it is logged without a traceback)."""
+
+
 class MigrationError(JobstoreError):
     """The database schema could not be brought up to date."""
 

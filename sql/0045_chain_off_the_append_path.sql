@@ -91,10 +91,9 @@ CREATE TRIGGER event_hashes_forbid_truncate
     BEFORE TRUNCATE ON jobtrail.event_hashes
     FOR EACH STATEMENT EXECUTE FUNCTION jobtrail.forbid_event_changes();
 
--- Chain the next events (see the header); returns each with its hash, in reading order.
-CREATE FUNCTION jobtrail.chain_events(max_events integer)
-RETURNS TABLE (out_xid xid8, out_position bigint, out_stream_id text, out_version integer,
-               out_hash bytea)
+-- Chain the next events (see the header); returns how many.  The caller reads the heads it
+-- anchors separately (jobstore/audit.sql), so nothing per event is sent back.
+CREATE FUNCTION jobtrail.chain_events(max_events integer) RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -102,6 +101,7 @@ AS $$
 DECLARE
     from_xid      xid8;
     from_position bigint;
+    chained       integer;
 BEGIN
     IF max_events IS NULL OR max_events < 1 THEN
         RAISE EXCEPTION 'chain_events needs a batch size of at least 1, got %', max_events
@@ -110,7 +110,6 @@ BEGIN
     SELECT p.cursor_xid, p.cursor_position INTO STRICT from_xid, from_position
       FROM jobtrail.chain_progress p
        FOR UPDATE;
-    RETURN QUERY
     WITH batch AS MATERIALIZED (
         SELECT e.position, e.xid, e.stream_id, e.version, e.event_type, e.schema_version,
                e.data, e.metadata, e.recorded_at
@@ -135,8 +134,8 @@ BEGIN
                END AS prev
           FROM (SELECT b.stream_id, min(b.version) AS first_version
                   FROM batch b GROUP BY b.stream_id) s
-    ), hashed AS MATERIALIZED (
-        SELECT b.xid, b.position, b.stream_id, b.version,
+    ), hashed AS (
+        SELECT b.position,
                jobtrail.chain(h.prev, b.position, b.xid, b.stream_id, b.version, b.event_type,
                               b.schema_version, b.data, b.metadata, b.recorded_at)
                    OVER (PARTITION BY b.stream_id ORDER BY b.version) AS hash
@@ -144,15 +143,15 @@ BEGIN
     ), stored AS (
         INSERT INTO jobtrail.event_hashes (position, hash)
         SELECT hashed.position, hashed.hash FROM hashed
+        RETURNING 1
     ), moved AS (
         UPDATE jobtrail.chain_progress p
            SET cursor_xid = l.xid, cursor_position = l.position, updated_at = clock_timestamp()
           FROM (SELECT b.xid, b.position FROM batch b
                  ORDER BY b.xid DESC, b.position DESC LIMIT 1) l
     )
-    SELECT hashed.xid, hashed.position, hashed.stream_id, hashed.version, hashed.hash
-      FROM hashed
-     ORDER BY hashed.xid, hashed.position;
+    SELECT count(*) INTO chained FROM stored;
+    RETURN chained;
 END;
 $$;
 

@@ -198,9 +198,10 @@ def _start_background(ctx: HostContext, options: HostOptions) -> Supervisor:
     if options.audit_anchors:
         key = audit.AuditKey.from_settings(ctx.settings)
         every = audit.AnchorConfig(ctx.settings.audit_anchor_interval_seconds)
-        supervisor.start(
+        supervisor.start(  # not required: a host whose anchoring stops still serves jobs
             "audit-anchors",
             lambda: audit.Anchorer(ctx.store.pool, ctx.dsn, key, every).run(),
+            required=False,
         )
     if options.projections:
         supervisor.start(

@@ -21,6 +21,7 @@ import projections
 from jobstore import migrations, query
 from workers import retention_metrics
 from workers.context import HOST, HostContext
+from workers.supervisor import TaskState
 
 log = structlog.get_logger("jobtrail.health")
 _Q = query.load("workers", "health.sql")
@@ -70,19 +71,26 @@ READINESS: Final = web.AppKey("jobtrail_readiness", Readiness)
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready when PostgreSQL answers, every migration is applied and no required
-    background task is down (a task waiting to be restarted after a failure)."""
+    background task is down (a task waiting to be restarted after a failure).  A task
+    that is not required (audit anchoring) and is down is listed under ``degraded``: the
+    host still serves."""
     ctx = request.app[HOST]
     status, body = await request.app[READINESS].check(ctx)
-    down = [] if ctx.supervisor is None else ctx.supervisor.down()
+    down = [] if ctx.supervisor is None else ctx.supervisor.down(required=True)
     if status == 200 and down:
         status = 503
-        body = {
-            "status": "background task down",
-            "tasks": [{k: v for k, v in s.to_json().items() if k != "detail"} for s in down],
-        }
+        body = {"status": "background task down", "tasks": [_task(s) for s in down]}
     if status == 200:
         body = {**body, "accepting": ctx.accepting}
+        degraded = [] if ctx.supervisor is None else ctx.supervisor.down(required=False)
+        if degraded:
+            body["degraded"] = [_task(s) for s in degraded]
     return web.json_response(body, status=status)
+
+
+def _task(state: TaskState) -> dict[str, Any]:
+    """A task's state for /readyz (without its detail)."""
+    return {k: v for k, v in state.to_json().items() if k != "detail"}
 
 
 async def metrics(request: web.Request) -> web.Response:

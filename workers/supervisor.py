@@ -125,9 +125,9 @@ class Supervisor:
         if self.pool is not None:
             self._tasks.append(asyncio.create_task(self._report_loop(), name="task reports"))
 
-    def down(self) -> list[TaskState]:
-        """The required tasks that are not running now."""
-        return [s for s in self.states.values() if s.required and not s.up]
+    def down(self, *, required: bool = True) -> list[TaskState]:
+        """The required tasks (or, with ``required=False``, the others) not running now."""
+        return [s for s in self.states.values() if s.required is required and not s.up]
 
     async def stop(self, wait: float) -> list[str]:
         """Cancel every task and wait up to ``wait`` s; the names of those still running."""
@@ -155,7 +155,8 @@ class Supervisor:
                 raise
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"[:2000]
-                if errors.is_transient(exc):  # the database went away: no traceback needed
+                if errors.is_transient(exc) or isinstance(exc, errors.MisconfiguredError):
+                    # the database went away, or the message says what to set: no traceback
                     log.error("background task failed; restarting it", task=state.name, error=error)
                 else:
                     log.error(

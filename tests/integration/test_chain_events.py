@@ -314,7 +314,6 @@ async def test_the_callers_search_path_cannot_reach_into_the_chainer(
         with pytest.raises(asyncpg.PostgresError, match="hijacked"):
             async with conn.transaction():
                 await conn.fetchval("SELECT sha256('x'::bytea)")  # the trap is armed
-        rows = await conn.fetch("SELECT * FROM jobtrail.chain_events(100)")
-        assert len(rows) == 2
+        assert await conn.fetchval("SELECT jobtrail.chain_events(100)") == 2
 
     await assert_chained(pool, 2)

@@ -39,6 +39,7 @@ def schemas() -> dict[str, Any]:
         "last_anchor": _NULLABLE_COUNT,
         "last_anchor_at": {"type": "string", "nullable": True},
         "unanchored_events": _COUNT,
+        "unchained_events": _COUNT,
         "unchecked_anchors": {"type": "array", "items": {"type": "integer", "minimum": 1}},
     }
     anchor = {

@@ -35,6 +35,10 @@ async def test_verify_says_intact_then_names_the_first_broken_place(
     db_dsn: str, store: jobstore.EventStore, tmp_path: Path
 ) -> None:
     streams = await two_jobs(store)
+    before = await jobtrail(db_dsn, "audit", "verify")
+    assert before.code == 0, before.err
+    assert before.out.startswith("intact: 6 event(s), 0 archived, 0 anchor(s); 6 event(s) since")
+    assert "(6 of them not chained yet)" in before.out, before.out
     anchored = await jobtrail(db_dsn, "audit", "anchor")
     assert anchored.code == 0, anchored.err
     assert re.fullmatch(r"anchor\(s\) #1–#(\d+): 6 event\(s\)\n", anchored.out), anchored.out

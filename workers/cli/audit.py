@@ -199,6 +199,8 @@ def _print(out: Console, report: audit_verify.Report) -> None:
         checked += f"; last anchor #{report.last_anchor} at {report.last_anchor_at}"
     if report.unanchored_events:
         checked += f"; {report.unanchored_events:,} event(s) since it, not anchored yet"
+        if report.unchained_events:
+            checked += f" ({report.unchained_events:,} of them not chained yet)"
     if report.intact:
         out.print(f"intact: {checked}")
         return

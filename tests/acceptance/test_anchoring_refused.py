@@ -31,9 +31,7 @@ async def test_a_host_with_the_wrong_audit_key_reports_anchoring_stopped_and_ser
     (anchor,) = await audit.Anchorer(pool, db_dsn, SIGNED_WITH).anchor_through()
     wrong = audit.AuditKey(HOST_KEY.encode())
 
-    async with running_host(
-        db_dsn, audit_key=HOST_KEY, audit_anchor_interval_seconds=0.2
-    ) as host:
+    async with running_host(db_dsn, audit_key=HOST_KEY, audit_anchor_interval_seconds=0.2) as host:
 
         async def degraded() -> bool:
             status, body = await get(host, "/readyz")

@@ -9,7 +9,6 @@ checked, 1 when it cannot verify at all.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Final
 
@@ -17,10 +16,10 @@ import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from jobstore import audit, audit_verify
 from workers.cli import database, runtime
+from workers.cli.progress import CountProgress
 
 audit_app = typer.Typer(
     help="The tamper-evident log: verify it, export its signed anchors, anchor now.",
@@ -29,8 +28,6 @@ audit_app = typer.Typer(
 
 BROKEN: Final = 3
 UNCHECKED: Final = 4
-PROGRESS_LINE_SECONDS: Final = 5.0
-"""Off a terminal, how often verify prints how far it got (to stderr)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -74,7 +71,9 @@ def verify(
 
     async def main() -> audit_verify.Report:
         async with database.open_database(settings) as db:
-            with _Progress(err, quiet=as_json) as progress:
+            with CountProgress(
+                err, quiet=as_json, doing="verifying", did="verified", unit="events"
+            ) as progress:
                 return await audit_verify.verify(
                     db.pool, key, from_position=from_position, exported=exported, progress=progress
                 )
@@ -150,44 +149,6 @@ def _read_export(path: Path) -> list[audit.Anchor]:
         runtime.fail(f"cannot read the anchors file {path}: {exc.strerror}", database.BAD_INPUT)
     except audit.AuditError as exc:
         runtime.fail(f"{path}: {exc}", database.BAD_INPUT)
-
-
-class _Progress:
-    """A progress bar on a terminal, else a line every few seconds (nothing with --json)."""
-
-    def __init__(self, err: Console, *, quiet: bool) -> None:
-        self.err = err
-        self.quiet = quiet
-        self.bar: Progress | None = None
-        self.task: TaskID | None = None
-        self.next_line = time.monotonic() + PROGRESS_LINE_SECONDS
-
-    def __enter__(self) -> audit_verify.Progress | None:
-        if self.quiet:
-            return None
-        if self.err.is_terminal:
-            self.bar = Progress(
-                TextColumn("verifying"),
-                BarColumn(),
-                TextColumn("{task.completed:,} / {task.total:,} events"),
-                TimeRemainingColumn(),
-                console=self.err,
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("verify", total=None)
-        return self.update
-
-    def update(self, done: int, total: int) -> None:
-        if self.bar is not None and self.task is not None:
-            self.bar.update(self.task, completed=done, total=total)
-        elif time.monotonic() >= self.next_line or done == total:
-            self.next_line = time.monotonic() + PROGRESS_LINE_SECONDS
-            self.err.print(f"verified {done:,} of {total:,} events")
-
-    def __exit__(self, *_: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _print(out: Console, report: audit_verify.Report) -> None:

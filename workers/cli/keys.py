@@ -6,25 +6,21 @@ does not hold (the line names it); nothing is rewrapped then.
 
 from __future__ import annotations
 
-import time
-from typing import Any, Final
+from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from jobstore import Settings, keyring, rotation
 from jobstore.settings import DEV_DATA_KEY
 from workers.cli import database, runtime
+from workers.cli.progress import CountProgress
 
 keys_app = typer.Typer(
     help="The master data key: which keys wrap the data keys, and rewrapping them.",
     no_args_is_help=True,
 )
-
-PROGRESS_LINE_SECONDS: Final = 5.0
-"""Off a terminal, how often rewrap prints how far it got (to stderr)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -93,7 +89,9 @@ def rewrap(
         async with database.open_database(settings) as db:
             return await rotation.rewrap(db.pool, batch_size=batch_size, progress=progress)
 
-    with _Progress(Console(stderr=True), quiet=as_json) as progress:
+    with CountProgress(
+        Console(stderr=True), quiet=as_json, doing="rewrapping", did="rewrapped", unit="data keys"
+    ) as progress:
         done = database.run(lambda: main(progress))
     if as_json:
         runtime.print_json(
@@ -171,41 +169,3 @@ def _status_table(found: rotation.KeyStatus) -> Table:
         table.add_row(key_id, f"{count:,}", f"[{style}]{held}[/]" if style else held)
     table.add_row("(erased)", f"{found.erased:,}", "")
     return table
-
-
-class _Progress:
-    """A progress bar on a terminal, else a line every few seconds (nothing with --json)."""
-
-    def __init__(self, err: Console, *, quiet: bool) -> None:
-        self.err = err
-        self.quiet = quiet
-        self.bar: Progress | None = None
-        self.next_line = time.monotonic() + PROGRESS_LINE_SECONDS
-
-    def __enter__(self) -> rotation.Progress | None:
-        if self.quiet:
-            return None
-        if self.err.is_terminal:
-            self.bar = Progress(
-                TextColumn("[bold]rewrapping"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=self.err,
-                transient=True,
-            )
-            self.bar.start()
-            self.bar.add_task("rewrap", total=None)
-        return self.update
-
-    def update(self, done: int, total: int) -> None:
-        """Show ``done`` of ``total`` keys rewrapped."""
-        if self.bar is not None:
-            self.bar.update(self.bar.task_ids[0], completed=done, total=total)
-        elif time.monotonic() >= self.next_line or done == total:
-            self.next_line = time.monotonic() + PROGRESS_LINE_SECONDS
-            self.err.print(f"rewrapped {done:,} of {total:,} data keys")
-
-    def __exit__(self, *_: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 import jobstore
+from tests import pg
 
 
 def _private_folder() -> Path:
@@ -46,6 +47,21 @@ def server_dsn(jobtrail_server_dsn: str) -> str:
 def template_db(jobtrail_template: str) -> str:
     """A database with every migration applied, cloned for each test."""
     return jobtrail_template
+
+
+@pytest.fixture
+async def empty_dsn(server_dsn: str) -> AsyncIterator[str]:
+    """A brand-new database with no schema at all."""
+    name = pg.unique_name("jobtrail_empty")
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield pg.with_database(server_dsn, name)
+    finally:
+        await pg.drop(server_dsn, name)
 
 
 @pytest.fixture

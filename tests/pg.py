@@ -6,9 +6,12 @@ The rules live in jobtrail's pytest plugin (workers/testing.py); these are its n
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
+from pathlib import Path
 
 import jobstore
+from jobstore import migrations
 from workers.testing import clone_database as clone
 from workers.testing import create_template, drop_database
 from workers.testing import database_url as with_database
@@ -34,3 +37,15 @@ async def until_readable(store: jobstore.EventStore) -> None:
         if not (await store.read_after(await store.head(), 1)).held_back:
             return
         await asyncio.sleep(0.005)
+
+
+def migrations_before(tmp_path: Path, version: int) -> Path:
+    """A folder holding the migrations numbered below ``version``: a database migrated with
+    it is one that the later migrations will find, to test how they treat its data."""
+    folder = tmp_path / "sql"
+    folder.mkdir()
+    for migration in migrations.discover():
+        if migration.version < version:
+            source = migrations.migrations_dir() / f"{migration.version:04d}_{migration.name}.sql"
+            shutil.copy(source, folder)
+    return folder

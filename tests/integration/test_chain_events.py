@@ -10,12 +10,14 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 import jobstore
 from jobstore import audit, audit_verify, role
+from tests import pg
 from tests.events import Noted
 from tests.integration.test_app_role import as_user, drop_role
 from tests.projection_support import completed, dispatched, new_job_id, started
@@ -317,3 +319,41 @@ async def test_the_callers_search_path_cannot_reach_into_the_chainer(
         assert await conn.fetchval("SELECT jobtrail.chain_events(100)") == 2
 
     await assert_chained(pool, 2)
+
+
+async def test_a_log_chained_before_0045_keeps_its_hashes_and_goes_on_chaining(
+    empty_dsn: str, tmp_path: Path
+) -> None:
+    """Migrating a log whose events were hashed by the append functions (sql/0039) and by
+    the row trigger moves every hash, unchanged, to event_hashes; the chain's cursor starts
+    after them, and new events, also in the same streams, chain onto the old heads."""
+    await jobstore.migrate(empty_dsn, pg.migrations_before(tmp_path, 45))
+    pool = await jobstore.create_pool(empty_dsn, min_size=1, max_size=2)
+    try:
+        store = jobstore.EventStore(pool)
+        streams = [f"job-{new_job_id()}" for _ in range(3)]
+        for stream in streams:
+            await store.append(stream, [Noted(n=0), Noted(n=1)], jobstore.NO_STREAM)
+        await pool.execute(  # the row trigger's way in
+            "INSERT INTO jobtrail.events (stream_id, version, event_type, schema_version, data)"
+            " VALUES ($1, 3, 'test.noted', 1, '{\"n\": 2}')",
+            streams[0],
+        )
+        hashes = "SELECT position, hash FROM jobtrail.{}"
+        old = {r["position"]: bytes(r["hash"]) for r in await pool.fetch(hashes.format("events"))}
+        assert len(old) == 7 and all(old.values())
+
+        await jobstore.migrate(empty_dsn)
+
+        moved = await pool.fetch(hashes.format("event_hashes"))
+        assert {r["position"]: bytes(r["hash"]) for r in moved} == old
+        assert await audit.chain_pending(pool) == 0, "the cursor starts after the old events"
+        for stream in streams[1:]:
+            await store.append(stream, [Noted(n=2)], 2)
+        await store.append(streams[0], [Noted(n=3)], 3)
+        assert await audit.chain_pending(pool) == 3
+        await assert_chained(pool, 10)
+        await audit.Anchorer(pool, empty_dsn, KEY).anchor_through()
+        assert (await audit_verify.verify(pool, KEY)).intact
+    finally:
+        await pool.close()

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 import jobstore
 from jobstore import DispatchOptions, job_events, job_state, migrations
@@ -28,34 +26,10 @@ VALUES ($1, 'cleanup-old-data', 'pending', '{}', '{}', 1, 0, 0, 0, false, false,
 """
 
 
-@pytest.fixture
-async def empty_dsn(server_dsn: str) -> AsyncIterator[str]:
-    name = pg.unique_name("jobtrail_0018")
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield pg.with_database(server_dsn, name)
-    finally:
-        await pg.drop(server_dsn, name)
-
-
-def _folder_before(tmp_path: Path, version: int) -> Path:
-    folder = tmp_path / "sql"
-    folder.mkdir()
-    for migration in migrations.discover():
-        if migration.version < version:
-            source = migrations.migrations_dir() / f"{migration.version:04d}_{migration.name}.sql"
-            shutil.copy(source, folder)
-    return folder
-
-
 async def test_migrating_fills_options_and_lease_from_the_events_each_row_has_applied(
     empty_dsn: str, tmp_path: Path
 ) -> None:
-    folder = _folder_before(tmp_path, ADDS_STATE_COLUMNS)
+    folder = pg.migrations_before(tmp_path, ADDS_STATE_COLUMNS)
     await jobstore.migrate(empty_dsn, folder)
     replay = dispatched("", dispatch=2, source="replay", options={"retries": 4, "timeout": 99})
     histories: dict[str, list[jobstore.Event]] = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -12,20 +11,6 @@ import pytest
 
 import jobstore
 from jobstore import migrations
-from tests import pg
-
-
-@pytest.fixture
-async def empty_dsn(server_dsn: str) -> AsyncIterator[str]:
-    """A brand-new database with no schema at all."""
-    name = pg.unique_name("jobtrail_empty")
-    conn = await asyncpg.connect(server_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    try:
-        yield pg.with_database(server_dsn, name)
-    finally:
-        await pg.drop(server_dsn, name)
 
 
 async def _recorded(dsn: str) -> list[tuple[int, str]]:

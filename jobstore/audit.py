@@ -477,6 +477,29 @@ async def chain_through(
         await asyncio.sleep(HELD_BACK_RETRY)
 
 
+@dataclass(frozen=True, slots=True)
+class AuditLag:
+    """How far the chain and the anchors are behind the log, now."""
+
+    unchained: int
+    """Events appended since the last chaining (no hash yet), up to the count's limit."""
+    unanchored: int
+    """Events after the last anchor's cursor (not protected yet), up to the count's limit."""
+    last_anchor_at: datetime | None
+    """When the last anchor was made; None: none yet."""
+
+
+LAG_COUNT_LIMIT: Final = 10_000_000
+"""Where :func:`lag` stops counting (a scrape must stay cheap however far behind)."""
+
+
+async def lag(pool: asyncpg.Pool, limit: int = LAG_COUNT_LIMIT) -> AuditLag:
+    """How far the chain and the anchors are behind the log (for ``/metrics``)."""
+    row = await pool.fetchrow(_Q["audit_lag"], limit)
+    assert row is not None
+    return AuditLag(int(row["unchained"]), int(row["unanchored"]), row["last_anchor_at"])
+
+
 async def chain_cursor(pool: asyncpg.Pool) -> Cursor:
     """How far the chain has reached, in the followers' order."""
     row = await pool.fetchrow(_Q["chain_cursor"])

@@ -105,3 +105,23 @@ SELECT coalesce((SELECT max(position) FROM jobtrail.events), 0) AS last_event,
 -- params: key_id
 -- Whether a key already signed an anchor (rare: asked only when the key changes).
 SELECT min(seq) FROM jobtrail.audit_anchors WHERE key_id = $1;
+
+-- name: audit_lag
+-- params: limit
+-- How far the chain and the anchors are behind the log (each count stops at the limit: a
+-- scrape must stay cheap however far behind), and when the last anchor was made.
+SELECT (SELECT count(*) FROM (
+            SELECT 1 FROM jobtrail.events e
+             WHERE (e.xid, e.position) > (SELECT p.cursor_xid, p.cursor_position
+                                            FROM jobtrail.chain_progress p)
+             LIMIT $1) c) AS unchained,
+       (SELECT count(*) FROM (
+            SELECT 1 FROM jobtrail.events e
+             WHERE (e.xid, e.position)
+                   > (coalesce((SELECT a.cursor_xid FROM jobtrail.audit_anchors a
+                                 ORDER BY a.seq DESC LIMIT 1), '0'::xid8),
+                      coalesce((SELECT a.cursor_position FROM jobtrail.audit_anchors a
+                                 ORDER BY a.seq DESC LIMIT 1), 0))
+             LIMIT $1) u) AS unanchored,
+       (SELECT a.recorded_at FROM jobtrail.audit_anchors a
+         ORDER BY a.seq DESC LIMIT 1) AS last_anchor_at;

@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 
 import projections
-from jobstore import migrations, query
+from jobstore import audit, migrations, query
 from workers import retention_metrics
 from workers.context import HOST, HostContext
 from workers.supervisor import TaskState
@@ -121,6 +121,7 @@ async def metrics(request: web.Request) -> web.Response:
         lag = await ctx.store.reader_lag()
         ctx.metrics.reader_held_back_events.set(lag.held_back_events)
         ctx.metrics.reader_held_back_seconds.set(lag.held_back_seconds)
+        ctx.metrics.observe_audit(await audit.lag(ctx.store.pool))
         await retention_metrics.observe(ctx)
     except Exception:  # metrics must answer even when the database does not
         pass

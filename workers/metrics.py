@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from jobstore import QStashLimits
+from jobstore.audit import AuditLag
 
 
 @dataclass
@@ -114,6 +115,29 @@ class Metrics:
             "Seconds since the oldest event followers are held back from was written",
             registry=self.registry,
         )
+
+        self.audit_unchained = Gauge(
+            "jobtrail_audit_unchained_events",
+            "Events appended since the hash chain was last brought up to date",
+            registry=self.registry,
+        )
+        self.audit_unanchored = Gauge(
+            "jobtrail_audit_unanchored_events",
+            "Events no signed audit anchor covers yet (not protected against edits yet)",
+            registry=self.registry,
+        )
+        self.audit_last_anchor = Gauge(
+            "jobtrail_audit_last_anchor_timestamp_seconds",
+            "When the last audit anchor was made (Unix time; 0: none yet)",
+            registry=self.registry,
+        )
+
+    def observe_audit(self, lag: AuditLag) -> None:
+        """Show how far the hash chain and the audit anchors are behind the log."""
+        self.audit_unchained.set(lag.unchained)
+        self.audit_unanchored.set(lag.unanchored)
+        at = lag.last_anchor_at
+        self.audit_last_anchor.set(0 if at is None else at.timestamp())
 
     def observe_qstash(self, limits: QStashLimits) -> None:
         """Bring the QStash counters and wait up to ``limits`` (the relay keeps the counts)."""

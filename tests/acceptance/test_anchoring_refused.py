@@ -4,14 +4,16 @@ The anchors were signed by one key; a host comes up with another (a wrong secret
 rotated without JOBTRAIL_AUDIT_PREVIOUS_KEYS).  It must not extend the chain of anchors,
 and an operator must not learn it only from a log line: ``/readyz`` stays 200 (jobs still
 run) and lists the anchoring task under ``degraded`` with the error that says what to set,
-``/metrics`` shows the task down (the shipped JobtrailBackgroundTaskDown alert fires), no
-anchor is added, and the hash chain itself goes on (it needs no key).
+``/metrics`` shows the task down (the shipped JobtrailBackgroundTaskDown alert fires) and
+the anchors' lag (JobtrailAuditAnchorsStale), no anchor is added, and the hash chain
+itself goes on (it needs no key).
 """
 
 from __future__ import annotations
 
 import asyncpg
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 import jobstore
 from jobstore import audit
@@ -48,6 +50,10 @@ async def test_a_host_with_the_wrong_audit_key_reports_anchoring_stopped_and_ser
         assert "JOBTRAIL_AUDIT_PREVIOUS_KEYS" in task["last_error"], task
         _, text = await get(host, "/metrics")
         assert metric(text, "jobtrail_background_task_up", "audit-anchors") == 0
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        (last,) = families["jobtrail_audit_last_anchor_timestamp_seconds"].samples
+        made = await pool.fetchval("SELECT recorded_at FROM jobtrail.audit_anchors")
+        assert last.value == made.timestamp(), "the one anchor, made before the host came up"
 
         job_id = await host.enqueue(tag="served while anchoring is refused")
         await host.wait_status(job_id, "completed", within=60)
@@ -61,5 +67,9 @@ async def test_a_host_with_the_wrong_audit_key_reports_anchoring_stopped_and_ser
             return int(unchained) == 0
 
         await until(chained, "the job's events are chained although anchoring is refused")
+        _, text = await get(host, "/metrics")
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        (unanchored,) = families["jobtrail_audit_unanchored_events"].samples
+        assert unanchored.value >= 3, "the job's events: chained, not anchored"
 
     assert [a.seq for a in await audit.anchors(pool)] == [anchor.seq], "no anchor was added"

@@ -132,6 +132,10 @@ tests:
         values: '1 1 1 1 1 1 1 1'
       - series: 'jobtrail_relay_backlog_events{instance="a"}'
         values: '10 5000 5000 5000 5000 5000 5000 5000'
+      - series: 'jobtrail_audit_unanchored_events{instance="a"}'
+        values: '0x10 40+40x40'
+      - series: 'jobtrail_audit_last_anchor_timestamp_seconds{instance="a"}'
+        values: '0+60x10 600x40'
     alert_rule_test:
       - eval_time: 30m
         alertname: JobtrailJobTypeFailing
@@ -151,11 +155,27 @@ tests:
               summary: "a: background task relay is down"
               description: >-
                 The host restarts a failed task with backoff; this one has not been running
-                for two minutes. The host's /readyz is failing meanwhile; its log and
-                `jobtrail projections status` / `jobtrail relay status` give the error.
+                for two minutes. The host's /readyz is failing meanwhile (or, for
+                audit-anchors, lists it under "degraded"); its log, /readyz and `jobtrail
+                projections status` / `jobtrail relay status` give the error.
       - eval_time: 3m
         alertname: JobtrailBackgroundTaskDown
         exp_alerts: []
+      - eval_time: 24m
+        alertname: JobtrailAuditAnchorsStale
+        exp_alerts: []
+      - eval_time: 32m
+        alertname: JobtrailAuditAnchorsStale
+        exp_alerts:
+          - exp_labels: {severity: critical}
+            exp_annotations:
+              summary: "880 events are not anchored and the last anchor is over 15 minutes old"
+              description: >-
+                The tamper-evident log's signed anchors stopped: events written since can be
+                changed unseen. /readyz lists audit-anchors under "degraded" with its error
+                (usually a JOBTRAIL_AUDIT_KEY that did not sign the last anchor: set it back,
+                or list the old key in JOBTRAIL_AUDIT_PREVIOUS_KEYS); `jobtrail audit verify`
+                counts what is not anchored.
       - eval_time: 7m
         alertname: JobtrailRelayBacklog
         exp_alerts:

@@ -432,3 +432,22 @@ async def test_anchors_and_hashes_are_append_only_short_of_disabling_the_trigger
         with pytest.raises(asyncpg.PostgresError, match="event_hashes is append-only"):
             await pool.execute(sql)
     assert (await audit_verify.verify(pool, KEY)).intact
+
+
+async def test_the_lag_says_what_is_not_chained_and_not_anchored_yet(
+    store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    """What /metrics shows (jobtrail_audit_*): counts after each cursor, the last anchor's
+    time; each count stops at its limit."""
+    assert await audit.lag(pool) == audit.AuditLag(0, 0, None)
+    await three_jobs(store)
+    assert await audit.lag(pool) == audit.AuditLag(9, 9, None)
+    assert await audit.lag(pool, limit=4) == audit.AuditLag(4, 4, None)
+    await audit.chain_pending(pool)
+    assert await audit.lag(pool) == audit.AuditLag(0, 9, None)
+    (anchor,) = await anchored(pool, db_dsn)
+    await store.append(f"job-{new_job_id()}", [Noted(n=1)])
+    found = await audit.lag(pool)
+    assert (found.unchained, found.unanchored) == (1, 1)
+    made = await pool.fetchval("SELECT recorded_at FROM jobtrail.audit_anchors WHERE seq = $1", 1)
+    assert anchor.seq == 1 and found.last_anchor_at == made

@@ -22,7 +22,7 @@ import structlog
 from pydantic import Field
 
 from jobstore import actor as actor_of
-from jobstore import errors, query
+from jobstore import errors, keyring, query
 from jobstore.event import Event
 from jobstore.schedule_events import ScheduleDeleted, fold_schedule, schedule_stream
 from jobstore.store import ANY, NO_STREAM, EventStore, StreamAppend
@@ -103,7 +103,7 @@ async def erase(
     vacuumed = False
     if rows:
         async with store.pool.acquire() as proxy:
-            vacuumed = await _vacuum(cast(asyncpg.Connection, proxy))
+            vacuumed = await keyring.vacuum_keys(cast(asyncpg.Connection, proxy))
     log.info(
         "subject erased",
         subject=subject,
@@ -130,24 +130,6 @@ async def _deletions(
         if state is not None and not state.deleted:
             appends.append(StreamAppend(stream, [ScheduleDeleted()], ANY, metadata))
     return appends
-
-
-async def _vacuum(conn: asyncpg.Connection) -> bool:
-    """VACUUM the key table; False when this role may not (PostgreSQL only warns then)."""
-    warnings: list[str] = []
-
-    def listen(_conn: object, message: object) -> None:
-        warnings.append(str(message))
-
-    conn.add_log_listener(listen)
-    try:
-        await conn.execute(_Q["vacuum_keys"])
-    except asyncpg.PostgresError as exc:
-        log.warning("could not vacuum the data key table", error=str(exc)[:300])
-        return False
-    finally:
-        conn.remove_log_listener(listen)
-    return not any("skipping" in w for w in warnings)
 
 
 def _subject(subject: str, subject_id: str | int) -> tuple[str | None, int | None, int | None]:

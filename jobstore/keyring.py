@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import asyncpg
+import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel
@@ -39,6 +40,7 @@ from jobstore.job_events import JobDispatched
 from jobstore.schedule_events import ScheduleCreated
 from jobstore.settings import DATA_KEY_FORMAT, DEV_DATA_KEY, Settings, decode_data_key
 
+log = structlog.get_logger("jobtrail.keyring")
 _Q = query.load("jobstore", "keyring.sql")
 _JOB_STREAM: Final = "job-"
 _SCHEDULE_STREAM: Final = "schedule-"
@@ -463,3 +465,22 @@ def _owner(stream_id: object) -> tuple[str, str | None] | None:
         schedule_id = stream_id[len(_SCHEDULE_STREAM) :]
         return schedule_key_id(schedule_id), schedule_id
     return None
+
+
+async def vacuum_keys(conn: asyncpg.Connection) -> bool:
+    """VACUUM the key table, so that no old row version keeps a destroyed or re-wrapped key
+    (erasure, rotation); False when this role may not (PostgreSQL only warns then)."""
+    warnings: list[str] = []
+
+    def listen(_conn: object, message: object) -> None:
+        warnings.append(str(message))
+
+    conn.add_log_listener(listen)
+    try:
+        await conn.execute(_Q["vacuum_keys"])
+    except asyncpg.PostgresError as exc:
+        log.warning("could not vacuum the data key table", error=str(exc)[:300])
+        return False
+    finally:
+        conn.remove_log_listener(listen)
+    return not any("skipping" in w for w in warnings)

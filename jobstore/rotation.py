@@ -22,7 +22,7 @@ from typing import Final, Literal, cast
 import asyncpg
 import structlog
 
-from jobstore import erasure, errors, keyring, query
+from jobstore import errors, keyring, query
 
 log = structlog.get_logger("jobtrail.rotation")
 _Q = query.load("jobstore", "keyring.sql")
@@ -135,7 +135,7 @@ async def rewrap(
                 total = max(total, done.total())
                 if progress is not None:
                     progress(done.total(), total)
-            vacuumed = await erasure._vacuum(conn)
+            vacuumed = await keyring.vacuum_keys(conn)
     except asyncpg.PostgresError as exc:
         raise errors.EventStoreError(f"rewrapping the data keys failed: {exc}") from None
     log.info("data keys rewrapped", count=done.total(), before=dict(done), vacuumed=vacuumed)

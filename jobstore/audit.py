@@ -10,11 +10,10 @@
   appended since, in the followers' order below their horizon, and every ``interval``
   seconds records an anchor: the heads (stream, version, position, hash) of the streams
   that changed since the previous anchor, the cursor it read up to, and the previous
-  anchor's digest, signed with
-  HMAC-SHA256 under ``JOBTRAIL_AUDIT_KEY``, a key that never goes into the database.  Anyone
-  who rewrites a stream, even recomputing its hashes, cannot make a valid anchor for it.
-  Anchors are exported (``jobtrail audit export``) to be kept outside the database, so
-  that cutting anchors back is noticed too.
+  anchor's digest, signed with HMAC-SHA256 under ``JOBTRAIL_AUDIT_KEY``, a key that never
+  goes into the database.  Anyone who rewrites a stream, even recomputing its hashes,
+  cannot make a valid anchor for it.  Anchors are exported (``jobtrail audit export``) to
+  be kept outside the database, so that cutting anchors back is noticed too.
 * **Rotation**: each anchor names its key by key id.  With the old key among
   ``JOBTRAIL_AUDIT_PREVIOUS_KEYS``, the first anchor under a new key records a hand-over,
   an HMAC by the old key over the last old anchor's digest and the new key id, so nobody

@@ -467,13 +467,14 @@ async def chain_through(
         target = _cursor(await pool.fetchrow(_Q["log_head"]), "xid", "position")
     clock = asyncio.get_running_loop().time
     deadline = clock() + wait
-    while True:
+    while await chain_cursor(pool) < target:  # usually reached already: nothing to lock
         await chain_pending(pool)
         if await chain_cursor(pool) >= target:
-            return True
+            break
         if clock() >= deadline:
             return False
         await asyncio.sleep(HELD_BACK_RETRY)
+    return True
 
 
 @dataclass(frozen=True, slots=True)

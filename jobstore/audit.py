@@ -33,7 +33,7 @@ import hmac
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import asyncpg
@@ -487,6 +487,13 @@ class AuditLag:
     """Events after the last anchor's cursor (not protected yet), up to the count's limit."""
     last_anchor_at: datetime | None
     """When the last anchor was made; None: none yet."""
+    oldest_unanchored_at: datetime | None = None
+    """When the oldest event no anchor covers was written; None: every event is anchored."""
+
+    def waited(self, now: datetime) -> timedelta:
+        """How long the oldest event no anchor covers has waited (zero: none waits)."""
+        at = self.oldest_unanchored_at
+        return timedelta(0) if at is None else max(timedelta(0), now - at)
 
 
 LAG_COUNT_LIMIT: Final = 10_000_000
@@ -497,7 +504,12 @@ async def lag(pool: asyncpg.Pool, limit: int = LAG_COUNT_LIMIT) -> AuditLag:
     """How far the chain and the anchors are behind the log (for ``/metrics``)."""
     row = await pool.fetchrow(_Q["audit_lag"], limit)
     assert row is not None
-    return AuditLag(int(row["unchained"]), int(row["unanchored"]), row["last_anchor_at"])
+    return AuditLag(
+        int(row["unchained"]),
+        int(row["unanchored"]),
+        row["last_anchor_at"],
+        row["oldest_unanchored_at"],
+    )
 
 
 async def chain_cursor(pool: asyncpg.Pool) -> Cursor:

@@ -109,19 +109,25 @@ SELECT min(seq) FROM jobtrail.audit_anchors WHERE key_id = $1;
 -- name: audit_lag
 -- params: limit
 -- How far the chain and the anchors are behind the log (each count stops at the limit: a
--- scrape must stay cheap however far behind), and when the last anchor was made.
+-- scrape must stay cheap however far behind), when the oldest event no anchor covers was
+-- written, and when the last anchor was made.
+WITH anchored AS (
+    SELECT coalesce((SELECT a.cursor_xid FROM jobtrail.audit_anchors a
+                      ORDER BY a.seq DESC LIMIT 1), '0'::xid8) AS xid,
+           coalesce((SELECT a.cursor_position FROM jobtrail.audit_anchors a
+                      ORDER BY a.seq DESC LIMIT 1), 0) AS position
+)
 SELECT (SELECT count(*) FROM (
             SELECT 1 FROM jobtrail.events e
              WHERE (e.xid, e.position) > (SELECT p.cursor_xid, p.cursor_position
                                             FROM jobtrail.chain_progress p)
              LIMIT $1) c) AS unchained,
        (SELECT count(*) FROM (
-            SELECT 1 FROM jobtrail.events e
-             WHERE (e.xid, e.position)
-                   > (coalesce((SELECT a.cursor_xid FROM jobtrail.audit_anchors a
-                                 ORDER BY a.seq DESC LIMIT 1), '0'::xid8),
-                      coalesce((SELECT a.cursor_position FROM jobtrail.audit_anchors a
-                                 ORDER BY a.seq DESC LIMIT 1), 0))
+            SELECT 1 FROM jobtrail.events e, anchored
+             WHERE (e.xid, e.position) > (anchored.xid, anchored.position)
              LIMIT $1) u) AS unanchored,
+       (SELECT e.recorded_at FROM jobtrail.events e, anchored
+         WHERE (e.xid, e.position) > (anchored.xid, anchored.position)
+         ORDER BY e.xid, e.position LIMIT 1) AS oldest_unanchored_at,
        (SELECT a.recorded_at FROM jobtrail.audit_anchors a
          ORDER BY a.seq DESC LIMIT 1) AS last_anchor_at;

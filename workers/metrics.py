@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -126,6 +127,11 @@ class Metrics:
             "Events no signed audit anchor covers yet (not protected against edits yet)",
             registry=self.registry,
         )
+        self.audit_oldest_unanchored = Gauge(
+            "jobtrail_audit_oldest_unanchored_seconds",
+            "How long the oldest event no signed audit anchor covers has waited (0: none)",
+            registry=self.registry,
+        )
         self.audit_last_anchor = Gauge(
             "jobtrail_audit_last_anchor_timestamp_seconds",
             "When the last audit anchor was made (Unix time; 0: none yet)",
@@ -138,6 +144,7 @@ class Metrics:
         self.audit_unanchored.set(lag.unanchored)
         at = lag.last_anchor_at
         self.audit_last_anchor.set(0 if at is None else at.timestamp())
+        self.audit_oldest_unanchored.set(lag.waited(datetime.now(UTC)).total_seconds())
 
     def observe_qstash(self, limits: QStashLimits) -> None:
         """Bring the QStash counters and wait up to ``limits`` (the relay keeps the counts)."""

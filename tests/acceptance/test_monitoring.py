@@ -132,10 +132,8 @@ tests:
         values: '1 1 1 1 1 1 1 1'
       - series: 'jobtrail_relay_backlog_events{instance="a"}'
         values: '10 5000 5000 5000 5000 5000 5000 5000'
-      - series: 'jobtrail_audit_unanchored_events{instance="a"}'
-        values: '0x10 40+40x40'
-      - series: 'jobtrail_audit_last_anchor_timestamp_seconds{instance="a"}'
-        values: '0+60x10 600x40'
+      - series: 'jobtrail_audit_oldest_unanchored_seconds{instance="a"}'
+        values: '0 30 0 30 0 30 0 30 0 30 0 60+60x40'
     alert_rule_test:
       - eval_time: 30m
         alertname: JobtrailJobTypeFailing
@@ -169,7 +167,7 @@ tests:
         exp_alerts:
           - exp_labels: {severity: critical}
             exp_annotations:
-              summary: "880 events are not anchored and the last anchor is over 15 minutes old"
+              summary: "an event has waited 22m 0s for an audit anchor"
               description: >-
                 The tamper-evident log's signed anchors stopped: events written since can be
                 changed unseen. /readyz lists audit-anchors under "degraded" with its error

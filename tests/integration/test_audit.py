@@ -437,17 +437,25 @@ async def test_anchors_and_hashes_are_append_only_short_of_disabling_the_trigger
 async def test_the_lag_says_what_is_not_chained_and_not_anchored_yet(
     store: jobstore.EventStore, pool: asyncpg.Pool, db_dsn: str
 ) -> None:
-    """What /metrics shows (jobtrail_audit_*): counts after each cursor, the last anchor's
-    time; each count stops at its limit."""
-    assert await audit.lag(pool) == audit.AuditLag(0, 0, None)
+    """What /metrics and the dashboard show (jobtrail_audit_*): counts after each cursor,
+    when the oldest unanchored event was written, the last anchor's time; each count stops
+    at its limit."""
+    assert await audit.lag(pool) == audit.AuditLag(0, 0, None, None)
     await three_jobs(store)
-    assert await audit.lag(pool) == audit.AuditLag(9, 9, None)
-    assert await audit.lag(pool, limit=4) == audit.AuditLag(4, 4, None)
+    first_written = await pool.fetchval(
+        "SELECT recorded_at FROM jobtrail.events ORDER BY xid, position LIMIT 1"
+    )
+    assert await audit.lag(pool) == audit.AuditLag(9, 9, None, first_written)
+    assert await audit.lag(pool, limit=4) == audit.AuditLag(4, 4, None, first_written)
     await audit.chain_pending(pool)
-    assert await audit.lag(pool) == audit.AuditLag(0, 9, None)
+    assert await audit.lag(pool) == audit.AuditLag(0, 9, None, first_written)
     (anchor,) = await anchored(pool, db_dsn)
+    assert (await audit.lag(pool)).waited(datetime.now(UTC)) == timedelta(0)
     await store.append(f"job-{new_job_id()}", [Noted(n=1)])
     found = await audit.lag(pool)
     assert (found.unchained, found.unanchored) == (1, 1)
     made = await pool.fetchval("SELECT recorded_at FROM jobtrail.audit_anchors WHERE seq = $1", 1)
     assert anchor.seq == 1 and found.last_anchor_at == made
+    assert found.oldest_unanchored_at is not None and found.oldest_unanchored_at > made
+    later = found.oldest_unanchored_at + timedelta(minutes=20)
+    assert found.waited(later) == timedelta(minutes=20)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 import projections
@@ -391,3 +392,42 @@ async def test_the_overview_says_where_retention_archived_history(host: Host) ->
     assert "event histories of <strong>1</strong> finished job out of the log in 1 run" in page
     assert "the counts, the charts and time travel still include them" in page
     assert "0 completed and 1 failed in all" in page, "the archived job still counts"
+
+
+async def test_the_overview_shows_the_audit_trail_and_says_when_anchoring_stopped(
+    db_dsn: str,
+) -> None:
+    """The audit card counts what is not anchored (and not chained) yet; an event that has
+    waited over 15 minutes for an anchor puts an alert on top (the alert rule's threshold).
+    The host anchors once, at its start (nothing yet), then not for an hour; the wait is
+    made by backdating the oldest event as the superuser."""
+    async with running_host(db_dsn, api_tokens=TOKENS, audit_anchor_interval_seconds=3600) as host:
+        await _audit_trail_shown(host)
+
+
+async def _audit_trail_shown(host: Host) -> None:
+    job_id = await host.enqueue()
+    await host.wait_status(job_id, "completed")
+    await views_caught_up(host)
+    async with browser(host, READER) as viewer:
+        _status, page = await viewer.get("/")
+    card = page.split('id="audit-trail"')[1].split("</section>")[0]
+    unanchored = await host.ctx.store.pool.fetchval("SELECT count(*) FROM jobtrail.events")
+    assert f"Not anchored yet: <strong>{unanchored}</strong> events" in card
+    assert "Audit anchoring has stopped" not in page
+
+    conn = await asyncpg.connect(host.settings.database_url)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("ALTER TABLE jobtrail.events DROP CONSTRAINT events_xid_is_writer")
+        await conn.execute(
+            "UPDATE jobtrail.events SET recorded_at = now() - interval '20 minutes'"
+            " WHERE position = (SELECT min(position) FROM jobtrail.events)"
+        )
+    finally:
+        await conn.close()
+    async with browser(host, READER) as viewer:
+        _status, page = await viewer.get("/")
+    alert = page.split('id="anchors-stale"')[1].split("</section>")[0]
+    assert "Audit anchoring has stopped" in alert
+    assert "the oldest for 20 min" in alert and "no anchor was ever made" in alert

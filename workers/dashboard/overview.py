@@ -1,23 +1,29 @@
 """The overview: jobs by type × status, throughput and failure rate over the last hour, day
 or week, duration percentiles per type, relay backlog, projection lag and any stopped
-projection, schedules due next; and time travel: the counts as they were at a past moment
-(``?at=``), from the ``job_buckets`` projection, with where retention archived history."""
+projection, schedules due next, the audit trail's lag (what is not chained or anchored
+yet, and an alert when anchoring has stopped); and time travel: the counts as they were
+at a past moment (``?at=``), from the ``job_buckets`` projection, with where retention
+archived history."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import asyncpg
 from aiohttp import web
 
 import projections
+from jobstore import audit
 from projections import trend
 from workers.dashboard import chart, context, render, schedules
 
 RELAY: Final = "relay"
+ANCHORS_STALE_AFTER: Final = timedelta(minutes=15)
+"""An event that has waited this long for an anchor means anchoring has stopped (the
+JobtrailAuditAnchorsStale alert's threshold)."""
 DUE_SHOWN: Final = 5
 DEFAULT_WINDOW: Final = "day"
 AT_FORMATS: Final = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
@@ -84,11 +90,13 @@ async def _values(request: web.Request) -> dict[str, Any]:
             head_task = group.create_task(store.last_position())
             relayed_task = group.create_task(store.checkpoint(RELAY))
             listed_task = group.create_task(ctx.dispatcher.schedules.list())
+            audit_task = group.create_task(audit.lag(ctx.pool))
     except BaseExceptionGroup as failed:  # the first error, as the error pages know it
         raise failed.exceptions[0] from None
     series, archive, stats = series_task.result(), archive_task.result(), stats_task.result()
     snapshot, statuses = snapshot_task.result(), statuses_task.result()
     head, relayed, listed = head_task.result(), relayed_task.result(), listed_task.result()
+    lag = audit_task.result()
     backlog = max(0, head - relayed)
     due: list[tuple[datetime, Any]] = []
     for schedule in listed:
@@ -115,6 +123,10 @@ async def _values(request: web.Request) -> dict[str, Any]:
         "head": head,
         "backlog": backlog,
         "due": due[:DUE_SHOWN],
+        "audit": lag,
+        "anchor_age": None if lag.last_anchor_at is None else (now - lag.last_anchor_at),
+        "anchors_waited": lag.waited(now),
+        "anchors_stale": lag.waited(now) > ANCHORS_STALE_AFTER,
         "percentiles": (50, 90, 99),
         "live_url": "/overview/live" + render.query_string(params),
     }

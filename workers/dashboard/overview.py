@@ -124,6 +124,7 @@ async def _values(request: web.Request) -> dict[str, Any]:
         "backlog": backlog,
         "due": due[:DUE_SHOWN],
         "audit": lag,
+        "audit_limit": audit.LAG_COUNT_LIMIT,
         "anchor_age": None if lag.last_anchor_at is None else (now - lag.last_anchor_at),
         "anchors_waited": lag.waited(now),
         "anchors_stale": lag.waited(now) > ANCHORS_STALE_AFTER,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import math
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -353,20 +354,8 @@ class Anchorer:
     async def anchor_through(self, target: Cursor | None = None) -> list[Anchor]:
         """Chain and anchor up to ``target`` (default: every event committed now), waiting
         for events a running transaction holds back (see sql/0019).  For tools and tests."""
-        made: list[Anchor] = []
-        if target is None:
-            row = await self.pool.fetchrow(_Q["log_head"])
-            target = START if row is None else Cursor(int(row["xid"]), int(row["position"]))
-        while True:
-            await chain_pending(self.pool, self.config.max_events)
-            made += await self.anchor_pending()
-            row = await self.pool.fetchrow(_Q["last_anchor"])
-            reached = (
-                START if row is None else Cursor(int(row["cursor_xid"]), row["cursor_position"])
-            )
-            if reached >= target:
-                return made
-            await asyncio.sleep(HELD_BACK_RETRY)
+        await chain_through(self.pool, target, wait=math.inf)
+        return await self.anchor_pending()  # everything chained: through ``target``
 
     async def anchor_once(self) -> Anchor | None:
         """One anchor of up to ``max_events`` events after the last; None if none."""

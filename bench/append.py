@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
@@ -41,7 +41,14 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jobstore
-from bench.common import Timer, bench_line, machine, quiet_logs, scratch_database
+from bench.common import (
+    Timer,
+    bench_line,
+    machine,
+    quiet_logs,
+    scratch_database,
+    scratch_database_on,
+)
 from jobstore import audit, job_events
 
 ROUNDS = 5
@@ -343,21 +350,6 @@ CHAIN_EVERY = 0.2
 default): often, so that chaining overlaps the appends it competes with."""
 
 
-@contextlib.asynccontextmanager
-async def _second_database(server_dsn: str) -> AsyncIterator[str]:
-    """Another scratch database with every migration, on the same server."""
-    name = f"jobtrail_bench_plain_{os.getpid()}"
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        dsn = server_dsn.rsplit("/", 1)[0] + f"/{name}"
-        await jobstore.migrate(dsn)
-        yield dsn
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
 @dataclass(slots=True)
 class _Chainer:
     """Chains what the appends write while they run, as the anchorer does (sql/0045)."""
@@ -442,52 +434,50 @@ async def main_compare_chain(total: int, rounds: int = ROUNDS) -> None:
     side's append backends spent per event, and the chainer's own per chained event
     (/proc/PID/schedstat): the chain's whole price in server CPU.
     """
-    async with scratch_database() as chained_dsn:
-        server_dsn = chained_dsn.rsplit("/", 1)[0] + "/postgres"
-        async with _second_database(server_dsn) as plain_dsn:
-            pools = {
-                "chained": await jobstore.create_pool(chained_dsn, min_size=8, max_size=8),
-                "plain": await jobstore.create_pool(plain_dsn, min_size=8, max_size=8),
-            }
-            chain_pool = await jobstore.create_pool(chained_dsn, min_size=1, max_size=1)
-            figures: dict[tuple[str, str], list[float]] = {}
-            try:
-                pids = {side: await backend_pids(pool) for side, pool in pools.items()}
-                chain_pid = await chain_pool.fetchval("SELECT pg_backend_pid()")
-                pids["chained"] = [p for p in pids["chained"] if p != chain_pid]
-                chainer = _Chainer(chain_pool)
-                for round_ in range(rounds):
-                    # Alternate which side goes first, so a noisy moment is shared out.
-                    order = ["chained", "plain"] if round_ % 2 == 0 else ["plain", "chained"]
-                    for side in order:
-                        got = await _chain_round(
-                            pools[side],
-                            pids[side],
-                            total // rounds,
-                            round_,
-                            (chainer, [chain_pid]) if side == "chained" else None,
-                        )
-                        for case, value in got.items():
-                            figures.setdefault((side, case), []).append(value)
-                    print(
-                        f"round {round_ + 1}/{rounds}: "
-                        + ", ".join(
-                            f"{side} {case} {figures[(side, case)][-1]:,.0f}"
-                            for side in ("plain", "chained")
-                            for case in ("batch100", "single")
-                        )
-                        + f" events/s; {chainer.chained:,} events chained so far",
-                        flush=True,
+    async with scratch_database() as chained_dsn, scratch_database_on(chained_dsn) as plain_dsn:
+        pools = {
+            "chained": await jobstore.create_pool(chained_dsn, min_size=8, max_size=8),
+            "plain": await jobstore.create_pool(plain_dsn, min_size=8, max_size=8),
+        }
+        chain_pool = await jobstore.create_pool(chained_dsn, min_size=1, max_size=1)
+        figures: dict[tuple[str, str], list[float]] = {}
+        try:
+            pids = {side: await backend_pids(pool) for side, pool in pools.items()}
+            chain_pid = await chain_pool.fetchval("SELECT pg_backend_pid()")
+            pids["chained"] = [p for p in pids["chained"] if p != chain_pid]
+            chainer = _Chainer(chain_pool)
+            for round_ in range(rounds):
+                # Alternate which side goes first, so a noisy moment is shared out.
+                order = ["chained", "plain"] if round_ % 2 == 0 else ["plain", "chained"]
+                for side in order:
+                    got = await _chain_round(
+                        pools[side],
+                        pids[side],
+                        total // rounds,
+                        round_,
+                        (chainer, [chain_pid]) if side == "chained" else None,
                     )
-                unchained = await pools["chained"].fetchval(
-                    "SELECT count(*) FROM jobtrail.events e WHERE NOT EXISTS"
-                    " (SELECT 1 FROM jobtrail.event_hashes h WHERE h.position = e.position)"
+                    for case, value in got.items():
+                        figures.setdefault((side, case), []).append(value)
+                print(
+                    f"round {round_ + 1}/{rounds}: "
+                    + ", ".join(
+                        f"{side} {case} {figures[(side, case)][-1]:,.0f}"
+                        for side in ("plain", "chained")
+                        for case in ("batch100", "single")
+                    )
+                    + f" events/s; {chainer.chained:,} events chained so far",
+                    flush=True,
                 )
-                print(f"chained side: {chainer.chained:,} events chained, {unchained} left")
-            finally:
-                await chain_pool.close()
-                for pool in pools.values():
-                    await pool.close()
+            unchained = await pools["chained"].fetchval(
+                "SELECT count(*) FROM jobtrail.events e WHERE NOT EXISTS"
+                " (SELECT 1 FROM jobtrail.event_hashes h WHERE h.position = e.position)"
+            )
+            print(f"chained side: {chainer.chained:,} events chained, {unchained} left")
+        finally:
+            await chain_pool.close()
+            for pool in pools.values():
+                await pool.close()
     for case, name in (("batch100", "batch100"), ("single", "single_8tasks")):
         plain = statistics.median(figures[("plain", case)])
         chained = statistics.median(figures[("chained", case)])

@@ -2,7 +2,9 @@
 
     python bench/audit.py [--events 200000] [--rounds 3]
 
-Builds a scratch log of job-like streams (5 events each, appended 500 per call), anchors it,
+Builds a scratch log of job-like streams (5 events each, appended 500 per call), reads its
+audit lag (what ``/metrics`` and the dashboard read: counts at their limit when nothing is
+anchored), chains it (``jobtrail.chain_events``, 10,000 events per statement), anchors it,
 then verifies it ``--rounds`` times (every event's hash recomputed in Python from its stored
 fields, every anchored head checked); prints the median events/s and the time per anchor.
 """
@@ -49,6 +51,16 @@ async def main(total: int, rounds: int) -> None:
             timer = Timer()
             await fill(jobstore.EventStore(pool), total)
             print(f"appended {total:,} events in {timer.elapsed:.1f} s", flush=True)
+            lag_ms = []
+            for _ in range(5):  # what /metrics and the dashboard read, with nothing anchored
+                timer = Timer()
+                lag = await audit.lag(pool)
+                lag_ms.append(timer.elapsed * 1000)
+            print(f"audit lag: {lag.unanchored:,} events counted (the limit)", flush=True)
+            timer = Timer()
+            chained = await audit.chain_pending(pool)
+            chaining = chained / timer.elapsed
+            print(f"chained {chained:,} events in {timer.elapsed:.1f} s", flush=True)
             timer = Timer()
             anchors = await audit.Anchorer(pool, dsn, KEY).anchor_through()
             anchoring = total / timer.elapsed
@@ -64,7 +76,9 @@ async def main(total: int, rounds: int) -> None:
         finally:
             await pool.close()
     bench_line("audit_verify_events_per_s", statistics.median(rates), "events/s")
+    bench_line("audit_chain_events_per_s", chaining, "events/s")
     bench_line("audit_anchor_events_per_s", anchoring, "events/s")
+    bench_line("audit_lag_ms", statistics.median(lag_ms), "ms")
 
 
 if __name__ == "__main__":

@@ -60,19 +60,33 @@ async def scratch_database() -> AsyncIterator[str]:
     quiet_logs()
     settings = jobstore.Settings()
     async with jobstore.resolve_dsn(settings) as (server_dsn, embedded):
-        name = f"jobtrail_bench_{uuid.uuid4().hex[:8]}"
         admin = await asyncpg.connect(server_dsn)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        dsn = urlsplit(server_dsn)._replace(path=f"/{name}").geturl()
-        version = await admin.fetchval("SHOW server_version")
+        try:
+            version = await admin.fetchval("SHOW server_version")
+        finally:
+            await admin.close()
         where = "embedded" if embedded else "DATABASE_URL"
         print(f"# PostgreSQL {version} ({where}); {machine()}", flush=True)
+        async with scratch_database_on(server_dsn) as dsn:
+            yield dsn
+
+
+@asynccontextmanager
+async def scratch_database_on(server_dsn: str) -> AsyncIterator[str]:
+    """A migrated, empty database on the server of ``server_dsn``; dropped after (another
+    one beside :func:`scratch_database`'s, for same-server comparisons)."""
+    name = f"jobtrail_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        dsn = urlsplit(server_dsn)._replace(path=f"/{name}").geturl()
         try:
             await jobstore.migrate(dsn)
             yield dsn
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+    finally:
+        await admin.close()
 
 
 def haproxy_config(port: int, backends: list[str]) -> str:

@@ -487,7 +487,8 @@ class AuditLag:
 
 LAG_COUNT_LIMIT: Final = 100_000
 """Where :func:`lag` stops counting: a scrape or a page must stay cheap however far behind
-(~12 ms to count this many on the project's machine); more reads as this many."""
+(both counts at the limit: 29 ms on the project's machine, bench/audit.py); more reads as
+this many."""
 
 
 async def lag(pool: asyncpg.Pool, limit: int = LAG_COUNT_LIMIT) -> AuditLag:

@@ -444,8 +444,8 @@ class EventStore:
         self, reads: Sequence[_JobRead]
     ) -> list[list[asyncpg.Record] | BaseException]:
         """The rows of :meth:`read_job` for each of ``reads`` (one per stream), one statement."""
-        if len(reads) == 1:
-            (read,) = reads
+        if len(reads) == 1:  # the one-stream statement: 53 µs of server CPU, against 134 µs
+            (read,) = reads  # for the batch one with one element (planning; bench/README)
             return [await self._fetch(_Q["read_stream_with_key"], read.stream_id, read.job_id)]
         rows = await self._fetch(
             _Q["read_streams_with_keys"], [r.stream_id for r in reads], [r.job_id for r in reads]

@@ -127,6 +127,8 @@ def _aead(encoded: str) -> tuple[str, AESGCM]:
 
 
 _master = MasterKey(DEV_DATA_KEY)
+DEV_MASTER_KEY_ID: Final = _master.key_id
+"""The fingerprint of the public development key (DEV_DATA_KEY)."""
 
 
 def configure(settings: Settings) -> None:

@@ -107,7 +107,8 @@ async def rewrap(
     pool: asyncpg.Pool, *, batch_size: int = BATCH_SIZE, progress: Progress | None = None
 ) -> Rewrapped:
     """Wrap every data key not wrapped by the current master key with it, then VACUUM the
-    key table; refused, nothing changed, when a key's master key is not held here.
+    key table; refused, nothing changed, when a key's master key is not held here, or when
+    the current key is the public development key (it would open them for anyone).
 
     Keys made meanwhile by a host still on an older current key are rewrapped too, until
     none is left; keys an erasure holds are taken once it is over (and passed over when it
@@ -118,6 +119,12 @@ async def rewrap(
     check_held(before)
     done: Counter[str] = Counter()
     total = sum(before.to_rewrap.values())
+    if total and master.key_id == keyring.DEV_MASTER_KEY_ID:
+        raise keyring.DataKeyError(
+            f"JOBTRAIL_DATA_KEY is the public development key: rewrapping would put {total:,} "
+            "data key(s) under a key anyone can read; set JOBTRAIL_DATA_KEY to a key of your "
+            "own (the old one in JOBTRAIL_DATA_PREVIOUS_KEYS); nothing was rewrapped"
+        )
     after = _FIRST
     try:
         async with pool.acquire() as proxy:

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 import jobstore
 from jobstore import erasure, job_events, keyring, protect, rotation
+from jobstore.settings import DEV_DATA_KEY
 
 KEY_A = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
 KEY_B = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
@@ -303,6 +304,26 @@ async def test_a_key_wrapped_by_a_master_key_not_held_is_refused_and_nothing_cha
     assert f"master key {C} wrapped the data key of job {stranger}" in str(unreadable.value)
     assert "JOBTRAIL_DATA_PREVIOUS_KEYS" in str(unreadable.value)
     assert await _rows(store.pool) == rows
+
+
+async def test_a_rewrap_under_the_public_development_key_is_refused(
+    store: jobstore.EventStore, dispatcher: jobstore.Dispatcher, use_keys: UseKeys
+) -> None:
+    """A production key listed as previous, JOBTRAIL_DATA_KEY left at its default: rewrapping
+    would wrap real data keys with a key anyone can read."""
+    use_keys(KEY_A)
+    (job,) = await _emails(dispatcher, 1)
+    use_keys(DEV_DATA_KEY, KEY_A)
+    rows = await _rows(store.pool)
+
+    with pytest.raises(keyring.DataKeyError) as refused:
+        await rotation.rewrap(store.pool)
+
+    assert str(refused.value).startswith(
+        "JOBTRAIL_DATA_KEY is the public development key: rewrapping would put 1 data key(s)"
+    )
+    assert await _rows(store.pool) == rows
+    assert await _address(store, job) == ADDRESS, "still open with the previous key"
 
 
 def test_new_data_keys_are_wrapped_by_the_current_key_only() -> None:

@@ -24,6 +24,7 @@ from tests.cli_support import jobtrail
 from tests.host_support import running_host
 from tests.needs import missing
 from workers import monitoring
+from workers.dashboard import overview
 
 RULES: dict[str, Any] = yaml.safe_load(monitoring.text(monitoring.ALERTS))
 DASHBOARD: dict[str, Any] = json.loads(monitoring.text(monitoring.DASHBOARD))
@@ -62,6 +63,12 @@ def test_every_rule_names_its_severity_and_says_what_to_do() -> None:
         assert rule["labels"]["severity"] in {"warning", "critical"}
         assert rule["annotations"]["summary"] and len(rule["annotations"]["description"]) > 60
         assert _families(rule["expr"]), f"{rule['alert']} reads no jobtrail metric"
+
+
+def test_the_stale_anchors_alert_and_the_dashboard_overview_share_one_threshold() -> None:
+    (rule,) = [r for r in _rules() if r["alert"] == "JobtrailAuditAnchorsStale"]
+    (seconds,) = re.findall(r"jobtrail_audit_oldest_unanchored_seconds\)\s*>\s*(\d+)", rule["expr"])
+    assert int(seconds) == overview.ANCHORS_STALE_AFTER.total_seconds()
 
 
 def test_the_dashboard_is_grafana_json_with_a_chosen_prometheus_source() -> None:

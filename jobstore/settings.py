@@ -294,7 +294,6 @@ class Settings(BaseSettings):
     )
     audit_key: SecretStr = Field(
         default=SecretStr(DEV_AUDIT_KEY),
-        min_length=AUDIT_KEY_MIN_LENGTH,
         validation_alias=AliasChoices("JOBTRAIL_AUDIT_KEY", "audit_key"),
         description="HMAC-SHA256 key signing the log's audit anchors; keep it out of the "
         "database and away from its administrators (jobtrail audit verify needs it). To "
@@ -318,6 +317,27 @@ class Settings(BaseSettings):
         description="Seconds between audit anchors: the window in which an edit of the log "
         "is caught by its hashes only, not yet by a signed anchor.",
     )
+
+    @field_validator("audit_key", mode="after")
+    @classmethod
+    def _check_audit_key(cls, key: SecretStr) -> SecretStr:
+        """At least AUDIT_KEY_MIN_LENGTH characters (the rule previous keys follow too)."""
+        _audit_key_bytes(key.get_secret_value())
+        return key
+
+    @field_validator("data_key", mode="after")
+    @classmethod
+    def _check_data_key(cls, key: SecretStr) -> SecretStr:
+        """A master data key (the rule previous keys follow too), refused before anything
+        starts rather than when the first data key is needed."""
+        try:
+            decode_data_key(key.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(
+                f'{exc}; make one with: python -c "import os,base64;'
+                'print(base64.b64encode(os.urandom(32)).decode())"'
+            ) from None
+        return key
 
     @field_validator("audit_previous_keys", "data_previous_keys", mode="before")
     @classmethod

@@ -244,3 +244,23 @@ def test_make_app_refuses_dev_keys_for_a_public_listening_address() -> None:
     with pytest.raises(UnsafeConfigurationError, match="QSTASH_CURRENT_SIGNING_KEY"):
         make_app(settings, options=HostOptions(listen_host="0.0.0.0"))
     assert make_app(settings, options=HostOptions(listen_host="127.0.0.1")) is not None
+
+
+def test_malformed_keys_are_refused_in_one_line_before_anything_starts() -> None:
+    """A bad JOBTRAIL_DATA_KEY (before: refused only after migrating the database) and a
+    short JOBTRAIL_AUDIT_KEY are named together on one line, their values never shown; the
+    database (unreachable here) is never contacted."""
+    result = run(
+        ["serve", "--no-qstash"],
+        production_env(JOBTRAIL_DATA_KEY="not-base64-leaky", JOBTRAIL_AUDIT_KEY="leaky-7"),
+    )
+
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+    assert line == (
+        "error: invalid configuration: JOBTRAIL_DATA_KEY: is not 32 random bytes in base64 "
+        '(44 characters); make one with: python -c "import os,base64;'
+        'print(base64.b64encode(os.urandom(32)).decode())"; JOBTRAIL_AUDIT_KEY: has 7 '
+        "characters; an audit key needs at least 16"
+    )
+    assert "leaky" not in result.stderr + result.stdout

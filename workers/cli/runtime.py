@@ -26,7 +26,17 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        fail(f"invalid configuration: {exc}")
+        fail(f"invalid configuration: {settings_problems(exc)}")
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """What is wrong with the settings, one ``SETTING: problem`` per error, on one line
+    (pydantic's own text spans lines and links to its docs; values are never shown)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: "
+        f"{error['msg'].removeprefix('Value error, ')}"
+        for error in exc.errors()
+    )
 
 
 def log_level() -> int:
